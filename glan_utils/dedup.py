@@ -10,10 +10,14 @@ which measured ~15x faster. The LSH band count and width come from `datasketch.M
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -26,10 +30,12 @@ from scipy.sparse.csgraph import connected_components
 
 from glan_utils.config import Section
 
+T = TypeVar("T")
+R = TypeVar("R")
 KEPT, EXACT, NEAR = 0, 1, 2
 """Codes of `DedupResult.reason`: why a record was removed (0 = kept)."""
 
-_NON_WORD = r"[^\p{L}\p{N}]+"
+_NON_WORD = r"[^\p{L}\p{N}]"
 _GRAM_MULT = np.uint64(0x9E3779B97F4A7C15)
 _FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
 
@@ -49,12 +55,6 @@ class DedupSettings(Section):
 # --- text hashing (shared with decontamination) -------------------------------------------------------------
 
 
-def normalise(texts: Sequence[str] | pa.Array) -> pa.Array:
-    """Lower-case, turn every run of non-letters/digits into one space, trim: the form duplicates are judged on."""
-    lowered = pc.utf8_lower(pa.array(texts, pa.large_string()))
-    return pc.utf8_trim_whitespace(pc.replace_substring_regex(lowered, _NON_WORD, " "))
-
-
 def mix64(values: np.ndarray) -> np.ndarray:
     """SplitMix64 finaliser: spreads structured 64-bit values (e.g. polynomial hashes) over all bits."""
     x = values ^ (values >> np.uint64(30))
@@ -64,22 +64,40 @@ def mix64(values: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def text_hashes(norm: pa.Array) -> np.ndarray:
-    """Stable 64-bit hash per normalised text (pandas' keyed SipHash, identical across processes)."""
-    return pd.util.hash_array(np.asarray(norm.to_numpy(zero_copy_only=False), dtype=object))
+def string_hashes(strings: pa.Array) -> np.ndarray:
+    """Stable 64-bit hash per string (pandas' keyed SipHash: identical across processes and runs)."""
+    return pd.util.hash_array(np.asarray(strings.to_numpy(zero_copy_only=False), dtype=object))
 
 
-def token_hashes(norm: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Hash every word of every text; returns (uint64 hash per token, index of its text), tokens in order."""
-    tokens = pc.split_pattern(norm, " ")
-    counts = pc.list_value_length(tokens).to_numpy(zero_copy_only=False)
-    doc = np.repeat(np.arange(len(norm), dtype=np.int64), counts)
-    encoded = pc.dictionary_encode(pc.list_flatten(tokens))
-    vocab = text_hashes(encoded.dictionary)
-    hashes = vocab[encoded.indices.to_numpy(zero_copy_only=False)]
-    nonempty = pc.not_equal(pc.utf8_length(encoded.dictionary), 0).to_numpy(zero_copy_only=False)
-    keep = nonempty[encoded.indices.to_numpy(zero_copy_only=False)]
-    return hashes[keep], doc[keep]
+def tokenize(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Hash every word of every text; returns (uint64 hash per word, index of its text), words in order.
+
+    Words are lower-cased, split on whitespace and stripped of punctuation (the normalisation of GPT-3's and
+    lm-eval's decontamination); words left empty are dropped. Normalising the chunk's vocabulary instead of the
+    text keeps the regex work small.
+    """
+    words = pc.utf8_split_whitespace(pc.utf8_lower(pa.array(texts, pa.large_string())))
+    doc = np.repeat(np.arange(len(texts), dtype=np.int64), pc.list_value_length(words).to_numpy(zero_copy_only=False))
+    encoded = pc.dictionary_encode(pc.list_flatten(words))
+    vocab = pc.replace_substring_regex(encoded.dictionary, _NON_WORD, "")
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    keep = (pc.utf8_length(vocab).to_numpy(zero_copy_only=False) > 0)[codes]
+    return string_hashes(vocab)[codes][keep], doc[keep]
+
+
+def _group_starts(doc: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]]) if len(doc) else np.empty(0, np.int64)
+
+
+def sequence_hashes(tokens: np.ndarray, doc: np.ndarray, n_docs: int) -> np.ndarray:
+    """One order-sensitive hash per text of its normalised word sequence: the exact-duplicate key."""
+    position = (np.arange(len(doc)) - np.searchsorted(doc, doc)).astype(np.uint64)
+    contrib = mix64(tokens + position * _GRAM_MULT)
+    out = np.zeros(n_docs, np.uint64)
+    starts = _group_starts(doc)
+    if len(starts):
+        out[doc[starts]] = np.add.reduceat(contrib, starts)
+    return mix64(out ^ np.bincount(doc, minlength=n_docs).astype(np.uint64))
 
 
 def ngram_hashes(tokens: np.ndarray, doc: np.ndarray, n: int, short_as_unigrams: bool = False
@@ -129,9 +147,10 @@ class MinHasher:
         h = h ^ (h >> s2)
         h = h * m2
         h = h ^ (h >> s3)
-        permuted = h[:, None] * self.a + self.b
-        starts = np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]])
-        out[doc[starts]] = np.minimum.reduceat(permuted, starts, axis=0)
+        permuted = np.multiply(self.a[:, None], h)
+        permuted += self.b[:, None]
+        starts = _group_starts(doc)
+        out[doc[starts]] = np.minimum.reduceat(permuted, starts, axis=1).T
         return out
 
 
@@ -177,10 +196,34 @@ class DedupResult:
         return cls(data["reason"], data["dup_of"], data["similarity"], bands, rows)
 
 
-def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
-    it = iter(texts)
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items (the last may be shorter)."""
+    it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
+                initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()) -> Iterator[R]:
+    """`map(fn, items)` over `workers` spawned processes, in order, with at most 2 x workers items in flight.
+
+    Spawned (not forked) workers are safe inside Jupyter and next to pyarrow's threads; `workers <= 1` runs
+    in this process, which is cheaper for small inputs.
+    """
+    if workers <= 1:
+        if initializer:
+            initializer(*initargs)
+        yield from map(fn, items)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def find_duplicates(questions: Iterable[str], settings: DedupSettings, work_dir: Path) -> DedupResult:
@@ -194,10 +237,10 @@ def find_duplicates(questions: Iterable[str], settings: DedupSettings, work_dir:
     with sig_path.open("wb") as sig_out:
         band_outs = [p.open("wb") for p in band_paths]
         try:
-            for chunk in _chunks(questions, settings.chunk_size):
-                norm = normalise(chunk)
-                exact.append(text_hashes(norm))
-                grams, doc = ngram_hashes(*token_hashes(norm), settings.shingle_size, short_as_unigrams=True)
+            for chunk in chunks(questions, settings.chunk_size):
+                tokens, doc = tokenize(chunk)
+                exact.append(sequence_hashes(tokens, doc, len(chunk)))
+                grams, doc = ngram_hashes(tokens, doc, settings.shingle_size, short_as_unigrams=True)
                 sigs = hasher.signatures(grams, doc, len(chunk))
                 sig_out.write(sigs.tobytes())
                 for b, keys in enumerate(band_keys(sigs, bands, rows).T):

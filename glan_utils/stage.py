@@ -42,7 +42,7 @@ class StageSummary:
     failures_by_reason: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "planned": self.planned, "skipped_done": self.skipped,
+        return {"planned": self.planned, "skipped_done": self.skipped,
                 "records_written": self.records, "failed": self.failed,
                 "failures_by_reason": dict(self.failures_by_reason)}
 
@@ -62,8 +62,11 @@ async def run_stage(store: RunStore, stage: str, tasks: Iterable[Any], work: Wor
     with store.writer(stage) as out, store.failure_writer(stage) as failed_out:
 
         async def one(task: Any) -> None:
-            try:  # an exception (bad key, unknown model, a bug) stops the stage; written records stay valid
+            try:
                 result = await work(task)
+            except Exception as exc:  # bad key, unknown model, a bug: stop scheduling, keep what is written
+                errors.append(exc)
+                return
             finally:
                 window.release()
                 progress.update(1)
@@ -79,6 +82,7 @@ async def run_stage(store: RunStore, stage: str, tasks: Iterable[Any], work: Wor
             progress.set_postfix(failed=summary.failed, refresh=False)
 
         pending: set[asyncio.Task[None]] = set()
+        errors: list[Exception] = []
         try:
             for task in tasks:
                 summary.planned += 1
@@ -87,6 +91,9 @@ async def run_stage(store: RunStore, stage: str, tasks: Iterable[Any], work: Wor
                     progress.update(1)
                     continue
                 await window.acquire()
+                if errors:
+                    window.release()
+                    break
                 job = asyncio.create_task(one(task))
                 pending.add(job)
                 job.add_done_callback(pending.discard)
@@ -96,6 +103,9 @@ async def run_stage(store: RunStore, stage: str, tasks: Iterable[Any], work: Wor
             for job in pending:
                 job.cancel()
             progress.close()
+    if errors:
+        store.update_manifest(stage, status="stopped", error=str(errors[0])[:300])
+        raise errors[0]
     status = "complete" if summary.failed == 0 else "complete_with_failures"
     store.update_manifest(stage, status=status, finished_at=utc_now().isoformat(), **summary.as_dict())
     return summary

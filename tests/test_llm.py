@@ -146,3 +146,12 @@ async def test_api_key_is_sent_but_never_written(openai_server, make_settings, m
     assert (await call(settings)).ok
     written = "".join(p.read_text(errors="ignore") for p in tmp_path.rglob("*") if p.is_file())
     assert secret not in written and secret not in json.dumps(settings.snapshot())
+
+
+async def test_samples_of_one_prompt_are_distinct_calls(openai_server, make_settings):
+    settings = make_settings(openai_server.base_url)
+    async with open_client(settings) as client:
+        results = [await client.chat(MESSAGES, schema=Topic, temperature=1.0, sample_index=i) for i in range(3)]
+    assert openai_server.count == 3
+    assert [r["seed"] for r in openai_server.requests] == [0, 1, 2]
+    assert len({r.parsed.name for r in results}) == 3

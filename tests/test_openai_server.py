@@ -129,11 +129,11 @@ def test_reset_drops_the_connection(client, server):
 
 
 def test_timeout_trips_a_short_client_timeout(client, server):
-    server.script(Behavior("timeout", hang_s=1.5))
+    server.script(Behavior("timeout", hang_s=5))
     started = time.monotonic()
     with pytest.raises(openai.APITimeoutError):
         chat(client.with_options(timeout=0.3))
-    assert time.monotonic() - started < 1.2
+    assert time.monotonic() - started < 3
 
 
 def test_malformed_body_is_not_json(server):
@@ -182,7 +182,7 @@ def chaos_statuses(seed: int, n: int = 40) -> list[int | str]:
     with OpenAIServer(fault_rate=0.5, fault_kinds=["429", "500", "reset", "malformed"], seed=seed) as srv:
         statuses: list[int | str] = []
         with httpx.Client() as http:
-            for i in range(n):
+            for _ in range(n):
                 try:
                     reply = http.post(
                         f"{srv.base_url}/chat/completions", json={"model": MODEL, "messages": []}
@@ -292,6 +292,23 @@ def test_completions_logprobs_shape(client):
     assert len(generated.choices[0].text.split()) == 4 and generated.usage.completion_tokens == 4
 
 
+def test_lm_eval_local_completions_scores_loglikelihood():
+    """lm-eval auto-detects the server's word tokenizer and gets the hash-derived logprobs back."""
+    lm_api = pytest.importorskip("lm_eval.models.openai_completions")
+    from lm_eval.api.instance import Instance
+
+    from glan_utils.testing.fake_payloads import token_logprob
+
+    with OpenAIServer([MODEL]) as srv:
+        lm = lm_api.LocalCompletionsAPI(base_url=f"{srv.base_url}/completions", model=MODEL, max_retries=1)
+        assert lm.tokenizer_backend == "remote"
+        pairs = [("The capital of France is", " Paris"), ("The capital of France is", " Rome city")]
+        requests = [Instance("loglikelihood", {}, pair, idx=i) for i, pair in enumerate(pairs)]
+        scores = [logprob for logprob, _ in lm.loglikelihood(requests, disable_tqdm=True)]
+    expected = [token_logprob("is", "Paris"), token_logprob("is", "Rome") + token_logprob("Rome", "city")]
+    assert scores == pytest.approx(expected)
+
+
 def test_batch_flow_end_to_end():
     with OpenAIServer([MODEL], batch_delay_s=0.3) as srv:
         client = openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
@@ -328,7 +345,6 @@ def test_batch_flow_end_to_end():
 
 
 def test_stop_joins_its_thread():
-    before = threading.active_count()
     for _ in range(3):
         with OpenAIServer() as srv:
             srv.script(Behavior("timeout", hang_s=30))
@@ -336,7 +352,7 @@ def test_stop_joins_its_thread():
                 httpx.post(
                     f"{srv.base_url}/chat/completions", json={"model": MODEL, "messages": []}, timeout=0.1
                 )
-    assert threading.active_count() == before
+    assert not [t for t in threading.enumerate() if t.name == "fake-openai-server"]
     with pytest.raises(ValueError, match="unknown behaviour kind"):
         Behavior("teapot")
 

@@ -1,7 +1,7 @@
-"""Test doubles that run for real: a scriptable OpenAI-compatible server on loopback and its fake-JSON generator.
+"""Test doubles that run for real: a scriptable OpenAI-compatible server on loopback, and fake JSON.
 
-Names are imported lazily so that `python -m glan_utils.testing.openai_server` runs without runpy's
-double-import warning.
+The server's names are imported lazily so that `python -m glan_utils.testing.openai_server` runs without
+runpy's "found in sys.modules" warning.
 """
 
 from __future__ import annotations
@@ -9,22 +9,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from glan_utils.testing.fake_json import fake_json, wrong_json
+
 if TYPE_CHECKING:
-    from glan_utils.testing.fake_json import fake_json, wrong_json
     from glan_utils.testing.openai_server import DEFAULT_FAULT_KINDS, KINDS, Behavior, OpenAIServer
 
-_HOMES = {
-    "fake_json": "fake_json",
-    "wrong_json": "fake_json",
-    "DEFAULT_FAULT_KINDS": "openai_server",
-    "KINDS": "openai_server",
-    "Behavior": "openai_server",
-    "OpenAIServer": "openai_server",
-}
-__all__ = sorted(_HOMES)
+_SERVER_NAMES = ("DEFAULT_FAULT_KINDS", "KINDS", "Behavior", "OpenAIServer")
+__all__ = ["DEFAULT_FAULT_KINDS", "KINDS", "Behavior", "OpenAIServer", "fake_json", "wrong_json"]
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
+    if name not in _SERVER_NAMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    return getattr(importlib.import_module(f"{__name__}.openai_server"), name)

@@ -1,6 +1,6 @@
 """In-memory Files + Batch API (state and HTTP routes) for the fake OpenAI server.
 
-A batch moves validating -> in_progress -> completed as time passes (`delay_s` after creation; at once when 0).
+A batch moves validating -> in_progress -> completed as time passes (done `delay_s` after creation).
 Its input lines are answered when it completes, each through `answer(body) -> (status, response_body)`.
 """
 

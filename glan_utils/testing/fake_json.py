@@ -1,8 +1,8 @@
 """Deterministic fake JSON that validates against a JSON schema, for the fake OpenAI server.
 
-The same (schema, seed) always gives the same value, and different seeds give different strings, so a pipeline
-under test sees varied but reproducible structured output (dedup must not collapse everything to one record).
-Covers the subset of JSON Schema that pydantic v2 emits: objects, arrays, tuples, scalars with bounds, enum/const,
+The same (schema, seed) always gives the same value, and different seeds give different strings, so a
+pipeline under test sees varied but reproducible structured output (dedup must not collapse it to one record).
+Covers the JSON Schema that pydantic v2 emits: objects, arrays, tuples, scalars with bounds, enum/const,
 `$ref` + `$defs`, `anyOf`/`oneOf`/`allOf`, nullable types. `pattern` and most `format`s are not honoured.
 """
 
@@ -39,7 +39,7 @@ def fake_json(schema: dict[str, Any], seed: Any = 0) -> Any:
 def fake_text(
     rng: random.Random, hint: str = "value", min_length: int = 0, max_length: int | None = None
 ) -> str:
-    """A short varied phrase such as "Gamma topic 3f9a"; under a tight `maxLength` the hex tag is kept first."""
+    """A short varied phrase such as "Gamma topic 3f9a"; a tight `maxLength` keeps the hex tag first."""
     noun = hint.replace("_", " ").strip() or "value"
     word, tag = rng.choice(WORDS).capitalize(), f"{rng.getrandbits(16):04x}"
     text = f"{word} {noun} {tag}"
@@ -97,7 +97,7 @@ class _Generator:
         return self.rng.choice(non_null)
 
     def _takes_null(self, non_null: list[Any], nullable: bool, depth: int) -> bool:
-        return not non_null or nullable and (depth >= MAX_DEPTH or self.rng.random() < NULL_RATE)
+        return not non_null or (nullable and (depth >= MAX_DEPTH or self.rng.random() < NULL_RATE))
 
     def _merge(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
         merged: dict[str, Any] = {}
@@ -170,8 +170,8 @@ class _Generator:
 
     @staticmethod
     def _bounds(schema: dict[str, Any], step: float) -> tuple[float, float]:
-        low = schema.get("minimum", schema.get("exclusiveMinimum", None))
-        high = schema.get("maximum", schema.get("exclusiveMaximum", None))
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        high = schema.get("maximum", schema.get("exclusiveMaximum"))
         low = (low + step if "minimum" not in schema else low) if low is not None else None
         high = (high - step if "maximum" not in schema else high) if high is not None else None
         if low is None:

@@ -1,7 +1,7 @@
 """OpenAI-shaped response bodies for the fake server: chat completions, completions with logprobs, errors.
 
-Everything a response says is derived from a hash of the request body, so the same request always gets the same
-content (reproducible across runs) while different prompts get different content. Token counts are word counts.
+Everything a response says is derived from a hash of the request body, so the same request always gets the
+same content (reproducible across runs) while different prompts get different content. Tokens are words.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def json_schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def default_content(body: dict[str, Any], choice: int = 0) -> str:
-    """Content for an `ok` reply: schema-valid JSON, a small JSON object, or text echoing the last user turn."""
+    """Content for an `ok` reply: schema-valid JSON, a small JSON object, or text echoing the user's turn."""
     seed = content_hash(body, choice)
     schema = json_schema_of(body)
     if schema is not None:
@@ -72,7 +72,7 @@ def chat_content(
         return json.dumps(wrong_json(json_schema_of(body) or {"type": "object", "required": ["x"]}))
     text = responder(body) if responder is not None else default_content(body, choice)
     if kind == "prose":
-        return f"Sure! Here is the JSON you asked for:\n```json\n{text}\n```\nLet me know if you need anything else."
+        return f"Sure! Here is the JSON you asked for:\n```json\n{text}\n```\nAnything else?"
     if kind == "truncated":
         return text[: max(1, len(text) // 2)]
     return text
@@ -101,9 +101,12 @@ def chat_completion(body: dict[str, Any], contents: list[str], finish_reason: st
     }
 
 
-def completion(body: dict[str, Any]) -> dict[str, Any]:
-    """A `text_completion` object; honours echo, max_tokens (words) and logprobs (top-N per token)."""
-    prompts = _prompts(body.get("prompt", ""))
+def completion(body: dict[str, Any], decode: Callable[[list[int]], str] | None = None) -> dict[str, Any]:
+    """A `text_completion` object; honours echo, max_tokens (words) and logprobs (top-N per token).
+
+    Token-id prompts are turned back into text with `decode` (the server's word tokenizer).
+    """
+    prompts = _prompts(body.get("prompt", ""), decode or (lambda ids: " ".join(map(str, ids))))
     max_tokens = body.get("max_tokens", 16)
     choices = [_completion_choice(i, p, body, max_tokens) for i, p in enumerate(prompts)]
     generated = sum(c.pop("_generated") for c in choices)
@@ -131,13 +134,13 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def _prompts(prompt: Any) -> list[str]:
+def _prompts(prompt: Any, decode: Callable[[list[int]], str]) -> list[str]:
     """Normalise str | list[str] | list[int] | list[list[int]] to a list of prompt strings."""
     if isinstance(prompt, str):
         return [prompt]
     if prompt and all(isinstance(t, int) for t in prompt):
-        return [" ".join(map(str, prompt))]
-    return [p if isinstance(p, str) else " ".join(map(str, p)) for p in prompt]
+        return [decode(prompt)]
+    return [p if isinstance(p, str) else decode(p) for p in prompt]
 
 
 def _completion_choice(index: int, prompt: str, body: dict[str, Any], max_tokens: int) -> dict[str, Any]:

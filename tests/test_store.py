@@ -1,0 +1,52 @@
+"""Run store: append-only, idempotent by id, and safe against a write torn by a kill."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from glan_utils.errors import StoreError
+from glan_utils.records import TaxonomyNode
+from glan_utils.store import RunStore
+
+
+def node(name: str) -> TaxonomyNode:
+    return TaxonomyNode(name=name, level="field", path=[name])
+
+
+def test_append_is_idempotent_by_id(tmp_path):
+    store = RunStore(tmp_path / "run")
+    assert store.append("taxonomy", [node("Math"), node("Physics")]) == 2
+    assert store.append("taxonomy", [node("Math"), node("Biology")]) == 1
+    assert [n.name for n in store.iter_records("taxonomy")] == ["Math", "Physics", "Biology"]
+
+
+def test_ids_are_stable_content_hashes():
+    assert node("Math").id == node("Math").id != node("math ").id
+
+
+def test_torn_last_line_is_ignored_and_trimmed(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.append("taxonomy", [node("Math")])
+    with store.records_path("taxonomy").open("a") as handle:
+        handle.write('{"id": "abc", "name": "Phys')  # a kill in the middle of a write
+    assert store.count("taxonomy") == 1
+    store.append("taxonomy", [node("Physics")])
+    assert [n.name for n in store.iter_records("taxonomy")] == ["Math", "Physics"]
+
+
+def test_manifest_updates_merge(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.update_manifest("subjects", status="running")
+    store.update_manifest("subjects", status="complete", records_written=3)
+    assert store.read_manifest()["stages"]["subjects"] == {"status": "complete", "records_written": 3}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")
+def test_read_only_dir_is_a_clear_error(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    with pytest.raises(StoreError, match="not writable"):
+        RunStore(locked)
