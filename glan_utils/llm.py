@@ -17,20 +17,17 @@ from typing import Any
 
 import openai
 from aiolimiter import AsyncLimiter
-
-try:  # the SDK's HTTP library: httpx2 from openai 3.x, httpx before
-    from httpx2 import Response as RawResponse
-except ImportError:  # pragma: no cover
-    from httpx import Response as RawResponse
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from glan_utils.cache import ResponseCache
 from glan_utils.config import LLMSettings, Settings, api_key
+from glan_utils.endpoints import EndpointError, EndpointPool, EndpointStatusError, EndpointTimeout
 from glan_utils.errors import SetupError
 from glan_utils.ids import content_hash
 from glan_utils.ledger import Ledger
 from glan_utils.prompts import RenderedPrompt
+from glan_utils.store import RunStore
 from glan_utils.structured import ParseError, parse, reask_messages, response_format
 
 FATAL_STATUS = {400: "bad request", 401: "authentication failed (check the API key variable)",
@@ -58,19 +55,13 @@ class ChatResult:
 
 
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code == 429 or exc.status_code >= 500 or exc.status_code == 408
-    return isinstance(exc, (openai.APIConnectionError, openai.APIResponseValidationError, TransientError,
-                            json.JSONDecodeError))
+    if isinstance(exc, EndpointStatusError):
+        return exc.status == 429 or exc.status >= 500 or exc.status == 408
+    return isinstance(exc, (EndpointError, TransientError, json.JSONDecodeError))
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return exc.retry_after if isinstance(exc, EndpointStatusError) else None
 
 
 class _Wait:
@@ -86,21 +77,21 @@ class _Wait:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, openai.APIStatusError):
-        return f"HTTP {exc.status_code}"
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, (openai.APIStatusError, EndpointStatusError)):
+        return f"HTTP {getattr(exc, 'status', None) or getattr(exc, 'status_code', '?')}"
+    if isinstance(exc, (openai.APITimeoutError, EndpointTimeout)):
         return "timeout"
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, (openai.APIConnectionError, EndpointError)):
         return "connection error"
     return f"{type(exc).__name__}: {exc}"[:200]
 
 
 class LLMClient:
-    """Async chat client for one endpoint and default model. Create it with `open_client`."""
+    """Async chat client for one model on one endpoint or a pool of replicas. Create it with `open_client`."""
 
     def __init__(self, settings: LLMSettings, *, base_url: str, model: str, cache: ResponseCache, ledger: Ledger,
                  endpoint_id: str, key: str | None = None, extra_body: dict[str, Any] | None = None,
-                 stage: str = "") -> None:
+                 stage: str = "", replicas: list[str] | None = None) -> None:
         self.settings = settings
         self.model = model
         self.base_url = base_url
@@ -111,7 +102,9 @@ class LLMClient:
         self.extra_body = {**(extra_body or {}), **settings.extra_body}
         self._sdk = openai.AsyncOpenAI(base_url=base_url, api_key=key or "no-key", max_retries=0,
                                        timeout=settings.timeout_s, http_client=openai.DefaultAioHttpClient())
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self.endpoints = EndpointPool(replicas or [base_url], key=key, concurrency=settings.concurrency,
+                                      timeout_s=settings.timeout_s)
+        self._slots = asyncio.Semaphore(self.endpoints.capacity)
         self._rpm = AsyncLimiter(settings.requests_per_minute, 60) if settings.requests_per_minute else None
         self._tpm = AsyncLimiter(settings.tokens_per_minute, 60) if settings.tokens_per_minute else None
 
@@ -223,17 +216,15 @@ class LLMClient:
         async with self._slots:
             start = time.perf_counter()
             try:
-                # Raw JSON, not the SDK's pydantic models: half the client CPU per call (benchmarks/README.md).
-                raw = await self._sdk.post("/chat/completions", body={**body, **self.extra_body}, cast_to=RawResponse)
-                completion = raw.json()
+                completion = await self.endpoints.post("/chat/completions", {**body, **self.extra_body})
                 if not isinstance(completion, dict) or not completion.get("choices"):
                     raise TransientError("reply has no choices")
             except Exception as exc:
                 self.ledger.record(stage=self.stage, model=body["model"], cache_key=key, cached=False, ok=False,
                                    attempt=number, latency_s=time.perf_counter() - start, error=_describe(exc))
-                if isinstance(exc, openai.APIStatusError) and exc.status_code in FATAL_STATUS:
+                if isinstance(exc, EndpointStatusError) and exc.status in FATAL_STATUS:
                     raise SetupError(f"{self.base_url} model '{body['model']}': "
-                                     f"{FATAL_STATUS[exc.status_code]}") from None
+                                     f"{FATAL_STATUS[exc.status]}") from None
                 raise
         usage = completion.get("usage") or {}
         tokens = {"prompt_tokens": usage.get("prompt_tokens") or 0,
@@ -246,6 +237,7 @@ class LLMClient:
 
     async def aclose(self) -> None:
         await self._sdk.close()
+        await self.endpoints.aclose()
 
 
 @asynccontextmanager
@@ -255,26 +247,31 @@ async def open_client(settings: Settings, stage: str = "", check: bool = True) -
     The embedded server is started here and stopped on exit, so no process outlives the block.
     """
     async with AsyncExitStack() as stack:
+        RunStore(settings.run_dir)  # creates the run dir, or one clear error if it cannot be written
         llm = settings.llm
         extra: dict[str, Any] = {}
-        if llm.base_url is None:
+        if llm.base_url is None and not llm.base_urls:
             from glan_utils.embedded import EmbeddedServer  # imported lazily: remote runs need no llama.cpp
 
-            server = stack.enter_context(EmbeddedServer.from_settings(settings.embedded,
-                                                                      log_path=settings.run_dir / "llama-server.log"))
+            emb = settings.embedded
+            server = stack.enter_context(EmbeddedServer(model=emb.model, ctx=emb.ctx, parallel=emb.parallel,
+                                                        threads=emb.threads,
+                                                        log_path=settings.run_dir / "llama-server.log"))
             base_url, model, endpoint_id = server.base_url, server.model, f"embedded:{settings.embedded.model}"
-            extra = dict(settings.embedded.extra_body)
+            extra = dict(emb.extra_body)
         else:
             if not llm.model:
                 raise SetupError("llm.model is not set: name the model served by llm.base_url")
-            base_url, model, endpoint_id = llm.base_url, llm.model, llm.base_url.rstrip("/")
+            base_url = llm.base_url or llm.base_urls[0]
+            # replicas of one model answer alike: a pool's cache key names the model, not the replica that served
+            endpoint_id = f"pool:{llm.model}" if llm.base_urls else base_url.rstrip("/")
+            model = llm.model
         cache = ResponseCache(llm.cache_path)
         stack.callback(cache.close)
-        settings.run_dir.mkdir(parents=True, exist_ok=True)
         ledger = Ledger(settings.run_dir / "ledger.jsonl", llm.prices)
         stack.callback(ledger.close)
         client = LLMClient(llm, base_url=base_url, model=model, cache=cache, ledger=ledger, endpoint_id=endpoint_id,
-                           key=api_key(llm), extra_body=extra, stage=stage)
+                           key=api_key(llm), extra_body=extra, stage=stage, replicas=llm.base_urls or None)
         stack.push_async_callback(client.aclose)
         if check:
             await client.check()
