@@ -22,7 +22,7 @@ setup: $(STAMP)
 	bash scripts/install_llama_server.sh $(BIN)/python
 
 demo: setup
-	$(BIN)/glan run $(RUN) --config configs/demo.yaml
+	$(BIN)/glan run $(RUN) --params configs/demo.yaml
 	$(BIN)/glan report $(RUN)
 	@echo "Report: outputs/$(RUN)/report.html"
 
