@@ -23,7 +23,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from glan_utils.cache import ResponseCache
 from glan_utils.config import LLMSettings, Settings, api_key
 from glan_utils.endpoints import EndpointError, EndpointPool, EndpointStatusError, EndpointTimeout
-from glan_utils.errors import SetupError
+from glan_utils.errors import GlanError, SetupError
 from glan_utils.ids import content_hash
 from glan_utils.ledger import Ledger
 from glan_utils.prompts import RenderedPrompt
@@ -191,7 +191,7 @@ class LLMClient:
                      params: dict[str, Any]) -> ChatResult:
         try:
             reply = await self._send(key, body)
-        except SetupError:
+        except GlanError:  # unknown model, bad key, full disk: no retry or re-ask can fix these
             raise
         except Exception as exc:  # retries exhausted: recorded as a failure, never cached
             return ChatResult(ok=False, cache_key=key, error=f"gave up after retries: {_describe(exc)}",

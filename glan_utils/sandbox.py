@@ -1,10 +1,10 @@
 """Run untrusted model-written Python in a throw-away subprocess: time, memory and file limits, no network.
 
 HumanEval and MBPP score a model by executing its code. The child gets a fresh temp directory as cwd, an
-environment with nothing but PATH/HOME/LANG (so no API keys leak), rlimits set before exec, its own process group
-(killed whole on timeout), a network namespace without interfaces when `unshare -n` works (root), and always an
-audit hook that refuses sockets and new processes, which covers machines where namespaces are unavailable.
-"""
+environment with nothing but PATH/HOME/LANG (so no API keys leak), rlimits set before exec, its own process
+group (killed whole on timeout), a network namespace without interfaces when `unshare -n` works (root), and
+always an audit hook that refuses sockets and new processes, which covers machines where namespaces are
+unavailable."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-_GUARD = '''
+_GUARD = """
 import runpy, sys
 
 _BLOCKED = ("socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo", "subprocess.Popen",
@@ -33,7 +33,7 @@ def _audit(event, args):
 
 sys.addaudithook(_audit)
 runpy.run_path("program.py", run_name="__main__")
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,18 @@ class ExecResult:
     stderr: str
 
 
+_UNSHARE = ("-n", "-p", "-f", "--mount-proc")
+
+
 @functools.cache
 def network_namespace_available() -> bool:
-    """Whether `unshare -n` can create an empty network namespace here (needs root or user namespaces)."""
+    """Whether `unshare` can give the child its own empty network namespace and its own pid namespace with a
+    fresh /proc (needs root or user namespaces). The pid namespace hides `/proc/<parent>/environ`, where the
+    parent's API key would otherwise be readable."""
     binary = shutil.which("unshare")
     if binary is None:
         return False
-    probe = subprocess.run([binary, "-n", "true"], capture_output=True, timeout=10, check=False)
+    probe = subprocess.run([binary, *_UNSHARE, "true"], capture_output=True, timeout=10, check=False)
     return probe.returncode == 0
 
 
@@ -86,11 +91,18 @@ def run_python(code: str, limits: SandboxLimits | None = None) -> ExecResult:
         Path(workdir, "guard.py").write_text(_GUARD, encoding="utf-8")
         command = [sys.executable, "-I", "guard.py"]
         if network_namespace_available():
-            command = ["unshare", "-n", "--", *command]
+            command = ["unshare", *_UNSHARE, "--", *command]
         env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-        proc = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True,
-                                preexec_fn=functools.partial(_limit_resources, limits))
+        proc = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=functools.partial(_limit_resources, limits),
+        )
         try:
             out, err = proc.communicate(timeout=limits.timeout_s)
             timed_out = False
@@ -98,6 +110,10 @@ def run_python(code: str, limits: SandboxLimits | None = None) -> ExecResult:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
             timed_out = True
-    return ExecResult(passed=not timed_out and proc.returncode == 0, returncode=proc.returncode,
-                      timed_out=timed_out, stdout=out.decode(errors="replace")[-4000:],
-                      stderr=err.decode(errors="replace")[-4000:])
+    return ExecResult(
+        passed=not timed_out and proc.returncode == 0,
+        returncode=proc.returncode,
+        timed_out=timed_out,
+        stdout=out.decode(errors="replace")[-4000:],
+        stderr=err.decode(errors="replace")[-4000:],
+    )

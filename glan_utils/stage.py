@@ -61,15 +61,7 @@ async def run_stage(store: RunStore, stage: str, tasks: Iterable[Any], work: Wor
     progress = tqdm(total=total, desc=desc or stage, unit="task", dynamic_ncols=True)
     with store.writer(stage) as out, store.failure_writer(stage) as failed_out:
 
-        async def one(task: Any) -> None:
-            try:
-                result = await work(task)
-            except Exception as exc:  # bad key, unknown model, a bug: stop scheduling, keep what is written
-                errors.append(exc)
-                return
-            finally:
-                window.release()
-                progress.update(1)
+        def keep(task: Any, result: list[Record] | Failure) -> None:
             if isinstance(result, Failure):
                 summary.failed += 1
                 summary.failures_by_reason[_reason_kind(result.reason)] += 1
@@ -80,6 +72,15 @@ async def run_stage(store: RunStore, stage: str, tasks: Iterable[Any], work: Wor
                     out.write(record.model_dump(mode="json"))
                 summary.records += len(result)
             progress.set_postfix(failed=summary.failed, refresh=False)
+
+        async def one(task: Any) -> None:
+            try:
+                keep(task, await work(task))
+            except Exception as exc:  # bad key, full disk, a bug: stop scheduling, keep what is written
+                errors.append(exc)
+            finally:
+                window.release()
+                progress.update(1)
 
         pending: set[asyncio.Task[None]] = set()
         errors: list[Exception] = []
