@@ -79,10 +79,10 @@ def _measure(srv: common.MockServer, cmd: list[str], env: dict[str, str] | None 
 def run(calls: int, concurrency: int, latency: float, peer_calls: int, naive_calls: int) -> dict[str, Any]:
     """All rows of the throughput table plus the cached rerun; writes results and returns them."""
     ideal = concurrency / latency
-    me = [common.PYTHON, str(Path(__file__).resolve()), "ours"]
+    me = [common.PYTHON, str(Path(__file__).resolve())]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp, common.mock_server(latency) as srv:
-        ours_cmd = [*me, "--base-url", srv.base_url, "--calls", str(calls), "--concurrency", str(concurrency),
+        ours_cmd = [*me, "ours", "--base-url", srv.base_url, "--calls", str(calls), "--concurrency", str(concurrency),
                     "--workdir", tmp]
         first, server = _measure(srv, ours_cmd)
         rows.append(_row("glan_utils LLMClient", "as used (cache+ledger on)", first, server, ideal))
@@ -95,19 +95,21 @@ def run(calls: int, concurrency: int, latency: float, peer_calls: int, naive_cal
                 continue
             rows.append(_row(spec.name, spec.tier, measured, server, ideal, spec.note))
         naive, server = _measure(srv, [*me, "naive", "--base-url", srv.base_url, "--calls", str(naive_calls)])
-        note = f"{naive_calls} calls measured; a {calls:,}-call run extrapolates to {naive['wall_s'] * calls / naive_calls:,.0f} s"
+        projected = naive["wall_s"] * calls / naive_calls
+        note = f"{naive_calls} calls measured; {calls:,} calls extrapolate to {projected:,.0f} s"
         rows.append(_row("naive sequential loop (sync SDK)", "as written", naive, server, ideal, note))
     rows.append({"client": "ideal", "tier": f"{concurrency} in flight / {latency}s", "calls": calls,
                  "wall_s": round(calls / ideal, 2), "calls_per_s": ideal, "x_ideal": 1.0})
     cached = {"calls": calls, "first_wall_s": round(first["wall_s"], 2), "rerun_wall_s": round(rerun["wall_s"], 3),
               "rerun_pct_of_first": round(100 * rerun["wall_s"] / first["wall_s"], 2),
-              "rerun_cache_hits": rerun["cached"], "calls_reaching_server": rerun_server["count"]}
+              "rerun_cpu_s": round(rerun["cpu_s"], 3), "rerun_cache_hits": rerun["cached"],
+              "calls_reaching_server": rerun_server["count"]}
     notes = [f"Mock server in a separate process, {latency * 1000:.0f} ms fixed latency; ideal = "
              f"{concurrency}/{latency} = {ideal:.0f} calls/s.",
              "cpu_ms_per_call = the client process's own CPU time / calls (server excluded).",
              f"Cached rerun of the same {calls:,} calls: {cached['rerun_wall_s']} s "
-             f"({cached['rerun_pct_of_first']}% of the first run), {cached['calls_reaching_server']} calls reached "
-             "the server."]
+             f"({cached['rerun_pct_of_first']}% of the first run; {cached['rerun_cpu_s']} s of CPU), "
+             f"{cached['calls_reaching_server']} calls reached the server."]
     table = common.write_results("client", "Orchestration throughput (issue 9)", rows, COLUMNS,
                                  chart=("client", "calls_per_s"), notes=notes)
     (common.RESULTS / "client_cached_rerun.json").write_text(json.dumps(cached, indent=2))

@@ -1,11 +1,12 @@
 """Scale benchmark of the data set step: records/s and peak RSS of dedup, decontamination and export.
 
 Synthesises N QAPair-shaped records (questions ~45 words, answers ~180 words, 2% exact and 2% near duplicates,
-0.1% questions copied from GSM8K test) into a temporary run directory, then runs each step in a fresh subprocess
-that reports its own `ru_maxrss`, so every figure is that step's peak alone. The decontamination index is built
-(and cached) once before the runs; its build time is reported separately.
+0.1% questions copied from GSM8K test) into a temporary run directory, then runs each step in a fresh
+subprocess that reports its own `ru_maxrss`, so every figure is that step's peak alone. The decontamination
+index is built (and cached) once before the runs; its build time is reported separately.
 
     .venv/bin/python benchmarks/bench_data.py --sizes 10000,100000,1000000 --out benchmarks/results/data.json
+
 """
 
 from __future__ import annotations
@@ -37,10 +38,24 @@ DISCIPLINES = [f"Discipline {i}" for i in range(126)]
 
 def _template() -> dict[str, Any]:
     prov = Provenance(prompt="answer", prompt_hash="a1b2c3", model="bench-model", params={"temperature": 0.7})
-    return QAPair(question_id="q", syllabus_id="s", subject_id="sub", discipline_id="d", field="F", subfield="SF",
-                  discipline="D", subject="S", level="undergraduate", difficulty="basic", session_indices=[1],
-                  concepts=["a", "b"], question="q", answer="a", provenance=prov,
-                  question_provenance=prov.model_copy(update={"prompt": "homework"})).model_dump(mode="json")
+    return QAPair(
+        question_id="q",
+        syllabus_id="s",
+        subject_id="sub",
+        discipline_id="d",
+        field="F",
+        subfield="SF",
+        discipline="D",
+        subject="S",
+        level="undergraduate",
+        difficulty="basic",
+        session_indices=[1],
+        concepts=["a", "b"],
+        question="q",
+        answer="a",
+        provenance=prov,
+        question_provenance=prov.model_copy(update={"prompt": "homework"}),
+    ).model_dump(mode="json")
 
 
 def synthesize(run_dir: Path, n: int, seed: int = 0) -> float:
@@ -76,8 +91,14 @@ def synthesize(run_dir: Path, n: int, seed: int = 0) -> float:
                 questions.append(question)
             answer = phrase(int(rng.integers(120, 240)))
             disc = DISCIPLINES[i % len(DISCIPLINES)]
-            row = base | {"id": f"r{i:08d}", "question_id": f"q{i}", "question": question, "answer": answer,
-                          "discipline": disc, "difficulty": "basic" if i % 2 else "challenging"}
+            row = base | {
+                "id": f"r{i:08d}",
+                "question_id": f"q{i}",
+                "question": question,
+                "answer": answer,
+                "discipline": disc,
+                "difficulty": "basic" if i % 2 else "challenging",
+            }
             out.write(json.dumps(row) + "\n")
     return (run_dir / "answers.jsonl").stat().st_size / 1e6
 
@@ -98,14 +119,30 @@ def child(run_dir: str, step: str) -> None:
             write_report(store, settings)
         size = None
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"step": step, "records": records, "seconds": seconds, "peak_rss_mb": peak_mb,
-                      "index_ngrams": size}))
+    me, workers = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    print(
+        json.dumps(
+            {
+                "step": step,
+                "records": records,
+                "seconds": seconds,
+                "peak_rss_mb": me.ru_maxrss / 1024,
+                "worker_peak_rss_mb": workers.ru_maxrss / 1024,
+                "index_ngrams": size,
+                "cpu_s": me.ru_utime + me.ru_stime + workers.ru_utime + workers.ru_stime,
+            }
+        )
+    )
 
 
 def _run_child(run_dir: Path, step: str) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, __file__, "--child", step, "--run-dir", str(run_dir)], check=True,
-                          capture_output=True, text=True, env=os.environ | {"HF_DATASETS_DISABLE_PROGRESS_BARS": "1"})
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", step, "--run-dir", str(run_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"HF_DATASETS_DISABLE_PROGRESS_BARS": "1"},
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -120,8 +157,15 @@ def main() -> None:
         child(args.run_dir, args.child)
         return
     base = Path(tempfile.mkdtemp(prefix="bench_data_"))
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                               "index": _run_child(base, "index"), "runs": []}
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_at_start": os.getloadavg(),
+        },
+        "index": _run_child(base, "index"),
+        "runs": [],
+    }
     try:
         for n in (int(s) for s in args.sizes.split(",")):
             run_dir = base / f"n{n}"
@@ -131,7 +175,9 @@ def main() -> None:
             for step in STEPS:
                 run["steps"][step] = _run_child(run_dir, step)
             report = json.loads((run_dir / "dataset" / "report.json").read_text())
-            run["removed"] = {k: report[k] for k in ("exact_duplicates", "near_duplicates", "contaminated", "kept")}
+            run["removed"] = {
+                k: report[k] for k in ("exact_duplicates", "near_duplicates", "contaminated", "kept")
+            }
             results["runs"].append(run)
             print(table(results), flush=True)
             shutil.rmtree(run_dir)
@@ -143,14 +189,21 @@ def main() -> None:
 
 def table(results: dict[str, Any]) -> str:
     """Markdown table: one row per (size, step)."""
-    lines = ["| records | step | seconds | records/s | peak RSS (MB) |", "|---:|---|---:|---:|---:|"]
+    lines = [
+        "| records | step | wall s | records/s | CPU s | peak RSS MB (main / each worker) |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
     for run in results["runs"]:
         for step, r in run["steps"].items():
-            lines.append(f"| {run['records']:,} | {step} | {r['seconds']:.1f} | {r['records'] / r['seconds']:,.0f} "
-                         f"| {r['peak_rss_mb']:.0f} |")
+            lines.append(
+                f"| {run['records']:,} | {step} | {r['seconds']:.1f} | {r['records'] / r['seconds']:,.0f} "
+                f"| {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} / {r['worker_peak_rss_mb']:.0f} |"
+            )
     index = results["index"]
-    lines.append(f"\nBenchmark index: {index['index_ngrams']:,} hashed 13-grams, loaded in {index['seconds']:.1f} s "
-                 f"(peak {index['peak_rss_mb']:.0f} MB; first build ~5 s, then cached).")
+    lines.append(
+        f"\nBenchmark index: {index['index_ngrams']:,} hashed 13-grams, loaded in {index['seconds']:.1f} s "
+        f"(peak {index['peak_rss_mb']:.0f} MB; first build ~5 s, then cached)."
+    )
     return "\n".join(lines)
 
 

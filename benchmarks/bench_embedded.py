@@ -1,7 +1,8 @@
 """Throughput of the embedded llama.cpp server: one slot (`-np 1`) vs four slots (`-np 4`).
 
-Each setting serves the same N requests of a fixed completion length (`ignore_eos`) at concurrency equal to its
-slot count, through `openai.AsyncOpenAI` on the aiohttp transport. Prints a markdown table and writes JSON.
+Each setting serves the same N requests of a fixed completion length (`ignore_eos`) at concurrency equal
+to its slot count, via `openai.AsyncOpenAI` on the aiohttp transport. Prints a markdown table, writes JSON.
+CPU-bound serving slows sharply when other work shares the cores; the JSON records the load average.
 
     .venv/bin/python benchmarks/bench_embedded.py [--requests 16] [--max-tokens 128] [--out PATH]
 """
@@ -88,17 +89,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument(
-        "--threads", type=int, default=None, help="llama-server -t (default: all usable CPUs)"
-    )
+    parser.add_argument("--threads", type=int, default=1, help="llama-server -t (1 stays fast on a busy box)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/embedded.json"))
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]  # other work on the box skews CPU-bound serving a lot; record it
     rows = [bench(p, args.requests, args.max_tokens, args.threads) for p in (1, 4)]
     print(markdown(rows))
     machine = {
         "platform": platform.platform(),
         "cpus": len(os.sched_getaffinity(0)),
         "processor": platform.processor(),
+        "load_avg_1m_before": round(load_before, 2),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "results": rows}, indent=2) + "\n")

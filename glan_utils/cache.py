@@ -41,11 +41,14 @@ class ResponseCache:
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         """Insert once; an existing entry for the key wins, so concurrent writers agree on one answer."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO responses (key, value, created) VALUES (?, ?, ?)",
-                (key, json.dumps(value, ensure_ascii=False), time.time()),
-            )
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO responses (key, value, created) VALUES (?, ?, ?)",
+                    (key, json.dumps(value, ensure_ascii=False), time.time()),
+                )
+        except sqlite3.Error as exc:  # disk full, read-only: one clear line; the transaction rolled back
+            raise StoreError(f"cannot write response cache {self.path}: {exc}") from None
 
     def __len__(self) -> int:
         with self._lock:

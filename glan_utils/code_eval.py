@@ -1,8 +1,8 @@
 """HumanEval / MBPP pass@1: build the test program from a completion and run it in the sandbox.
 
-lm-eval's own code tasks score through the `evaluate` library's `code_eval`, which downloads from the hub; our task
-YAMLs (`glan_utils/tasks/humaneval.yaml`, `mbpp.yaml`) point `process_results` at the functions here instead.
-"""
+lm-eval's own code tasks score through the `evaluate` library's `code_eval`, which downloads from the hub; our
+task YAMLs (`glan_utils/tasks/humaneval.yaml`, `mbpp.yaml`) point `process_results` at the functions here
+instead."""
 
 from __future__ import annotations
 

@@ -35,6 +35,8 @@ class LLMSettings(Section):
     """Where and how to call the model. `base_url: null` means the embedded local llama.cpp server."""
 
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1.")
+    base_urls: list[str] = Field(default_factory=list, description="Several replicas serving the same model (e.g. "
+                                 "vLLM on N GPUs): each call goes to the least busy; overrides base_url.")
     model: str | None = Field(None, description="Model name sent to the endpoint (embedded: set automatically).")
     api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the key.")
     concurrency: int = Field(16, ge=1, le=4096, description="Requests in flight at once.")

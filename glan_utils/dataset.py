@@ -1,8 +1,8 @@
 """Stage 6, the data set: dedup -> decontaminate -> export (+ card), from a run's `answers.jsonl`.
 
-Each step streams the records once and leaves its result in `<run>/dataset.work/` (a few bytes per record), so the
-steps can run in separate processes (the scale benchmark does) and memory stays flat as the record count grows.
-`build_dataset` runs all three and returns the `DatasetReport` also saved as `dataset/report.json`.
+Each step streams the records once and leaves its result in `<run>/dataset.work/` (a few bytes per record), so
+the steps can run in separate processes (the scale benchmark does) and memory stays flat as the record count
+grows. `build_dataset` runs all three and returns the `DatasetReport` also saved as `dataset/report.json`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,15 @@ from pydantic import BaseModel, Field, ValidationError
 
 from glan_utils.card import write_card
 from glan_utils.config import Section
-from glan_utils.decontaminate import (BenchmarkIndex, BenchmarkText, DecontamSettings, benchmark_texts, item_text,
-                                      load_index, scan)
+from glan_utils.decontaminate import (
+    BenchmarkIndex,
+    BenchmarkText,
+    DecontamSettings,
+    benchmark_texts,
+    item_text,
+    load_index,
+    scan,
+)
 from glan_utils.dedup import EXACT, KEPT, NEAR, DedupResult, DedupSettings, find_duplicates
 from glan_utils.errors import ConfigError, InputError
 from glan_utils.export import ExportSettings, flat_row, write_hf, write_splits, write_table
@@ -53,7 +60,9 @@ class DatasetSettings(Section):
             return cls.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
-            raise ConfigError(f"config error: dataset.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+            raise ConfigError(
+                f"config error: dataset.{'.'.join(map(str, first['loc']))}: {first['msg']}"
+            ) from None
 
 
 class Removal(BaseModel):
@@ -91,7 +100,9 @@ def iter_answers(store: RunStore) -> Iterator[dict[str, Any]]:
     """Stored QA pairs as plain dicts, in file order (no per-record validation: millions must stream fast)."""
     path = store.records_path("answers")
     if not path.exists():
-        raise InputError(f"no QA pairs to build a data set from: {path} does not exist (run the answers stage)")
+        raise InputError(
+            f"no QA pairs to build a data set from: {path} does not exist (run the answers stage)"
+        )
     return iter_jsonl(path)
 
 
@@ -112,22 +123,38 @@ def _texts_at(store: RunStore, wanted: set[int]) -> dict[int, dict[str, Any]]:
     return found
 
 
-def _dedup_step(store: RunStore, settings: DatasetSettings, work: Path, _: TextSource | None) -> dict[str, Any]:
+def _dedup_step(
+    store: RunStore, settings: DatasetSettings, work: Path, _: TextSource | None
+) -> dict[str, Any]:
     result = find_duplicates((r["question"] for r in iter_answers(store)), settings.dedup, work / "minhash")
     result.save(work / "dedup.npz")
-    shown = [int(i) for code in (EXACT, NEAR) for i in np.flatnonzero(result.reason == code)[:settings.examples]]
+    shown = [
+        int(i) for code in (EXACT, NEAR) for i in np.flatnonzero(result.reason == code)[: settings.examples]
+    ]
     rows = _texts_at(store, set(shown) | {int(result.dup_of[i]) for i in shown})
-    examples = [Removal(reason="exact duplicate" if result.reason[i] == EXACT else "near duplicate",
-                        record_id=rows[i]["id"], text=rows[i]["question"],
-                        matched=rows[int(result.dup_of[i])]["question"],
-                        detail=f"estimated Jaccard {result.similarity[i]:.2f}").model_dump() for i in shown]
-    return {"records": len(result.reason), "exact_duplicates": result.count(EXACT),
-            "near_duplicates": result.count(NEAR), "lsh": f"{result.bands} bands x {result.rows} rows, "
-            f"{settings.dedup.num_perm} permutations, threshold {settings.dedup.threshold}", "examples": examples}
+    examples = [
+        Removal(
+            reason="exact duplicate" if result.reason[i] == EXACT else "near duplicate",
+            record_id=rows[i]["id"],
+            text=rows[i]["question"],
+            matched=rows[int(result.dup_of[i])]["question"],
+            detail=f"estimated Jaccard {result.similarity[i]:.2f}",
+        ).model_dump()
+        for i in shown
+    ]
+    return {
+        "records": len(result.reason),
+        "exact_duplicates": result.count(EXACT),
+        "near_duplicates": result.count(NEAR),
+        "lsh": f"{result.bands} bands x {result.rows} rows, "
+        f"{settings.dedup.num_perm} permutations, threshold {settings.dedup.threshold}",
+        "examples": examples,
+    }
 
 
-def _decontaminate_step(store: RunStore, settings: DatasetSettings, work: Path, texts: TextSource | None
-                        ) -> dict[str, Any]:
+def _decontaminate_step(
+    store: RunStore, settings: DatasetSettings, work: Path, texts: TextSource | None
+) -> dict[str, Any]:
     cfg = settings.decontamination
     alive = DedupResult.load(work / "dedup.npz").reason == KEPT
     if not cfg.enabled:
@@ -141,16 +168,28 @@ def _decontaminate_step(store: RunStore, settings: DatasetSettings, work: Path, 
     examples = []
     for ex in result.examples:
         source_texts = texts() if texts else benchmark_texts(*ex.source.split(":"))
-        examples.append(Removal(reason=f"contaminated: {ex.source.split(':')[0]}", record_id=ids[ex.record],
-                                text=ex.text, matched=item_text(source_texts, ex.source, ex.item),
-                                detail=f"{ex.matches} shared {cfg.ngram}-grams with {ex.source} item {ex.item} "
-                                       f"(in the {ex.where})" + ("" if removed[ex.record] else "; not removed"))
-                        .model_dump())
-    return {"records": len(alive), "contaminated": int(removed.sum()), "index_ngrams": len(index),
-            "benchmarks": result.per_benchmark(cfg.min_matches, alive), "examples": examples}
+        examples.append(
+            Removal(
+                reason=f"contaminated: {ex.source.split(':')[0]}",
+                record_id=ids[ex.record],
+                text=ex.text,
+                matched=item_text(source_texts, ex.source, ex.item),
+                detail=f"{ex.matches} shared {cfg.ngram}-grams with {ex.source} item {ex.item} "
+                f"(in the {ex.where})" + ("" if removed[ex.record] else "; not removed"),
+            ).model_dump()
+        )
+    return {
+        "records": len(alive),
+        "contaminated": int(removed.sum()),
+        "index_ngrams": len(index),
+        "benchmarks": result.per_benchmark(cfg.min_matches, alive),
+        "examples": examples,
+    }
 
 
-def _export_step(store: RunStore, settings: DatasetSettings, work: Path, _: TextSource | None) -> dict[str, Any]:
+def _export_step(
+    store: RunStore, settings: DatasetSettings, work: Path, _: TextSource | None
+) -> dict[str, Any]:
     keep = DedupResult.load(work / "dedup.npz").reason == KEPT
     keep &= ~np.load(work / "contaminated.npy")
     out_dir = store.path("dataset")
@@ -166,8 +205,9 @@ def _export_step(store: RunStore, settings: DatasetSettings, work: Path, _: Text
 _STEP_FUNCTIONS = {"dedup": _dedup_step, "decontaminate": _decontaminate_step, "export": _export_step}
 
 
-def run_step(store: RunStore, settings: DatasetSettings, step: str, texts: TextSource | None = None
-             ) -> dict[str, Any]:
+def run_step(
+    store: RunStore, settings: DatasetSettings, step: str, texts: TextSource | None = None
+) -> dict[str, Any]:
     """Run one step (reading earlier steps' results from the work dir); its summary is saved as `<step>.json`.
 
     `texts` replaces the offline benchmark loaders with other benchmark texts (e.g. planted ones in tests).
@@ -178,7 +218,10 @@ def run_step(store: RunStore, settings: DatasetSettings, step: str, texts: TextS
     start = time.perf_counter()
     summary = _STEP_FUNCTIONS[step](store, settings, work, texts)
     seconds = time.perf_counter() - start
-    summary["timing"] = {"seconds": seconds, "records_per_s": summary["records"] / seconds if seconds else 0.0}
+    summary["timing"] = {
+        "seconds": seconds,
+        "records_per_s": summary["records"] / seconds if seconds else 0.0,
+    }
     (work / f"{step}.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
@@ -188,23 +231,45 @@ def write_report(store: RunStore, settings: DatasetSettings) -> DatasetReport:
     work = _work(store)
     dedup, decontam, export = (json.loads((work / f"{s}.json").read_text(encoding="utf-8")) for s in STEPS)
     report = DatasetReport(
-        run_dir=str(store.root), records=dedup["records"], exact_duplicates=dedup["exact_duplicates"],
-        near_duplicates=dedup["near_duplicates"], contaminated=decontam["contaminated"], kept=export["kept"],
-        train=export["train"], test=export["test"], lsh=dedup["lsh"], ngram=settings.decontamination.ngram,
-        benchmarks=decontam["benchmarks"], examples=dedup["examples"] + decontam["examples"], counts=[],
-        steps={s: summary["timing"] for s, summary in zip(STEPS, (dedup, decontam, export))},
-        settings=settings.model_dump(mode="json"), dataset_dir=str(store.path("dataset")))
-    stats = write_card(store.path("dataset"), report.model_dump(), store.root, settings.license, settings.pretty_name)
-    report.counts = [{k: v for k, v in row.items() if k != "id_count"} | {"records": row["id_count"]}
-                     for row in stats["counts"]]
+        run_dir=str(store.root),
+        records=dedup["records"],
+        exact_duplicates=dedup["exact_duplicates"],
+        near_duplicates=dedup["near_duplicates"],
+        contaminated=decontam["contaminated"],
+        kept=export["kept"],
+        train=export["train"],
+        test=export["test"],
+        lsh=dedup["lsh"],
+        ngram=settings.decontamination.ngram,
+        benchmarks=decontam["benchmarks"],
+        examples=dedup["examples"] + decontam["examples"],
+        counts=[],
+        steps={s: summary["timing"] for s, summary in zip(STEPS, (dedup, decontam, export), strict=True)},
+        settings=settings.model_dump(mode="json"),
+        dataset_dir=str(store.path("dataset")),
+    )
+    stats = write_card(
+        store.path("dataset"), report.model_dump(), store.root, settings.license, settings.pretty_name
+    )
+    report.counts = [
+        {k: v for k, v in row.items() if k != "id_count"} | {"records": row["id_count"]}
+        for row in stats["counts"]
+    ]
     store.path("dataset/report.json").write_text(report.model_dump_json(indent=2), encoding="utf-8")
-    store.update_manifest("dataset", status="done", records=report.records, kept=report.kept, train=report.train,
-                          test=report.test)
+    store.update_manifest(
+        "dataset",
+        status="done",
+        records=report.records,
+        kept=report.kept,
+        train=report.train,
+        test=report.test,
+    )
     return report
 
 
-def build_dataset(store: RunStore, settings: DatasetSettings | None = None, texts: TextSource | None = None
-                  ) -> DatasetReport:
+def build_dataset(
+    store: RunStore, settings: DatasetSettings | None = None, texts: TextSource | None = None
+) -> DatasetReport:
     """Dedup, decontaminate and export a run's QA pairs; writes `dataset/` and returns the report."""
     settings = settings or DatasetSettings()
     for step in STEPS:

@@ -1,11 +1,11 @@
-"""Decontamination: flag generated questions/answers that share word n-grams (13 by default) with benchmark data.
+"""Decontamination: flag generated questions/answers sharing word n-grams (13 by default) with benchmarks.
 
 Benchmark texts (questions and reference answers/solutions of GSM8K, MATH, HumanEval, MBPP, ARC, MMLU, IFEval,
 every split shipped offline) are reduced to hashed n-grams: one sorted uint64 array, ~14 bytes per n-gram with
 its source and item, cached on disk per benchmark split, keyed by n and the loader's source. Records stream in
 chunks; a lookup is a binary search per n-gram, so memory does not grow with the number of records. Words are
-normalised like GPT-3's and lm-eval's decontamination (lower case, punctuation removed); texts shorter than n words
-cannot match.
+normalised like GPT-3's and lm-eval's decontamination (lower case, punctuation removed); texts shorter than n
+words cannot match.
 """
 
 from __future__ import annotations
@@ -35,11 +35,17 @@ class DecontamSettings(Section):
     """N-gram overlap decontamination against benchmark test (and train/validation/dev where shipped) sets."""
 
     enabled: bool = True
-    ngram: int = Field(13, ge=3, description="Words per n-gram; 13 as in GPT-3 and lm-eval's decontamination.")
-    min_matches: int = Field(1, ge=1, description="Shared n-grams with one benchmark at which a record is removed.")
+    ngram: int = Field(
+        13, ge=3, description="Words per n-gram; 13 as in GPT-3 and lm-eval's decontamination."
+    )
+    min_matches: int = Field(
+        1, ge=1, description="Shared n-grams with one benchmark at which a record is removed."
+    )
     benchmarks: list[str] | None = Field(None, description="Benchmarks to check; null = all of them.")
     splits: list[str] | None = Field(None, description="Splits to check; null = every split shipped offline.")
-    cache_dir: str | None = Field(None, description="Where n-gram indexes are cached; null = the workbench cache.")
+    cache_dir: str | None = Field(
+        None, description="Where n-gram indexes are cached; null = the workbench cache."
+    )
     chunk_size: int = Field(1024, ge=1, description="Records per vectorised chunk.")
     workers: int | None = Field(None, ge=1, description="Processes matching chunks; null = one per CPU.")
     examples: int = Field(3, ge=0, description="Flagged records kept as examples per benchmark.")
@@ -94,12 +100,15 @@ class BenchmarkIndex:
         right = np.searchsorted(self.hashes, grams, "right")
         hit = right > left
         count = (right - left)[hit]
-        rows = np.repeat(left[hit], count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        rows = (
+            np.repeat(left[hit], count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        )
         return (np.repeat(doc[hit], count), self.source[rows], self.item[rows], np.repeat(grams[hit], count))
 
 
-def hash_sources(texts: Iterable[BenchmarkText], n: int, chunk_size: int = 4096
-                 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def hash_sources(
+    texts: Iterable[BenchmarkText], n: int, chunk_size: int = 4096
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per source: its unique n-gram hashes and, for each, the first item it occurs in."""
     found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     it = iter(texts)
@@ -136,7 +145,7 @@ def _cache_root(settings: DecontamSettings) -> Path:
 
 
 def load_index(settings: DecontamSettings) -> BenchmarkIndex:
-    """The index of the configured benchmarks and splits, built once per (n, benchmark split, loader version)."""
+    """The index of the configured benchmarks and splits, built once per (n, split, loader version)."""
     from glan_utils import benchmarks
 
     loader = hashlib.sha256(inspect.getsource(benchmarks).encode()).hexdigest()[:12]
@@ -201,8 +210,10 @@ class DecontamResult:
         for name in dict.fromkeys(names):
             mine = names == name
             strong = mine & (self.matches >= min_matches)
-            out[name] = {"flagged": len(np.unique(self.record[mine])),
-                         "removed": len(np.unique(self.record[strong][alive[self.record[strong]]]))}
+            out[name] = {
+                "flagged": len(np.unique(self.record[mine])),
+                "removed": len(np.unique(self.record[strong][alive[self.record[strong]]])),
+            }
         return out
 
 
@@ -215,7 +226,7 @@ def _set_index(index: BenchmarkIndex) -> None:
 
 
 def _match_chunk(chunk: list[tuple[str, str]]) -> np.ndarray:
-    """Rows (record, source, gram, doc, item) of every distinct match in one chunk; docs = questions + answers."""
+    """Rows (record, source, gram, doc, item) of each distinct match in a chunk (docs: questions, answers)."""
     assert _WORKER_INDEX is not None
     texts = [q for q, _ in chunk] + [a for _, a in chunk]
     grams, doc = ngram_hashes(*tokenize(texts), _WORKER_INDEX.ngram)
@@ -224,26 +235,43 @@ def _match_chunk(chunk: list[tuple[str, str]]) -> np.ndarray:
     return np.unique(np.stack([c.astype(np.int64) for c in columns], axis=1), axis=0)
 
 
-def scan(records: Iterable[tuple[str, str]], index: BenchmarkIndex, settings: DecontamSettings) -> DecontamResult:
+def scan(
+    records: Iterable[tuple[str, str]], index: BenchmarkIndex, settings: DecontamSettings
+) -> DecontamResult:
     """Stream (question, answer) pairs and record which share n-grams with which benchmark source."""
     found: list[np.ndarray] = []
     examples: dict[str, list[Example]] = {}
     total = 0
     batches, again = tee(chunks(records, settings.chunk_size))
-    for chunk, table in zip(again, ordered_map(_match_chunk, batches, settings.workers or os.cpu_count() or 1,
-                                               _set_index, (index,)), strict=True):
+    for chunk, table in zip(
+        again,
+        ordered_map(_match_chunk, batches, settings.workers or os.cpu_count() or 1, _set_index, (index,)),
+        strict=True,
+    ):
         distinct = np.unique(table[:, :3], axis=0)
         rec_src, counts = np.unique(distinct[:, :2], axis=0, return_counts=True)
         found.append(np.column_stack([rec_src[:, 0] + total, rec_src[:, 1], counts]).astype(np.int64))
         _collect_examples(examples, table, chunk, total, index.sources, settings.examples)
         total += len(chunk)
     hits = np.concatenate(found) if found else np.empty((0, 3), np.int64)
-    return DecontamResult(total, index.sources, hits[:, 0], hits[:, 1].astype(np.int32), hits[:, 2],
-                          [e for group in examples.values() for e in group])
+    return DecontamResult(
+        total,
+        index.sources,
+        hits[:, 0],
+        hits[:, 1].astype(np.int32),
+        hits[:, 2],
+        [e for group in examples.values() for e in group],
+    )
 
 
-def _collect_examples(examples: dict[str, list[Example]], table: np.ndarray, chunk: list[tuple[str, str]],
-                      offset: int, sources: list[str], limit: int) -> None:
+def _collect_examples(
+    examples: dict[str, list[Example]],
+    table: np.ndarray,
+    chunk: list[tuple[str, str]],
+    offset: int,
+    sources: list[str],
+    limit: int,
+) -> None:
     """Keep the first `limit` flagged records per benchmark, with the text that matched."""
     for rec, src in dict.fromkeys(map(tuple, table[:, :2].tolist())):
         name = sources[src].split(":")[0]
@@ -252,8 +280,16 @@ def _collect_examples(examples: dict[str, list[Example]], table: np.ndarray, chu
             continue
         rows = table[(table[:, 0] == rec) & (table[:, 1] == src)]
         in_answer = bool(rows[0, 3] >= len(chunk))
-        kept.append(Example(offset + rec, sources[src], int(rows[0, 4]), len(np.unique(rows[:, 2])),
-                            "answer" if in_answer else "question", chunk[rec][1 if in_answer else 0]))
+        kept.append(
+            Example(
+                offset + rec,
+                sources[src],
+                int(rows[0, 4]),
+                len(np.unique(rows[:, 2])),
+                "answer" if in_answer else "question",
+                chunk[rec][1 if in_answer else 0],
+            )
+        )
 
 
 def planted_texts(pairs: Iterable[tuple[str, str]]) -> Callable[[], Iterator[BenchmarkText]]:

@@ -1,11 +1,12 @@
 """Duplicate removal over questions: exact (normalised-text hash) and near (MinHash LSH, datasketch's scheme).
 
-Everything works on chunks of texts with numpy/pyarrow, so the cost per record is a few microseconds and memory
-stays flat: per record only an 8-byte exact hash stays in RAM; MinHash signatures and LSH band keys are appended to
-files in a work directory and the LSH join is a sort per band over a memory-mapped column. Signatures follow
-datasketch's `affine32` MinHash with datasketch's own permutations (a test checks they are bit-identical to
-`datasketch.MinHash.update_batch`), computed for a whole chunk at once instead of one Python object per record,
-which measured ~15x faster. The LSH band count and width come from `datasketch.MinHashLSH`'s optimiser.
+Everything works on chunks of texts with numpy/pyarrow, so the cost per record is a few microseconds and
+memory stays flat: per record only an 8-byte exact hash stays in RAM; MinHash signatures and LSH band keys are
+appended to files in a work directory and the LSH join is a sort per band over a memory-mapped column.
+Signatures follow datasketch's `affine32` MinHash with datasketch's own permutations (a test checks they are
+bit-identical to `datasketch.MinHash.update_batch`), computed for a whole chunk at once instead of one Python
+object per record, which measured ~15x faster. The LSH band count and width come from
+`datasketch.MinHashLSH`'s optimiser.
 """
 
 from __future__ import annotations
@@ -45,11 +46,17 @@ class DedupSettings(Section):
 
     exact: bool = Field(True, description="Remove questions whose normalised text is identical.")
     near: bool = Field(True, description="Remove near-duplicate questions with MinHash LSH.")
-    threshold: float = Field(0.8, gt=0, lt=1, description="Estimated Jaccard similarity at which two are duplicates.")
+    threshold: float = Field(
+        0.8, gt=0, lt=1, description="Estimated Jaccard similarity at which two are duplicates."
+    )
     shingle_size: int = Field(3, ge=1, description="Words per shingle (word n-gram).")
-    num_perm: int = Field(128, ge=8, le=1024, description="MinHash permutations; more = finer similarity estimate.")
+    num_perm: int = Field(
+        128, ge=8, le=1024, description="MinHash permutations; more = finer similarity estimate."
+    )
     seed: int = Field(1, description="Seed of the MinHash permutations.")
-    chunk_size: int = Field(2048, ge=1, description="Texts hashed per vectorised chunk (bounds transient memory).")
+    chunk_size: int = Field(
+        2048, ge=1, description="Texts hashed per vectorised chunk (bounds transient memory)."
+    )
 
 
 # --- text hashing (shared with decontamination) -------------------------------------------------------------
@@ -73,11 +80,13 @@ def tokenize(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Hash every word of every text; returns (uint64 hash per word, index of its text), words in order.
 
     Words are lower-cased, split on whitespace and stripped of punctuation (the normalisation of GPT-3's and
-    lm-eval's decontamination); words left empty are dropped. Normalising the chunk's vocabulary instead of the
-    text keeps the regex work small.
+    lm-eval's decontamination); words left empty are dropped. Normalising the chunk's vocabulary instead of
+    the text keeps the regex work small.
     """
     words = pc.utf8_split_whitespace(pc.utf8_lower(pa.array(texts, pa.large_string())))
-    doc = np.repeat(np.arange(len(texts), dtype=np.int64), pc.list_value_length(words).to_numpy(zero_copy_only=False))
+    doc = np.repeat(
+        np.arange(len(texts), dtype=np.int64), pc.list_value_length(words).to_numpy(zero_copy_only=False)
+    )
     encoded = pc.dictionary_encode(pc.list_flatten(words))
     vocab = pc.replace_substring_regex(encoded.dictionary, _NON_WORD, "")
     codes = encoded.indices.to_numpy(zero_copy_only=False)
@@ -100,8 +109,9 @@ def sequence_hashes(tokens: np.ndarray, doc: np.ndarray, n_docs: int) -> np.ndar
     return mix64(out ^ np.bincount(doc, minlength=n_docs).astype(np.uint64))
 
 
-def ngram_hashes(tokens: np.ndarray, doc: np.ndarray, n: int, short_as_unigrams: bool = False
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def ngram_hashes(
+    tokens: np.ndarray, doc: np.ndarray, n: int, short_as_unigrams: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Hash every run of `n` consecutive words inside one text; returns (uint64 hashes, text index), in order.
 
     With `short_as_unigrams`, texts of fewer than `n` words contribute their single words instead of nothing.
@@ -110,8 +120,8 @@ def ngram_hashes(tokens: np.ndarray, doc: np.ndarray, n: int, short_as_unigrams:
     if m > 0:
         grams = tokens[:m].copy()
         for k in range(1, n):
-            grams = grams * _GRAM_MULT + tokens[k:k + m]
-        inside = doc[:m] == doc[n - 1:]
+            grams = grams * _GRAM_MULT + tokens[k : k + m]
+        inside = doc[:m] == doc[n - 1 :]
         grams, gram_doc = mix64(grams[inside]), doc[:m][inside]
     else:
         grams, gram_doc = np.empty(0, np.uint64), np.empty(0, np.int64)
@@ -124,7 +134,7 @@ def ngram_hashes(tokens: np.ndarray, doc: np.ndarray, n: int, short_as_unigrams:
     return np.concatenate([grams, tokens[pick]])[order], merged_doc[order]
 
 
-# --- MinHash -------------------------------------------------------------------------------------------------
+# --- MinHash ------------------------------------------------------------------------------------------------
 
 
 class MinHasher:
@@ -155,26 +165,26 @@ class MinHasher:
 
 
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows per band) minimising false positives + negatives at `threshold`, as datasketch picks them."""
+    """(bands, rows per band) minimising false positives + negatives at `threshold`, as datasketch does."""
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     return lsh.b, lsh.r
 
 
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(n, bands) uint64 bucket key per band: a hash of the band's `rows` signature values."""
-    banded = signatures[:, :bands * rows].reshape(len(signatures), bands, rows).astype(np.uint64)
+    banded = signatures[:, : bands * rows].reshape(len(signatures), bands, rows).astype(np.uint64)
     keys = np.zeros(banded.shape[:2], np.uint64)
     for r in range(rows):
         keys = keys * _GRAM_MULT + banded[:, :, r]
     return mix64(keys)
 
 
-# --- the streaming pass and the join -------------------------------------------------------------------------
+# --- the streaming pass and the join ------------------------------------------------------------------------
 
 
 @dataclass
 class DedupResult:
-    """Per record (in input order): why removed (KEPT/EXACT/NEAR), the index it duplicates, estimated Jaccard."""
+    """Per record, in input order: why removed (KEPT/EXACT/NEAR), which index it duplicates, est. Jaccard."""
 
     reason: np.ndarray
     dup_of: np.ndarray
@@ -186,8 +196,13 @@ class DedupResult:
         return int((self.reason == code).sum())
 
     def save(self, path: Path) -> None:
-        np.savez(path, reason=self.reason, dup_of=self.dup_of, similarity=self.similarity,
-                 lsh=np.array([self.bands, self.rows]))
+        np.savez(
+            path,
+            reason=self.reason,
+            dup_of=self.dup_of,
+            similarity=self.similarity,
+            lsh=np.array([self.bands, self.rows]),
+        )
 
     @classmethod
     def load(cls, path: Path) -> DedupResult:
@@ -203,8 +218,13 @@ def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
-                initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()) -> Iterator[R]:
+def ordered_map(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    workers: int,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple[Any, ...] = (),
+) -> Iterator[R]:
     """`map(fn, items)` over `workers` spawned processes, in order, with at most 2 x workers items in flight.
 
     Spawned (not forked) workers are safe inside Jupyter and next to pyarrow's threads; `workers <= 1` runs
@@ -227,7 +247,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
 
 
 def find_duplicates(questions: Iterable[str], settings: DedupSettings, work_dir: Path) -> DedupResult:
-    """Stream questions once, then mark exact and near duplicates; the first occurrence of each group is kept."""
+    """Stream questions once, then mark exact and near duplicates; the first of each group is kept."""
     work_dir.mkdir(parents=True, exist_ok=True)
     bands, rows = lsh_params(settings.threshold, settings.num_perm)
     hasher = MinHasher(settings.num_perm, settings.seed)
@@ -249,7 +269,9 @@ def find_duplicates(questions: Iterable[str], settings: DedupSettings, work_dir:
             for out in band_outs:
                 out.close()
     hashes = np.concatenate(exact) if exact else np.empty(0, np.uint64)
-    result = _exact_duplicates(hashes if settings.exact else np.arange(len(hashes), dtype=np.uint64), bands, rows)
+    result = _exact_duplicates(
+        hashes if settings.exact else np.arange(len(hashes), dtype=np.uint64), bands, rows
+    )
     if settings.near and len(hashes):
         signatures = np.memmap(sig_path, np.uint32, "r").reshape(len(hashes), settings.num_perm)
         _near_duplicates(result, signatures, band_paths, settings.threshold)
@@ -264,7 +286,9 @@ def _exact_duplicates(hashes: np.ndarray, bands: int, rows: int) -> DedupResult:
     rep = first[inverse].astype(np.int64)
     dup = rep != np.arange(n)
     reason = np.where(dup, EXACT, KEPT).astype(np.uint8)
-    return DedupResult(reason, np.where(dup, rep, -1), np.where(dup, 1.0, 0.0).astype(np.float32), bands, rows)
+    return DedupResult(
+        reason, np.where(dup, rep, -1), np.where(dup, 1.0, 0.0).astype(np.float32), bands, rows
+    )
 
 
 def _candidate_pairs(band_paths: list[Path], alive: np.ndarray) -> np.ndarray:
@@ -282,7 +306,9 @@ def _candidate_pairs(band_paths: list[Path], alive: np.ndarray) -> np.ndarray:
     return np.unique(found, axis=0) if len(found) else found
 
 
-def _similarity(signatures: np.ndarray, left: np.ndarray, right: np.ndarray, block: int = 65536) -> np.ndarray:
+def _similarity(
+    signatures: np.ndarray, left: np.ndarray, right: np.ndarray, block: int = 65536
+) -> np.ndarray:
     """Estimated Jaccard per pair: the share of equal signature values."""
     out = np.empty(len(left), np.float32)
     for start in range(0, len(left), block):
@@ -291,7 +317,9 @@ def _similarity(signatures: np.ndarray, left: np.ndarray, right: np.ndarray, blo
     return out
 
 
-def _near_duplicates(result: DedupResult, signatures: np.ndarray, band_paths: list[Path], threshold: float) -> None:
+def _near_duplicates(
+    result: DedupResult, signatures: np.ndarray, band_paths: list[Path], threshold: float
+) -> None:
     """Join LSH buckets, verify pairs on signatures, and keep the first record of each connected group."""
     alive = np.flatnonzero(result.reason == KEPT)
     pairs = _candidate_pairs(band_paths, alive)

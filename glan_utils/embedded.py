@@ -1,7 +1,7 @@
 """The embedded default model: llama.cpp's `llama-server` on loopback, serving a small GGUF model from PyPI.
 
-With no endpoint configured the workbench still runs end to end, offline and free, against this server. It speaks
-the OpenAI API (chat completions with `response_format` json_schema), so the same client code serves both.
+With no endpoint configured the workbench still runs end to end, offline and free, against this server.
+It speaks the OpenAI API (chat completions with `response_format` json_schema): one client code serves both.
 Binary and model come from `make setup` (scripts/install_llama_server.sh); nothing is downloaded at run time.
 """
 
@@ -151,14 +151,15 @@ def _tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
 class EmbeddedServer:
     """A llama-server child process on a free loopback port; use as a context manager (or start()/stop()).
 
-    It runs in its own process group, is stopped on exit, by a finalizer at interpreter exit, and (on Linux) by
-    the kernel if the Python process dies, so no orphan keeps the port or the CPU. Argument names match
+    It runs in its own process group, is stopped on exit, by a finalizer at interpreter exit, and (on Linux)
+    by the kernel if the Python process dies, so no orphan keeps the port or the CPU. Argument names match
     `EmbeddedSettings`, so `EmbeddedServer(**settings.embedded.model_dump())` works.
     """
 
     def __init__(
         self,
         model: str | Path = "smollm2",
+        *,
         ctx: int = 8192,
         parallel: int = 4,
         threads: int | None = None,
@@ -201,12 +202,12 @@ class EmbeddedServer:
         return [
             str(self.binary), "-m", str(self.spec.path), "--alias", self.spec.name,
             "-c", str(self.ctx), "-np", str(self.parallel), "-t", str(self.threads),
-            "--host", "127.0.0.1", "--port", str(port), "--jinja",
+            "--host", "127.0.0.1", "--port", str(port), "--jinja", "--no-webui",
             *self.spec.server_args, *self.extra_args,
         ]  # fmt: skip
 
     def start(self) -> Self:
-        """Launch the server and block until GET /health answers ok; raise with the log tail if it does not."""
+        """Launch the server and wait until GET /health answers ok; raise with the log tail if it does not."""
         if self.pid is not None:
             return self
         self.port = free_port()
@@ -216,8 +217,8 @@ class EmbeddedServer:
                 self.command(self.port),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
-                # Only one ctypes prctl call runs in the child before exec: no imports, no locks of other threads.
-                preexec_fn=_die_with_parent if _LIBC is not None else None,  # noqa: PLW1509
+                # Only one ctypes prctl call runs in the child before exec: no imports, no shared locks.
+                preexec_fn=_die_with_parent if _LIBC is not None else None,
             )  # fmt: skip
         self._finalizer = weakref.finalize(self, _stop_process_group, self._proc)
         try:

@@ -1,10 +1,10 @@
 """Benchmark evaluation with lm-evaluation-harness, fed offline from `glan_utils.benchmarks`.
 
-Each benchmark is a task YAML under `glan_utils/tasks/` that `include:`s lm-eval's built-in task and reads a JSONL
-file; the templates name the installed lm-eval and the data files with `${...}` placeholders, filled in here, because
-lm-eval resolves `include:` as a file path. Models are a local HF/GGUF checkpoint (optionally plus a LoRA adapter)
-or an OpenAI-compatible endpoint; one model object is built per model and reused across benchmarks.
-"""
+Each benchmark is a task YAML under `glan_utils/tasks/` that `include:`s lm-eval's built-in task and reads a
+JSONL file; the templates name the installed lm-eval and the data files with `${...}` placeholders, filled in
+here, because lm-eval resolves `include:` as a file path. Models are a local HF/GGUF checkpoint (optionally
+plus a LoRA adapter) or an OpenAI-compatible endpoint; one model object is built per model and reused across
+benchmarks."""
 
 from __future__ import annotations
 
@@ -34,28 +34,34 @@ METRICS: dict[str, dict[str, str]] = {
     "arc_easy": {"arc_easy": "acc_norm,none"},
     "arc_challenge": {"arc_challenge": "acc_norm,none"},
     "mmlu": {"mmlu": "acc,none"},
-    "ifeval": {"ifeval_prompt_strict": "prompt_level_strict_acc,none",
-               "ifeval_inst_strict": "inst_level_strict_acc,none",
-               "ifeval_prompt_loose": "prompt_level_loose_acc,none",
-               "ifeval_inst_loose": "inst_level_loose_acc,none"},
+    "ifeval": {
+        "ifeval_prompt_strict": "prompt_level_strict_acc,none",
+        "ifeval_inst_strict": "inst_level_strict_acc,none",
+        "ifeval_prompt_loose": "prompt_level_loose_acc,none",
+        "ifeval_inst_loose": "inst_level_loose_acc,none",
+    },
 }
 
 
 class EvalSettings(Section):
     """Which benchmarks to run and how many items each; small limits make a CPU run take minutes."""
 
-    benchmarks: list[str] = Field(default_factory=lambda: list(benchmarks.BENCHMARKS),
-                                  description="Subset of glan_utils.benchmarks.BENCHMARKS.")
+    benchmarks: list[str] = Field(
+        default_factory=lambda: list(benchmarks.BENCHMARKS),
+        description="Subset of glan_utils.benchmarks.BENCHMARKS.",
+    )
     limit: int | None = Field(20, ge=1, description="Items per benchmark, spread over the split; null = all.")
     max_gen_toks: int | None = Field(256, ge=1, description="Cap on generated tokens (IFEval asks for 1280).")
     batch_size: int = Field(1, ge=1)
-    judge_limit: int | None = Field(20, ge=1, description="GLAN-Test questions to judge; null = the whole split.")
+    judge_limit: int | None = Field(
+        20, ge=1, description="GLAN-Test questions to judge; null = the whole split."
+    )
     judge_max_tokens: int = Field(512, ge=16, description="Answer length for GLAN-Test answers.")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model to evaluate: a local checkpoint (`path`, optional `gguf_file`, `peft`) or an endpoint (`base_url`)."""
+    """A model to evaluate: a local checkpoint (`path`, `gguf_file`, `peft`) or an endpoint (`base_url`)."""
 
     name: str
     path: str | None = None
@@ -90,7 +96,7 @@ def lm_eval_tasks_dir() -> Path:
 
 
 def prepare_tasks(names: list[str], task_dir: Path, limit: int | None) -> list[str]:
-    """Materialise each benchmark's data and write its filled-in task YAML to `task_dir`; return task names."""
+    """Materialise each benchmark's data, write its filled-in task YAML to `task_dir`; return task names."""
     task_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
         if name not in benchmarks.BENCHMARKS:
@@ -105,11 +111,11 @@ def prepare_tasks(names: list[str], task_dir: Path, limit: int | None) -> list[s
 
 
 def _use_offline_nltk_data() -> None:
-    """IFEval's checker needs NLTK punkt_tab; the llama-index-core wheel ships it, so no download is attempted."""
+    """IFEval's checker needs NLTK punkt_tab; the llama-index-core wheel ships it, so no download."""
     import nltk
 
     spec = importlib.util.find_spec("llama_index")
-    for root in (spec.submodule_search_locations if spec else []):
+    for root in spec.submodule_search_locations if spec else []:
         cache = Path(root) / "core" / "_static" / "nltk_cache"
         if cache.is_dir() and str(cache) not in nltk.data.path:
             nltk.data.path.append(str(cache))
@@ -143,15 +149,24 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
     scores = []
     for name, task in zip(settings.benchmarks, tasks, strict=True):
         start = time.perf_counter()
-        output = simple_evaluate(model=lm, tasks=[task], task_manager=manager, gen_kwargs=gen_kwargs,
-                                 apply_chat_template=spec.chat, confirm_run_unsafe_code=True, log_samples=False)
+        output = simple_evaluate(
+            model=lm,
+            tasks=[task],
+            task_manager=manager,
+            gen_kwargs=gen_kwargs,
+            apply_chat_template=spec.chat,
+            confirm_run_unsafe_code=True,
+            log_samples=False,
+        )
         seconds = time.perf_counter() - start
         results, n = output["results"][task], output["n-samples"][task]["effective"]
         raw = out_dir / "lm_eval" / spec.name / f"{name}.json"
         raw.parent.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps({"results": results, "configs": output["configs"]}, indent=1, default=str))
-        scores += [BenchmarkScore(spec.name, label, key.split(",")[0], float(results[key]), n, seconds)
-                   for label, key in METRICS[name].items()]
+        scores += [
+            BenchmarkScore(spec.name, label, key.split(",")[0], float(results[key]), n, seconds)
+            for label, key in METRICS[name].items()
+        ]
     return scores
 
 

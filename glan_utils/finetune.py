@@ -118,7 +118,8 @@ def prepare_dataset(data: DatasetDict, settings: FinetuneSettings) -> DatasetDic
 def mean_tokens(dataset: Any, tokenizer: PreTrainedTokenizerBase, sample: int = 1000) -> float:
     """Mean chat-templated length (prompt + answer) of up to `sample` prompt/completion examples."""
     rows = dataset.select(range(min(sample, len(dataset))))
-    lengths = [len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True)) for r in rows]
+    texts = [tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=False) for r in rows]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     return sum(lengths) / len(lengths)
 
 
@@ -140,7 +141,7 @@ def sft_config(settings: FinetuneSettings, output_dir: Path, has_eval: bool) -> 
         max_length=settings.max_length,
         completion_only_loss=True,
         bf16=settings.bf16,
-        gradient_checkpointing=settings.gradient_checkpointing,
+        activation_checkpointing=settings.gradient_checkpointing,
         eval_strategy="steps" if evaluate else "no",
         eval_steps=settings.eval_steps if evaluate else None,
         logging_steps=settings.logging_steps,
@@ -221,8 +222,10 @@ def train(
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start
+    history = _history(trainer.state.log_history)  # before the final evaluate() appends a duplicate row
     eval_after = trainer.evaluate()["eval_loss"] if has_eval else None
-    history = _history(trainer.state.log_history)
+    if eval_before is not None:
+        history.insert(0, {"step": 0, "eval_loss": eval_before})
     losses = [row["loss"] for row in history if "loss" in row]
     tokens = int(max((row.get("num_tokens", 0) for row in history), default=0))
     result = TrainResult(

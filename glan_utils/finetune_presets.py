@@ -165,8 +165,11 @@ class TrainingPlan:
     assumption: str
     warnings: tuple[str, ...]
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def as_row(self) -> dict[str, Any]:
+        """Flat dict for a results table: one `gpu_hours_<GPU>` column per GPU type."""
+        row = asdict(self)
+        row.update({f"gpu_hours_{gpu}": hours for gpu, hours in row.pop("gpu_hours").items()})
+        return row
 
 
 def _train_flops(settings: FinetuneSettings, tokens: float) -> float:

@@ -1,8 +1,8 @@
 """What every generation stage shares: bounded reply schemas, one guarded LLM call, and provenance.
 
-Reply schemas bound every string and list (`maxLength`, `maxItems`) because a small local model at high temperature
-otherwise loops until `max_tokens` and cuts the JSON. A call that does not yield a valid reply becomes a `Failure`
-carrying the reason and the raw text, so nothing is dropped silently.
+Reply schemas bound every string and list (`maxLength`, `maxItems`) because a small local model at high
+temperature otherwise loops until `max_tokens` and cuts the JSON. A call that does not yield a valid reply
+becomes a `Failure` carrying the reason and the raw text, so nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -46,20 +46,30 @@ class QuestionReply(BaseModel):
 @lru_cache(maxsize=64)
 def bounded_list(item: type[BaseModel], low: int, high: int) -> type[BaseModel]:
     """A reply schema `{"items": [item, ...]}` with low..high items; the bounds land in the JSON schema."""
-    return create_model(f"{item.__name__}List",
-                        items=(list[item], Field(min_length=low, max_length=max(low, high))))  # type: ignore[valid-type]
+    return create_model(
+        f"{item.__name__}List", items=(list[item], Field(min_length=low, max_length=max(low, high)))
+    )  # type: ignore[valid-type]
 
 
 @lru_cache(maxsize=64)
 def syllabus_reply(min_sessions: int, max_sessions: int, concepts: int) -> type[BaseModel]:
-    """Reply schema of a syllabus: min..max sessions, each with a title, description and 1..concepts concepts."""
-    session = create_model("SessionReply",
-                           title=(str, Field(min_length=1, max_length=NAME_MAX)),
-                           description=(str, Field("", max_length=TEXT_MAX)),
-                           key_concepts=(list[ShortText], Field(min_length=1, max_length=concepts)))
-    return create_model("SyllabusReply",
-                        sessions=(list[session], Field(min_length=min_sessions,  # type: ignore[valid-type]
-                                                       max_length=max(min_sessions, max_sessions))))
+    """Reply schema of a syllabus: min..max sessions, sessions of title, description, 1..concepts concepts."""
+    session = create_model(
+        "SessionReply",
+        title=(str, Field(min_length=1, max_length=NAME_MAX)),
+        description=(str, Field("", max_length=TEXT_MAX)),
+        key_concepts=(list[ShortText], Field(min_length=1, max_length=concepts)),
+    )
+    return create_model(
+        "SyllabusReply",
+        sessions=(
+            list[session],
+            Field(
+                min_length=min_sessions,  # type: ignore[valid-type]
+                max_length=max(min_sessions, max_sessions),
+            ),
+        ),
+    )
 
 
 @dataclass
@@ -74,8 +84,16 @@ class Tally:
         self.cached += int(result.cached)
 
 
-async def ask(client: LLMClient, prompt: RenderedPrompt, *, stage: str, task_id: str, tally: Tally,
-              schema: type[BaseModel] | None = None, **sampling: Any) -> ChatResult | Failure:
+async def ask(
+    client: LLMClient,
+    prompt: RenderedPrompt,
+    *,
+    stage: str,
+    task_id: str,
+    tally: Tally,
+    schema: type[BaseModel] | None = None,
+    **sampling: Any,
+) -> ChatResult | Failure:
     """One call; an invalid or failed reply becomes a Failure with its reason and raw output."""
     result = await client.chat(prompt=prompt, schema=schema, **sampling)
     tally.note(result)
@@ -86,5 +104,11 @@ async def ask(client: LLMClient, prompt: RenderedPrompt, *, stage: str, task_id:
 
 def provenance(result: ChatResult, prompt: RenderedPrompt, parent_ids: list[str]) -> Provenance:
     """Which template, model and sampling made a record, and the cache key of the call."""
-    return Provenance(prompt=prompt.name, prompt_hash=prompt.hash, model=str(result.params.get("model", "")),
-                      params=result.params, cache_key=result.cache_key, parent_ids=parent_ids)
+    return Provenance(
+        prompt=prompt.name,
+        prompt_hash=prompt.hash,
+        model=str(result.params.get("model", "")),
+        params=result.params,
+        cache_key=result.cache_key,
+        parent_ids=parent_ids,
+    )

@@ -1,9 +1,10 @@
 """Paper §2.4: homework questions sampled from a syllabus, basic or challenging.
 
-basic: exactly one class session and 1-5 of its key concepts; challenging: exactly two distinct sessions and 2-5
-concepts with at least one from each. Every question gets a FRESH draw from its own seed (run seed + syllabus id +
-sample index), so no sample is reused across questions (the public attempt's near-duplicate bug). The prompt holds
-the whole syllabus and "the student has learned up to session N", N being the last chosen session.
+basic: exactly one class session and 1-5 of its key concepts; challenging: exactly two distinct sessions and
+2-5 concepts with at least one from each. Every question gets a FRESH draw from its own seed (run seed +
+syllabus id + sample index), so no sample is reused across questions (the public attempt's near-duplicate
+bug). The prompt holds the whole syllabus and "the student has learned up to session N", N being the last
+chosen session.
 """
 
 from __future__ import annotations
@@ -46,10 +47,12 @@ def difficulties(n: int, challenging_ratio: float, rng: random.Random) -> list[D
 
 
 def draw(syllabus: Syllabus, sample_index: int, difficulty: Difficulty, rng: random.Random) -> Draw:
-    """Sample sessions and concepts by the paper's rules; a one-session syllabus can only give basic questions."""
+    """Sample sessions and concepts by the paper's rules; one session only gives basic questions."""
     sessions = {s.index: s.key_concepts for s in syllabus.sessions}
     if difficulty == "challenging" and len(sessions) >= 2:
-        pairs = [(a, b) for a in sessions for b in sessions if a < b and _has_distinct(sessions[a], sessions[b])]
+        pairs = [
+            (a, b) for a in sessions for b in sessions if a < b and _has_distinct(sessions[a], sessions[b])
+        ]
         if pairs:
             a, b = rng.choice(pairs)
             first, second = rng.choice([(x, y) for x in sessions[a] for y in sessions[b] if x != y])
@@ -82,33 +85,67 @@ class QuestionTask:
 
     @property
     def id(self) -> str:
-        return content_hash("question", self.syllabus.id, self.draw.sample_index, self.draw.session_indices,
-                            self.draw.concepts)
+        return content_hash(
+            "question",
+            self.syllabus.id,
+            self.draw.sample_index,
+            self.draw.session_indices,
+            self.draw.concepts,
+        )
 
 
 def question_prompt(task: QuestionTask, language: str) -> RenderedPrompt:
     syllabus, chosen = task.syllabus, task.draw
-    return render("homework", subject=syllabus.subject_name, discipline=syllabus.discipline, level=syllabus.level,
-                  sessions=[s.model_dump() for s in syllabus.sessions], learned_up_to=max(chosen.session_indices),
-                  session_indices=list(chosen.session_indices), concepts=list(chosen.concepts),
-                  difficulty=chosen.difficulty, language=language)
+    return render(
+        "homework",
+        subject=syllabus.subject_name,
+        discipline=syllabus.discipline,
+        level=syllabus.level,
+        sessions=[s.model_dump() for s in syllabus.sessions],
+        learned_up_to=max(chosen.session_indices),
+        session_indices=list(chosen.session_indices),
+        concepts=list(chosen.concepts),
+        difficulty=chosen.difficulty,
+        language=language,
+    )
 
 
-async def write_question(client: LLMClient, task: QuestionTask, settings: Settings,
-                         tally: Tally) -> list[Question] | Failure:
+async def write_question(
+    client: LLMClient, task: QuestionTask, settings: Settings, tally: Tally
+) -> list[Question] | Failure:
     """One call producing one question that uses exactly the drawn concepts."""
     cfg, syllabus, chosen = settings.homework, task.syllabus, task.draw
     prompt = question_prompt(task, settings.language)
-    result = await ask(client, prompt, stage=STAGE, task_id=task.id, tally=tally, schema=QuestionReply,
-                       temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
-                       sample_index=chosen.sample_index)
+    result = await ask(
+        client,
+        prompt,
+        stage=STAGE,
+        task_id=task.id,
+        tally=tally,
+        schema=QuestionReply,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_tokens=cfg.max_tokens,
+        sample_index=chosen.sample_index,
+    )
     if isinstance(result, Failure):
         return result
-    return [Question(syllabus_id=syllabus.id, subject_id=syllabus.subject_id, discipline_id=syllabus.discipline_id,
-                     field=task.field, subfield=task.subfield, discipline=syllabus.discipline,
-                     subject=syllabus.subject_name, level=syllabus.level, difficulty=chosen.difficulty,
-                     session_indices=list(chosen.session_indices), concepts=list(chosen.concepts),
-                     sample_index=chosen.sample_index, language=settings.language,
-                     question=result.parsed.question.strip(),  # type: ignore[union-attr]
-                     provenance=provenance(result, prompt, [syllabus.id, syllabus.subject_id,
-                                                            syllabus.discipline_id]))]
+    return [
+        Question(
+            syllabus_id=syllabus.id,
+            subject_id=syllabus.subject_id,
+            discipline_id=syllabus.discipline_id,
+            field=task.field,
+            subfield=task.subfield,
+            discipline=syllabus.discipline,
+            subject=syllabus.subject_name,
+            level=syllabus.level,
+            difficulty=chosen.difficulty,
+            session_indices=list(chosen.session_indices),
+            concepts=list(chosen.concepts),
+            sample_index=chosen.sample_index,
+            language=settings.language,
+            question=result.parsed.question.strip(),  # type: ignore[union-attr]
+            provenance=provenance(result, prompt, [syllabus.id, syllabus.subject_id, syllabus.discipline_id]),
+        )
+    ]

@@ -1,8 +1,9 @@
 """Plotly figures of a generation run, each also saved as HTML under `outputs/<run>/plots/`.
 
-Coverage (field -> sub-field -> discipline -> subject, sized by Q/A pairs), pairs per discipline against the planned
-target, basic vs challenging per discipline, subject levels, concepts per question and answer lengths. Each function
-takes DataFrames, so a notebook can plot a filtered slice; `save` writes the figure next to one shared plotly.js.
+Coverage (field -> sub-field -> discipline -> subject, sized by Q/A pairs), pairs per discipline against the
+planned target, basic vs challenging per discipline, subject levels, concepts per question and answer lengths.
+Each function takes DataFrames, so a notebook can plot a filtered slice; `save` writes the figure next to one
+shared plotly.js.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def plots_dir(settings: Settings) -> Path:
 
 
 def save(fig: go.Figure, settings: Settings, name: str) -> Path:
-    """Write `plots/<name>.html`; plotly.js is copied once into the folder rather than inlined into every file."""
+    """Write `plots/<name>.html`; plotly.js is copied once into the folder, not inlined into every file."""
     path = plots_dir(settings) / f"{name}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.write_html(path, include_plotlyjs="directory")
@@ -31,8 +32,12 @@ def save(fig: go.Figure, settings: Settings, name: str) -> Path:
 def coverage(qa: pd.DataFrame) -> go.Figure:
     """Sunburst field -> sub-field -> discipline -> subject, each wedge sized by its Q/A pairs."""
     counts = qa.groupby(["field", "subfield", "discipline", "subject"]).size().reset_index(name="pairs")
-    return px.sunburst(counts, path=["field", "subfield", "discipline", "subject"], values="pairs",
-                       title="Coverage: Q/A pairs by field, sub-field, discipline and subject")
+    return px.sunburst(
+        counts,
+        path=["field", "subfield", "discipline", "subject"],
+        values="pairs",
+        title="Coverage: Q/A pairs by field, sub-field, discipline and subject",
+    )
 
 
 def taxonomy_sunburst(nodes: pd.DataFrame) -> go.Figure:
@@ -48,17 +53,24 @@ def sessions_per_syllabus(syllabi: pd.DataFrame) -> go.Figure:
 
 
 def pairs_vs_target(qa: pd.DataFrame, syllabi: pd.DataFrame, per_syllabus: int) -> go.Figure:
-    """Pairs per discipline next to the target (syllabi x questions per syllabus): shows where failures bit."""
+    """Pairs per discipline next to the target (syllabi x questions per syllabus): where failures bit."""
     made = qa.groupby("discipline").size().rename("pairs")
     target = (syllabi.groupby("discipline").size() * per_syllabus).rename("target")
     table = pd.concat([made, target], axis=1).fillna(0).reset_index(names="discipline")
-    return px.bar(table, x="discipline", y=["pairs", "target"], barmode="group",
-                  title="Q/A pairs per discipline vs target")
+    return px.bar(
+        table,
+        x="discipline",
+        y=["pairs", "target"],
+        barmode="group",
+        title="Q/A pairs per discipline vs target",
+    )
 
 
 def difficulty_mix(qa: pd.DataFrame) -> go.Figure:
     counts = qa.groupby(["discipline", "difficulty"]).size().reset_index(name="pairs")
-    return px.bar(counts, x="discipline", y="pairs", color="difficulty", title="Basic vs challenging per discipline")
+    return px.bar(
+        counts, x="discipline", y="pairs", color="difficulty", title="Basic vs challenging per discipline"
+    )
 
 
 def subject_levels(subjects: pd.DataFrame) -> go.Figure:
@@ -68,8 +80,13 @@ def subject_levels(subjects: pd.DataFrame) -> go.Figure:
 
 def concepts_per_question(questions: pd.DataFrame) -> go.Figure:
     table = questions.assign(concepts_used=questions["concepts"].map(len))
-    return px.histogram(table, x="concepts_used", color="difficulty", barmode="group",
-                        title="Key concepts per question (basic 1-5, challenging 2-5)")
+    return px.histogram(
+        table,
+        x="concepts_used",
+        color="difficulty",
+        barmode="group",
+        title="Key concepts per question (basic 1-5, challenging 2-5)",
+    )
 
 
 def answer_lengths(qa: pd.DataFrame) -> go.Figure:
@@ -78,7 +95,7 @@ def answer_lengths(qa: pd.DataFrame) -> go.Figure:
 
 
 def generation_plots(settings: Settings, frames: dict[str, pd.DataFrame]) -> dict[str, go.Figure]:
-    """Every figure the available frames allow (keys: subjects, syllabi, questions, answers); each is saved."""
+    """Every figure the given frames allow (keys: subjects, syllabi, questions, answers); each is saved."""
     figures: dict[str, go.Figure] = {}
     subjects, syllabi = frames.get("subjects"), frames.get("syllabi")
     questions, qa = frames.get("questions"), frames.get("answers")
@@ -93,7 +110,9 @@ def generation_plots(settings: Settings, frames: dict[str, pd.DataFrame]) -> dic
         figures["difficulty_mix"] = difficulty_mix(qa)
         figures["answer_lengths"] = answer_lengths(qa)
         if syllabi is not None and len(syllabi):
-            figures["pairs_vs_target"] = pairs_vs_target(qa, syllabi, settings.homework.questions_per_syllabus)
+            figures["pairs_vs_target"] = pairs_vs_target(
+                qa, syllabi, settings.homework.questions_per_syllabus
+            )
     for name, fig in figures.items():
         save(fig, settings, name)
     return figures

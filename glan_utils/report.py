@@ -35,6 +35,13 @@ _TEMPLATE_SOURCE = """{%- extends 'lab/index.html.j2' -%}
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 
 
+def _existing(run_dir: str | Path) -> Path:
+    """The run directory, which must exist (RunStore would create it)."""
+    if not Path(run_dir).is_dir():
+        raise InputError(f"no such run: {run_dir}")
+    return Path(run_dir)
+
+
 def _line_count(path: Path) -> int | None:
     if not path.exists():
         return None
@@ -47,7 +54,7 @@ def run_table(run_dir: str | Path) -> pd.DataFrame:
 
     Records are lines of `<stage>.jsonl` (cheap at any size); call figures come from the cost ledger.
     """
-    store = RunStore(run_dir)
+    store = RunStore(_existing(run_dir))
     stages = store.read_manifest().get("stages", {})
     ledger = read_ledger(store.path("ledger.jsonl"))
     rows = []
@@ -82,7 +89,9 @@ def totals_line(run_dir: str | Path) -> str:
 
 
 def markdown_table(table: pd.DataFrame) -> str:
-    return table.fillna("").to_markdown(index=False) if len(table) else "_nothing recorded yet_"
+    if not len(table):
+        return "_nothing recorded yet_"
+    return table.astype(object).where(table.notna(), "").to_markdown(index=False)
 
 
 def _card_markdown(card: str) -> str:
@@ -125,9 +134,7 @@ def _notebook_cells(path: Path) -> list[nbformat.NotebookNode]:
 
 def build_notebook(run_dir: str | Path) -> nbformat.NotebookNode:
     """The report as one notebook: the summary cells, then every executed notebook of the run in order."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InputError(f"no such run: {run_dir}")
+    run_dir = _existing(run_dir)
     report = nbformat.v4.new_notebook()
     report.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     report.cells = _summary_cells(run_dir)

@@ -1,9 +1,9 @@
-"""Human review of the taxonomy (paper §2.1): per-node keep/remove/rename, added nodes, majority merge, cascade.
+"""Human review of the taxonomy (paper §2.1): keep/remove/rename/add per node, majority merge, cascade.
 
-A `Review` is one reviewer's decisions, saved as JSON so it can be shared; several reviews merge by majority (a
-reviewer who left a node untouched votes to keep it; ties keep). Applying a review removes each removed node with its
-whole subtree, renames nodes (their paths and ids follow) and adds new nodes; the next stage expands only the kept
-disciplines.
+A `Review` is one reviewer's decisions, saved as JSON so it can be shared; several reviews merge by majority
+(a reviewer who left a node untouched votes to keep it; ties keep). Applying a review removes each removed
+node with its whole subtree, renames nodes (their paths and ids follow) and adds new nodes; the next stage
+expands only the kept disciplines.
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def load_reviews(path: str | Path) -> list[Review]:
     for file in files:
         try:
             data = file.read_text(encoding="utf-8")
-            reviews.extend(Review.model_validate_json(data) if data.lstrip().startswith("{")
-                           else _REVIEW_LIST.validate_json(data))
+            is_one = data.lstrip().startswith("{")
+            reviews.extend([Review.model_validate_json(data)] if is_one else _REVIEW_LIST.validate_json(data))
         except FileNotFoundError:
             raise InputError(f"review file not found: {file}") from None
         except (ValidationError, ValueError) as exc:
@@ -113,7 +113,7 @@ def _unique(additions: list[Addition]) -> list[Addition]:
 
 
 def apply_review(nodes: Iterable[TaxonomyNode], review: Review | None) -> list[TaxonomyNode]:
-    """The kept taxonomy: removed subtrees gone, renames and additions applied, paths and ids rebuilt top-down."""
+    """The kept taxonomy: removed subtrees gone, renames and additions applied, paths and ids rebuilt."""
     review = review or Review()
     nodes = list(nodes)
     children: dict[str | None, list[TaxonomyNode]] = {}
@@ -129,16 +129,29 @@ def apply_review(nodes: Iterable[TaxonomyNode], review: Review | None) -> list[T
         if decision.action == "remove":
             return  # cascade: the subtree is never visited
         name = decision.new_name.strip() if decision.action == "rename" and decision.new_name else old.name
-        node = old.model_copy(update={"name": name, "id": "", "parent_id": new_parent.id if new_parent else None,
-                                      "path": [*(new_parent.path if new_parent else []), name]})
+        node = old.model_copy(
+            update={
+                "name": name,
+                "id": "",
+                "parent_id": new_parent.id if new_parent else None,
+                "path": [*(new_parent.path if new_parent else []), name],
+            }
+        )
         node = TaxonomyNode.model_validate(node.model_dump())  # recompute the id from the new path
         kept.append(node)
         for child in children.get(old.id, []):
             visit(child, node)
         level = child_level(old)
         for addition in added.get(old.id, []) if level else []:
-            kept.append(TaxonomyNode(name=addition.name, level=level, parent_id=node.id,
-                                     path=[*node.path, addition.name], source="user"))
+            kept.append(
+                TaxonomyNode(
+                    name=addition.name,
+                    level=level,
+                    parent_id=node.id,
+                    path=[*node.path, addition.name],
+                    source="user",
+                )
+            )
 
     for root in children.get(None, []):
         visit(root, None)

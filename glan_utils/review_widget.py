@@ -1,7 +1,8 @@
 """An ipywidgets tree for reviewing the taxonomy in a notebook: remove, rename, add a child, save.
 
-Only the binding lives here; the decisions are a `review.Review`. Every control carries stable CSS classes so a
-browser test can find a node's row by name (`glan-node-<slug>`) and press its `remove` toggle or the `Save` button.
+Only the binding lives here; the decisions are a `review.Review`. Every control carries stable CSS classes so
+a browser test can find a node's row by name (`glan-node-<slug>`) and press its `remove` toggle or the `Save`
+button.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ class NodeRow:
         self.node, self.review = node, review
         depth = len(node.path) - 1
         self.label = w.Label(value=node.name, layout=w.Layout(margin=f"0 0 0 {24 * depth}px", width="320px"))
-        self.remove = w.ToggleButton(value=False, description="remove", tooltip=f"remove {node.name} and its subtree")
+        self.remove = w.ToggleButton(
+            value=False, description="remove", tooltip=f"remove {node.name} and its subtree"
+        )
         self.rename = w.Text(placeholder="rename", layout=w.Layout(width="200px"))
         self.remove.add_class("glan-remove")
         self.rename.add_class("glan-rename")
@@ -62,7 +65,7 @@ class NodeRow:
 
 
 class ReviewWidget:
-    """The whole review form: reviewer name, one row per node (indented tree), Save writing `reviews/<name>.json`."""
+    """The review form: reviewer name, one row per node (a tree), Save writing `reviews/<name>.json`."""
 
     def __init__(self, nodes: list[TaxonomyNode], run_dir: str | Path, reviewer: str = "") -> None:
         self.review = Review(reviewer=reviewer)
@@ -77,7 +80,9 @@ class ReviewWidget:
         self.status.add_class("glan-status")
         for row in self.rows:
             row.remove.observe(lambda _: self._grey_out(), names="value")
-        self.widget = w.VBox([self.reviewer, *(r.box for r in self.rows), w.HBox([self.save_button, self.status])])
+        self.widget = w.VBox(
+            [self.reviewer, *(r.box for r in self.rows), w.HBox([self.save_button, self.status])]
+        )
         self.widget.add_class("glan-review")
 
     def row(self, name: str) -> NodeRow:

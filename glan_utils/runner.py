@@ -12,6 +12,7 @@ in the run manifest so `--resume` skips the ones that completed.
 from __future__ import annotations
 
 import ast
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -32,6 +33,8 @@ from glan_utils.records import utc_now
 from glan_utils.store import RunStore
 
 KERNEL = "python3"
+# papermill re-inspects each notebook and warns about comments it cannot parse; `parameters` checks instead.
+logging.getLogger("papermill").setLevel(logging.ERROR)
 OVERRIDES = "overrides"
 RUN_FILE = "run.yaml"
 # Batch runs have no one to click widgets: notebooks that declare these get them.
@@ -64,7 +67,7 @@ class Notebook:
         try:
             tree = ast.parse(source)
         except SyntaxError as exc:
-            raise ConfigError(f"{self.path.name}: parameters cell is not valid Python (line {exc.lineno})") from None
+            raise ConfigError(f"{self.path.name}: bad parameters cell (line {exc.lineno})") from None
         return {target.id for node in tree.body if isinstance(node, ast.Assign | ast.AnnAssign)
                 for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
                 if isinstance(target, ast.Name)}

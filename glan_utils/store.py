@@ -9,6 +9,7 @@ and trimmed before the next append, so a resumed run never trusts half-written d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -58,17 +59,31 @@ def _trim_torn_tail(path: Path) -> None:
 
 
 class JsonlWriter:
-    """Appends JSON lines and flushes each, so everything written before a kill survives it."""
+    """Appends JSON lines, each in one unbuffered write, so everything written before a kill survives it.
+
+    A write that fails (disk full, read-only file system) is cut back off the file and raised as a StoreError,
+    so no torn line is left for a later append to glue onto.
+    """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _trim_torn_tail(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _trim_torn_tail(path)
+            self._handle = path.open("ab", buffering=0)
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
         self.path = path
-        self._handle = path.open("a", encoding="utf-8")
 
     def write(self, obj: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
-        self._handle.flush()
+        data = memoryview((json.dumps(obj, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
+        start = os.fstat(self._handle.fileno()).st_size
+        try:
+            while data:
+                data = data[self._handle.write(data):]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._handle.fileno(), start)
+            raise StoreError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
     def close(self) -> None:
         self._handle.close()

@@ -1,8 +1,8 @@
 """Paper §2.2: subjects per discipline, sampled in several rounds (T=1.0, top-p 0.95) and merged.
 
-Each round is its own cached call (`sample_index=round`) stored raw as a `SubjectRound`, so resume works per round
-and merging is a pure function that can be re-run for free with another threshold. Names merge when their normalised
-forms share enough words (order ignored); a merged subject remembers every round that
+Each round is its own cached call (`sample_index=round`) stored raw as a `SubjectRound`, so resume works per
+round and merging is a pure function that can be re-run for free with another threshold. Names merge when
+their normalised forms share enough words (order ignored); a merged subject remembers every round that
 proposed it.
 """
 
@@ -56,23 +56,44 @@ def round_tasks(disciplines: Iterable[TaxonomyNode], rounds: int) -> list[RoundT
 
 
 def subjects_prompt(discipline: TaxonomyNode, settings: Settings) -> RenderedPrompt:
-    return render("subjects", discipline=discipline.name, path=discipline.path, count=settings.subjects.per_round,
-                  language=settings.language)
+    return render(
+        "subjects",
+        discipline=discipline.name,
+        path=discipline.path,
+        count=settings.subjects.per_round,
+        language=settings.language,
+    )
 
 
-async def sample_round(client: LLMClient, task: RoundTask, settings: Settings,
-                       tally: Tally) -> list[SubjectRound] | Failure:
+async def sample_round(
+    client: LLMClient, task: RoundTask, settings: Settings, tally: Tally
+) -> list[SubjectRound] | Failure:
     """One round: ask for `per_round` subjects at the sampling temperature."""
     cfg = settings.subjects
     prompt = subjects_prompt(task.discipline, settings)
-    result = await ask(client, prompt, stage=STAGE_ROUNDS, task_id=task.id, tally=tally,
-                       schema=bounded_list(SubjectProposal, 1, cfg.per_round), temperature=cfg.temperature,
-                       top_p=cfg.top_p, max_tokens=cfg.max_tokens, sample_index=task.round)
+    result = await ask(
+        client,
+        prompt,
+        stage=STAGE_ROUNDS,
+        task_id=task.id,
+        tally=tally,
+        schema=bounded_list(SubjectProposal, 1, cfg.per_round),
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_tokens=cfg.max_tokens,
+        sample_index=task.round,
+    )
     if isinstance(result, Failure):
         return result
-    return [SubjectRound(discipline_id=task.discipline.id, discipline=task.discipline.name, round=task.round,
-                         proposals=result.parsed.items[:cfg.per_round],  # type: ignore[union-attr]
-                         provenance=provenance(result, prompt, [task.discipline.id]))]
+    return [
+        SubjectRound(
+            discipline_id=task.discipline.id,
+            discipline=task.discipline.name,
+            round=task.round,
+            proposals=result.parsed.items[: cfg.per_round],  # type: ignore[union-attr]
+            provenance=provenance(result, prompt, [task.discipline.id]),
+        )
+    ]
 
 
 def normalise(name: str) -> str:
@@ -100,10 +121,12 @@ class MergeResult:
     merged: int
 
 
-def merge_rounds(rounds: Iterable[SubjectRound], threshold: float, max_subjects: int | None = None) -> MergeResult:
+def merge_rounds(
+    rounds: Iterable[SubjectRound], threshold: float, max_subjects: int | None = None
+) -> MergeResult:
     """Merge near-duplicate names per discipline, in (discipline, round) order so the result is deterministic.
 
-    The first spelling and level win; subtopics are unioned; `rounds` lists every round that proposed the subject.
+    The first spelling and level win; subtopics are unioned; `rounds` lists every round that proposed it.
     With a cap, the subjects proposed in most rounds are kept.
     """
     groups: dict[str, list[SubjectRound]] = {}
@@ -116,21 +139,39 @@ def merge_rounds(rounds: Iterable[SubjectRound], threshold: float, max_subjects:
         for rec in recs:
             for prop in rec.proposals:
                 proposals += 1
-                match = next((c for c in clusters if similarity(c["name"], prop.subject_name) >= threshold), None)
+                match = next(
+                    (c for c in clusters if similarity(c["name"], prop.subject_name) >= threshold), None
+                )
                 if match is None:
-                    clusters.append({"name": prop.subject_name.strip(), "level": prop.level, "rec": rec,
-                                     "subtopics": list(prop.subtopics), "rounds": [rec.round]})
+                    clusters.append(
+                        {
+                            "name": prop.subject_name.strip(),
+                            "level": prop.level,
+                            "rec": rec,
+                            "subtopics": list(prop.subtopics),
+                            "rounds": [rec.round],
+                        }
+                    )
                     continue
                 merged += 1
                 match["rounds"] = sorted({*match["rounds"], rec.round})
                 match["subtopics"] += [t for t in prop.subtopics if t not in match["subtopics"]]
-        ranked = sorted(clusters, key=lambda c: -len(c["rounds"]))[:max_subjects] if max_subjects else clusters
+        ranked = (
+            sorted(clusters, key=lambda c: -len(c["rounds"]))[:max_subjects] if max_subjects else clusters
+        )
         subjects += [_subject(c) for c in ranked]
     return MergeResult(subjects, proposals, merged)
 
 
 def _subject(cluster: dict[str, Any]) -> Subject:
     rec: SubjectRound = cluster["rec"]
-    return Subject(discipline_id=rec.discipline_id, discipline=rec.discipline, subject_name=cluster["name"],
-                   level=cluster["level"], subtopics=cluster["subtopics"][:20], rounds=cluster["rounds"],
-                   task_id=rec.discipline_id, provenance=rec.provenance)
+    return Subject(
+        discipline_id=rec.discipline_id,
+        discipline=rec.discipline,
+        subject_name=cluster["name"],
+        level=cluster["level"],
+        subtopics=cluster["subtopics"][:20],
+        rounds=cluster["rounds"],
+        task_id=rec.discipline_id,
+        provenance=rec.provenance,
+    )

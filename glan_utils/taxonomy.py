@@ -1,9 +1,9 @@
-"""Paper §2.1: the taxonomy of human knowledge, fields -> sub-fields -> disciplines, generated or user-supplied.
+"""Paper §2.1: the taxonomy of knowledge, fields -> sub-fields -> disciplines, generated or user-given.
 
-Generation makes one call per level per parent (fields; sub-fields of each field; disciplines of each sub-field), so a
-killed run resumes per parent. A user file replaces generation: a nested mapping (YAML/JSON), a list of
-`{name, parent}` edges (YAML/JSON), or a CSV with `field,subfield,discipline` or `name,parent` columns. Every problem
-in a user file is one error naming its line.
+Generation makes one call per level per parent (fields; sub-fields of each field; disciplines of each
+sub-field), so a killed run resumes per parent. A user file replaces generation: a nested mapping (YAML/JSON),
+a list of `{name, parent}` edges (YAML/JSON), or a CSV with `field,subfield,discipline` or `name,parent`
+columns. Every problem in a user file is one error naming its line.
 """
 
 from __future__ import annotations
@@ -51,30 +51,50 @@ def level_size(settings: Settings, level: NodeLevel) -> int:
 
 
 def expand_prompt(task: ExpandTask, language: str):
-    return render("taxonomy", level=task.level, count=task.count, path=task.parent.path if task.parent else [],
-                  language=language)
+    return render(
+        "taxonomy",
+        level=task.level,
+        count=task.count,
+        path=task.parent.path if task.parent else [],
+        language=language,
+    )
 
 
-async def expand(client: LLMClient, task: ExpandTask, settings: Settings, tally: Tally) -> list[TaxonomyNode] | Failure:
+async def expand(
+    client: LLMClient, task: ExpandTask, settings: Settings, tally: Tally
+) -> list[TaxonomyNode] | Failure:
     """Ask for the children of one node and turn the reply into nodes (duplicates within a reply dropped)."""
     prompt = expand_prompt(task, settings.language)
-    result = await ask(client, prompt, stage=STAGE, task_id=task.id, tally=tally,
-                       schema=bounded_list(NodeProposal, 1, task.count), temperature=settings.taxonomy.temperature,
-                       max_tokens=settings.taxonomy.max_tokens)
+    result = await ask(
+        client,
+        prompt,
+        stage=STAGE,
+        task_id=task.id,
+        tally=tally,
+        schema=bounded_list(NodeProposal, 1, task.count),
+        temperature=settings.taxonomy.temperature,
+        max_tokens=settings.taxonomy.max_tokens,
+    )
     if isinstance(result, Failure):
         return result
     parent_path = task.parent.path if task.parent else []
     parents = [task.parent.id] if task.parent else []
     nodes: dict[str, TaxonomyNode] = {}
-    for item in result.parsed.items[:task.count]:  # type: ignore[union-attr]
-        node = TaxonomyNode(name=item.name.strip(), level=task.level, parent_id=parents[0] if parents else None,
-                            path=[*parent_path, item.name.strip()], description=item.description,
-                            provenance=provenance(result, prompt, parents))
+    for item in result.parsed.items[: task.count]:  # type: ignore[union-attr]
+        node = TaxonomyNode(
+            name=item.name.strip(),
+            level=task.level,
+            parent_id=parents[0] if parents else None,
+            path=[*parent_path, item.name.strip()],
+            description=item.description,
+            provenance=provenance(result, prompt, parents),
+        )
         nodes.setdefault(node.id, node)
     return list(nodes.values())
 
 
 # ----- user-supplied taxonomies -----
+
 
 @dataclass
 class _Entry:
@@ -92,25 +112,29 @@ def load_taxonomy_file(path: str | Path) -> list[TaxonomyNode]:
     except FileNotFoundError:
         raise InputError(f"taxonomy file not found: {path}") from None
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise InputError(f"{path}: line {line}: not UTF-8 text (bad byte at offset {exc.start})") from None
-    if path.suffix.lower() == ".csv":
-        entries = _csv_entries(text, path)
-    else:
-        entries = _yaml_entries(text, path)
-    return _build(entries, path)
+    return _build(
+        _csv_entries(text, path) if path.suffix.lower() == ".csv" else _yaml_entries(text, path), path
+    )
 
 
 def _csv_entries(text: str, path: Path) -> list[_Entry]:
     reader = csv.DictReader(io.StringIO(text))
     columns = [c.strip().lower() for c in reader.fieldnames or []]
     reader.fieldnames = columns
-    entries: list[_Entry] = []
     if set(LEVELS) <= set(columns):  # path form: one row per discipline, fields repeat on every row
         return _path_rows(reader)
     if {"name", "parent"} <= set(columns):
-        return [_Entry((row["name"] or "").strip(), (row["parent"] or "").strip() or None, reader.line_num,
-                       (row.get("description") or "").strip()) for row in reader]
+        return [
+            _Entry(
+                (row["name"] or "").strip(),
+                (row["parent"] or "").strip() or None,
+                reader.line_num,
+                (row.get("description") or "").strip(),
+            )
+            for row in reader
+        ]
     raise InputError(f"{path}: line 1: CSV needs columns field,subfield,discipline or name,parent")
 
 
@@ -121,9 +145,9 @@ def _path_rows(reader: csv.DictReader) -> list[_Entry]:
     for row in reader:
         names = [(row.get(level) or "").strip() for level in LEVELS]
         for depth, name in enumerate(names):
-            if not name and not any(names[depth + 1:]):
+            if not name and not any(names[depth + 1 :]):
                 break
-            key = tuple(names[:depth + 1])
+            key = tuple(names[: depth + 1])
             if key not in seen or depth == len(LEVELS) - 1:  # a repeated discipline is a duplicate
                 entries.append(_Entry(name, names[depth - 1] if depth else None, reader.line_num))
             seen.add(key)
@@ -145,7 +169,9 @@ def _yaml_entries(text: str, path: Path) -> list[_Entry]:
 
 def _scalar(node: yaml.Node, path: Path) -> str:
     if not isinstance(node, yaml.ScalarNode):
-        raise InputError(f"{path}: line {node.start_mark.line + 1}: expected a name, found a nested structure")
+        raise InputError(
+            f"{path}: line {node.start_mark.line + 1}: expected a name, found a nested structure"
+        )
     return str(node.value).strip()
 
 
@@ -161,7 +187,9 @@ def _edge(item: yaml.Node, path: Path) -> _Entry:
     if "name" not in fields:
         raise InputError(f"{path}: line {line}: entry has no 'name'")
     parent = fields.get("parent")
-    parent_name = _scalar(parent, path) if parent is not None and parent.tag != "tag:yaml.org,2002:null" else None
+    parent_name = (
+        _scalar(parent, path) if parent is not None and parent.tag != "tag:yaml.org,2002:null" else None
+    )
     description = _description(fields["description"], path) if "description" in fields else ""
     return _Entry(_scalar(fields["name"], path), parent_name or None, line, description)
 
@@ -179,6 +207,10 @@ def _nested(node: yaml.Node, parent: str | None, depth: int, path: Path) -> Iter
         for key, value in node.value:
             name = _scalar(key, path)
             if depth == len(LEVELS) - 1:  # disciplines may map to a description
+                if not isinstance(value, yaml.ScalarNode):
+                    raise InputError(
+                        f"{path}: line {value.start_mark.line + 1}: deeper than field/subfield/discipline"
+                    )
                 yield _Entry(name, parent, key.start_mark.line + 1, _description(value, path))
             else:
                 yield _Entry(name, parent, key.start_mark.line + 1)
@@ -194,20 +226,29 @@ def _build(entries: list[_Entry], path: Path) -> list[TaxonomyNode]:
         if not entry.name:
             raise InputError(f"{path}: line {entry.line}: empty name")
         if entry.name.casefold() in by_name:  # names are unique, so a parent name is never ambiguous
-            raise InputError(f"{path}: line {entry.line}: duplicate '{entry.name}' (first at line "
-                             f"{by_name[entry.name.casefold()].line})")
+            raise InputError(
+                f"{path}: line {entry.line}: duplicate '{entry.name}' (first at line "
+                f"{by_name[entry.name.casefold()].line})"
+            )
         by_name.setdefault(entry.name.casefold(), entry)
     chains = [_ancestry(entry, by_name, path) for entry in entries]
     nodes: dict[tuple[str, ...], TaxonomyNode] = {}
     for chain in sorted(chains, key=len):  # parents before children, whatever the file's order
         entry = chain[0]
         if len(chain) > len(LEVELS):
-            raise InputError(f"{path}: line {entry.line}: '{entry.name}' is deeper than field/subfield/discipline")
+            raise InputError(
+                f"{path}: line {entry.line}: '{entry.name}' is deeper than field/subfield/discipline"
+            )
         names = tuple(e.name for e in reversed(chain))
         parent = nodes.get(names[:-1])
-        nodes[names] = TaxonomyNode(name=entry.name, level=LEVELS[len(names) - 1], path=list(names),
-                                    parent_id=parent.id if parent else None, description=entry.description,
-                                    source="user")
+        nodes[names] = TaxonomyNode(
+            name=entry.name,
+            level=LEVELS[len(names) - 1],
+            path=list(names),
+            parent_id=parent.id if parent else None,
+            description=entry.description,
+            source="user",
+        )
     return list(nodes.values())
 
 
@@ -218,7 +259,9 @@ def _ancestry(entry: _Entry, by_name: dict[str, _Entry], path: Path) -> list[_En
         if parent is None:
             raise InputError(f"{path}: line {current.line}: unknown parent '{current.parent}'")
         if parent in chain:
-            raise InputError(f"{path}: line {entry.line}: cycle: " + " -> ".join(e.name for e in [*chain, parent]))
+            raise InputError(
+                f"{path}: line {entry.line}: cycle: " + " -> ".join(e.name for e in [*chain, parent])
+            )
         chain.append(parent)
         current = parent
     return chain

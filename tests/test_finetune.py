@@ -17,6 +17,7 @@ from glan_utils.finetune import (
     load_model_and_tokenizer,
     loss_gap,
     mean_token_loss,
+    mean_tokens,
     prepare_dataset,
     resolve_model,
     to_prompt_completion,
@@ -25,12 +26,12 @@ from glan_utils.finetune import (
 from glan_utils.finetune_presets import PRESETS, FinetuneSettings, load_finetune_settings, plan
 
 TINY = {
-    "max_steps": 6,
+    "max_steps": 4,
     "learning_rate": 1e-3,
     "per_device_batch_size": 2,
     "max_length": 128,
     "warmup_steps": 0,
-    "eval_steps": 3,
+    "eval_steps": 2,
     "max_eval_examples": 4,
 }
 
@@ -172,6 +173,8 @@ def test_prompt_tokens_are_masked_in_the_collated_batch(smollm2, tmp_path: Path)
     write_exported_dataset(tmp_path)
     data = prepare_dataset(load_exported_dataset(tmp_path), settings)
     trainer = build_trainer(settings, data, tmp_path / "ft", model, tokenizer)
+    trl_lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+    assert mean_tokens(data["train"], tokenizer) == pytest.approx(sum(trl_lengths) / len(trl_lengths), abs=1)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
     for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"], strict=True):
         trained = labels != -100
@@ -183,7 +186,7 @@ def test_prompt_tokens_are_masked_in_the_collated_batch(smollm2, tmp_path: Path)
         assert "catalogue" in tokenizer.decode(ids[:first])
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)  # ~1 min on an idle 2-core machine; a guard, not a benchmark
 def test_lora_training_lowers_loss_and_saves_a_card(smollm2, tmp_path: Path) -> None:
     model, tokenizer = smollm2
     run_dir = tmp_path / "run"
@@ -196,19 +199,19 @@ def test_lora_training_lowers_loss_and_saves_a_card(smollm2, tmp_path: Path) -> 
     result = train(
         settings, prepare_dataset(load_exported_dataset(run_dir), settings), run_dir, model, tokenizer
     )
-    assert result.steps == 6 and result.tokens_seen > 0 and result.tokens_per_s > 0
+    assert result.steps == 4 and result.tokens_seen > 0 and result.tokens_per_s > 0
     assert result.train_loss_last < result.train_loss_first
     assert result.eval_loss_after < result.eval_loss_before
-    assert [row["step"] for row in result.history if "eval_loss" in row] == [3, 6]
+    assert [row["step"] for row in result.history if "eval_loss" in row] == [0, 2, 4]
     out = Path(result.output_dir)
     assert out == run_dir / "finetune" / "cpu-demo" and (out / "adapter_model.safetensors").is_file()
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "../../dataset/README.md" in card and "learning_rate | 0.001" in card
-    assert json.loads((out / "train_result.json").read_text())["steps"] == 6
+    assert json.loads((out / "train_result.json").read_text())["steps"] == 4
     assert loss_gap(model, tokenizer, texts[:4], unseen[:4]) > gap_before  # trained texts got easier
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 def test_mean_token_loss_ignores_right_padding(smollm2) -> None:
     model, tokenizer = smollm2
     texts = ["Short text.", "A noticeably longer text that forces padding onto the first one in the batch."]

@@ -1,0 +1,47 @@
+"""A small finished run on disk (no kernel, no model): what `glan report` and `glan status` read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import plotly.express as px
+
+from glan_utils.ledger import Ledger
+from glan_utils.store import RunStore
+
+CODE_MARKER = "make_the_plot_now"
+CARD = "---\nlicense: mit\npretty_name: Tiny GLAN\n---\n# Tiny GLAN data set\n\nTwo *synthetic* pairs.\n"
+
+
+def _executed_notebook() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    plot = nbformat.v4.new_code_cell(f"{CODE_MARKER}()", execution_count=1)
+    for fig in (px.bar(x=["a", "b"], y=[1, 2]), px.pie(names=["x", "y"], values=[3, 4])):
+        data = {"application/vnd.plotly.v1+json": json.loads(fig.to_json()), "text/plain": "Figure"}
+        plot.outputs.append(nbformat.v4.new_output("display_data", data=data))
+    table = nbformat.v4.new_code_cell("frame", execution_count=2, outputs=[nbformat.v4.new_output(
+        "execute_result", data={"text/html": "<table class='dataframe'><tr><td>kept-rows</td></tr></table>"},
+        execution_count=2)])
+    nb.cells = [nbformat.v4.new_markdown_cell("# 01 · Tiny stage\n\nWhat this stage does."), plot, table]
+    return nb
+
+
+def make_report_run(run_dir: Path) -> Path:
+    """A run with config, manifest, ledger (3 calls, 1 failed, 1 cache hit), records, card and notebook."""
+    store = RunStore(run_dir)
+    store.write_config({"run_name": run_dir.name, "llm": {"model": "fake-model"}})
+    store.update_manifest("01_tiny", kind="notebook", status="complete")
+    store.update_manifest("answers", status="complete_with_failures", failed=1)
+    store.records_path("answers").write_text("".join(json.dumps({"id": f"a{i}"}) + "\n" for i in range(2)))
+    ledger = Ledger(store.path("ledger.jsonl"))
+    for ok, cached in ((True, False), (True, False), (False, False), (True, True)):
+        ledger.record(stage="answers", model="fake-model", cache_key="k", cached=cached, ok=ok,
+                      prompt_tokens=10, completion_tokens=5)
+    ledger.close()
+    (run_dir / "dataset").mkdir()
+    (run_dir / "dataset" / "README.md").write_text(CARD)
+    (run_dir / "notebooks").mkdir()
+    nbformat.write(_executed_notebook(), run_dir / "notebooks" / "01_tiny.ipynb")
+    return run_dir

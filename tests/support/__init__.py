@@ -1,0 +1,1 @@
+"""Helpers shared by the reliability tests (chaos, kill-and-resume, bad input, secrets)."""

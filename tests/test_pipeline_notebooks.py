@@ -1,0 +1,87 @@
+"""Notebooks 01-04 run top to bottom under papermill against the local server; a rerun makes no new calls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import papermill
+import pytest
+import yaml
+
+from glan_utils.store import RunStore
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+TINY = {
+    "01_taxonomy": {"n_fields": 1, "n_subfields": 2, "n_disciplines": 1, "interactive": False},
+    "02_subjects": {"rounds": 2, "per_round": 2, "max_subjects": 2},
+    "03_syllabi": {"min_sessions": 2, "max_sessions": 3},
+    "04_homework": {"questions_per_syllabus": 2, "language": "Deutsch"},
+}
+
+
+def execute(name: str, out_dir: Path, common: dict) -> dict:
+    output = out_dir / f"{name}.ipynb"
+    params = {**common, **TINY[name]}
+    papermill.execute_notebook(
+        NOTEBOOKS / f"{name}.ipynb",
+        output,
+        parameters=params,
+        kernel_name="python3",
+        cwd=str(out_dir),
+        progress_bar=False,
+        log_output=False,
+    )
+    return json.loads(output.read_text(encoding="utf-8"))
+
+
+def text_outputs(notebook: dict) -> str:
+    parts = []
+    for cell in notebook["cells"]:
+        for out in cell.get("outputs", []):
+            parts.append("".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", "")))
+    return "\n".join(parts)
+
+
+@pytest.mark.slow  # four kernels twice: ~40 s on an idle 2-core machine
+@pytest.mark.timeout(300)
+def test_notebooks_run_in_order_and_rerun_makes_no_calls(openai_server, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump({"llm": {"cache_path": str(tmp_path / "cache.sqlite"), "timeout_s": 10}})
+    )
+    common = {
+        "run_name": "nb",
+        "output_dir": str(tmp_path / "outputs"),
+        "config_path": str(config),
+        "base_url": openai_server.base_url,
+        "model": "fake-model",
+    }
+    executed = {name: execute(name, tmp_path, common) for name in TINY}
+    store = RunStore(tmp_path / "outputs" / "nb")
+    pairs = list(store.iter_records("answers"))
+    assert pairs and all(p.language == "Deutsch" for p in pairs)
+    assert len({p.discipline for p in pairs}) == 2
+    first = text_outputs(executed["01_taxonomy"])
+    assert "calls to fake-model" in first and "--- user ---" in first  # estimate and prompt shown
+    assert first.index("calls to fake-model") < first.index("records_written")  # ... before anything is spent
+    plots = {p.stem for p in (store.root / "plots").glob("*.html")}
+    assert {
+        "taxonomy",
+        "coverage",
+        "pairs_vs_target",
+        "difficulty_mix",
+        "answer_lengths",
+        "subject_levels",
+        "concepts_per_question",
+        "sessions_per_syllabus",
+    } <= plots
+    manifest = store.read_manifest()["stages"]
+    assert all(manifest[s]["status"] == "complete" for s in ("taxonomy", "subjects", "syllabi", "answers"))
+    sent = openai_server.count
+    assert sent > 0
+    (tmp_path / "rerun").mkdir()
+    for name in TINY:
+        execute(name, tmp_path / "rerun", common)
+    assert openai_server.count == sent
+    assert len(list(store.iter_records("answers"))) == len(pairs)

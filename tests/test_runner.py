@@ -1,0 +1,57 @@
+"""Batch runs with papermill: stage selection, parameter routing, failures and resume (real kernels)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from browser.notebooks import write_notebooks
+
+from glan_utils import runner
+from glan_utils.errors import ConfigError
+
+
+@pytest.fixture
+def notebooks(tmp_path: Path) -> list[runner.Notebook]:
+    return runner.discover(write_notebooks(tmp_path / "nb"))
+
+
+def test_discover_and_select(notebooks: list[runner.Notebook]) -> None:
+    assert [nb.stem for nb in notebooks] == ["01_alpha", "02_beta"]
+    assert [nb.stem for nb in runner.select(notebooks, "2")] == ["02_beta"]
+    assert [nb.stem for nb in runner.select(notebooks, "alpha", "01_alpha")] == ["01_alpha"]
+    assert notebooks[0].parameters == {"run_name", "output_dir", "config_path", "overrides", "n"}
+    with pytest.raises(ConfigError, match="unknown stage 'gamma'"):
+        runner.select(notebooks, "gamma")
+    with pytest.raises(ConfigError, match="comes after"):
+        runner.select(notebooks, "2", "1")
+
+
+def test_unknown_parameter_and_bad_setting_fail_before_running(notebooks: list[runner.Notebook],
+                                                               tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown parameter 'nn'"):
+        runner.RunPlan("r", notebooks, params={"nn": 1}).routed  # noqa: B018
+    with pytest.raises(ConfigError, match=r"llm\.modl"):
+        runner.RunPlan("r", notebooks, params={"llm.modl": "x"}).settings  # noqa: B018
+    plan = runner.RunPlan("r", notebooks, params={"n": 3, "seed": 7, "output_dir": str(tmp_path / "o")})
+    assert plan.routed == ({"n": 3, "output_dir": str(tmp_path / "o")}, {"seed": 7})
+
+
+def test_run_fail_then_resume(notebooks: list[runner.Notebook], tmp_path: Path) -> None:
+    params = {"output_dir": str(tmp_path / "outputs"), "n": 5, "seed": 7, "fail": True}
+    plan = runner.RunPlan("r1", notebooks, params=params)
+    with pytest.raises(runner.StageFailed, match="02_beta failed: AssertionError: beta was told to fail"):
+        runner.execute(plan, echo=lambda _: None)
+    run_dir = tmp_path / "outputs" / "r1"
+    stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    assert (stages["01_alpha"]["status"], stages["02_beta"]["status"]) == ("complete", "failed")
+    assert (run_dir / "alpha.log").read_text() == "5 7\n", "n reached the notebook, seed went via overrides"
+
+    resumed = runner.RunPlan("r1", notebooks, params={**params, "fail": False})
+    executed = runner.execute(resumed, resume=True, echo=lambda _: None)
+    assert [p.name for p in executed] == ["01_alpha.ipynb", "02_beta.ipynb"]
+    assert all(p.exists() for p in executed)
+    assert (run_dir / "alpha.log").read_text() == "5 7\n", "the complete stage was skipped"
+    assert (run_dir / "beta.log").read_text() == "7\n", "seed reached a notebook without overrides"
+    assert runner.saved_invocation(run_dir)[1]["fail"] is False

@@ -1,0 +1,66 @@
+"""Syllabi: bounded reply schema, sessions renumbered, failures kept with raw output and retried on rerun."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glan_utils import pipeline
+from glan_utils.store import RunStore
+from glan_utils.testing import Behavior
+
+TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
+SIZES = {
+    "subjects.rounds": 1,
+    "subjects.per_round": 2,
+    "subjects.max_subjects": 1,
+    "syllabus.min_sessions": 3,
+    "syllabus.max_sessions": 5,
+    "syllabus.concepts_per_session": 4,
+}
+
+
+async def prepared(server, make_settings, **extra):
+    settings = make_settings(server.base_url, {"taxonomy.source": TAXONOMY, **SIZES, **extra})
+    await pipeline.run_until(settings, "subjects")
+    server.reset_stats()
+    return settings
+
+
+async def test_sessions_are_bounded_and_numbered(openai_server, make_settings):
+    settings = await prepared(openai_server, make_settings)
+    report = await pipeline.run_syllabi(settings)
+    store = RunStore(settings.run_dir)
+    subjects = {s.id: s for s in store.iter_records("subjects")}
+    syllabi = list(store.iter_records("syllabi"))
+    assert len(syllabi) == len(subjects) == openai_server.count == report.llm.calls == 5
+    schema = openai_server.requests[0]["response_format"]["json_schema"]["schema"]
+    assert (schema["properties"]["sessions"]["minItems"], schema["properties"]["sessions"]["maxItems"]) == (
+        3,
+        5,
+    )
+    session_schema = schema["$defs"]["SessionReply"]["properties"]
+    assert session_schema["key_concepts"]["maxItems"] == 4 and session_schema["title"]["maxLength"] <= 80
+    for syllabus in syllabi:
+        assert 3 <= len(syllabus.sessions) <= 5
+        assert [s.index for s in syllabus.sessions] == list(range(1, len(syllabus.sessions) + 1))
+        assert all(1 <= len(s.key_concepts) <= 4 for s in syllabus.sessions)
+        subject = subjects[syllabus.subject_id]
+        assert (syllabus.subject_name, syllabus.discipline_id) == (
+            subject.subject_name,
+            subject.discipline_id,
+        )
+        assert syllabus.provenance.parent_ids == [subject.id, subject.discipline_id]
+
+
+async def test_unparseable_reply_is_kept_as_failure_then_retried(openai_server, make_settings):
+    settings = await prepared(openai_server, make_settings, **{"llm.concurrency": 1})
+    # two tasks are in flight: both first replies are bad, and one of the two re-asks is bad too
+    openai_server.script(*[Behavior("text", content="no JSON")] * 3)
+    report = await pipeline.run_syllabi(settings)
+    store = RunStore(settings.run_dir)
+    failures = list(store.iter_failures("syllabi"))
+    assert report.summary.failed == 1 and len(failures) == 1 and report.repaired == 1
+    assert failures[0].raw == "no JSON" and failures[0].reason
+    assert store.count("syllabi") == 4
+    again = await pipeline.run_syllabi(settings)
+    assert again.llm.calls == 1 and store.count("syllabi") == 5  # only the failed subject is asked again
