@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -103,9 +104,27 @@ def synthesize(run_dir: Path, n: int, seed: int = 0) -> float:
     return (run_dir / "answers.jsonl").stat().st_size / 1e6
 
 
+class PeakMemory(threading.Thread):
+    """Polls /proc/self/status: peak anonymous RSS (heap) apart from file-backed pages (mmap, page cache)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = {"RssAnon": 0, "RssFile": 0}
+
+    def run(self) -> None:
+        while True:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in self.peak:
+                    self.peak[key] = max(self.peak[key], int(value.split()[0]) // 1024)
+            time.sleep(0.05)
+
+
 def child(run_dir: str, step: str) -> None:
     """Run one step in this (fresh) process and print its timing and peak RSS as JSON."""
     store, settings = RunStore(run_dir), DatasetSettings()
+    memory = PeakMemory()
+    memory.start()
     start = time.perf_counter()
     if step == "index":
         from glan_utils.decontaminate import load_index
@@ -129,6 +148,8 @@ def child(run_dir: str, step: str) -> None:
                 "peak_rss_mb": me.ru_maxrss / 1024,
                 "worker_peak_rss_mb": workers.ru_maxrss / 1024,
                 "index_ngrams": size,
+                "peak_anon_mb": memory.peak["RssAnon"],
+                "peak_file_mb": memory.peak["RssFile"],
                 "cpu_s": me.ru_utime + me.ru_stime + workers.ru_utime + workers.ru_stime,
             }
         )
@@ -190,14 +211,15 @@ def main() -> None:
 def table(results: dict[str, Any]) -> str:
     """Markdown table: one row per (size, step)."""
     lines = [
-        "| records | step | wall s | records/s | CPU s | peak RSS MB (main / each worker) |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| records | step | wall s | records/s | CPU s | RSS MB | heap / file-mapped MB | worker MB |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for run in results["runs"]:
         for step, r in run["steps"].items():
             lines.append(
                 f"| {run['records']:,} | {step} | {r['seconds']:.1f} | {r['records'] / r['seconds']:,.0f} "
-                f"| {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} / {r['worker_peak_rss_mb']:.0f} |"
+                f"| {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['peak_anon_mb']} / {r['peak_file_mb']} "
+                f"| {r['worker_peak_rss_mb']:.0f} |"
             )
     index = results["index"]
     lines.append(

@@ -22,7 +22,7 @@ from typing import Any
 import openai
 from pydantic import Field
 
-from glan_utils.config import Price, Section
+from glan_utils.config import Price, Section, api_key
 from glan_utils.errors import GlanError
 from glan_utils.ledger import Ledger
 from glan_utils.llm import ChatResult, LLMClient
@@ -184,7 +184,8 @@ async def run_batches(client: LLMClient, planned: list[PlannedCall], run_dir: Pa
     todo = [p for p in planned if client.cache.get(p.key) is None]
     report.already_cached = len(planned) - len(todo)
     state = run_dir / "batches" / f"{client.stage or 'stage'}.json"
-    sdk = openai.AsyncOpenAI(base_url=client.base_url, api_key=key or "no-key", max_retries=3)
+    sdk = openai.AsyncOpenAI(base_url=client.base_url, api_key=key or api_key(client.settings) or "no-key",
+                             max_retries=3)
     ledger = Ledger(run_dir / "ledger.jsonl", discounted(client.settings.prices, settings.discount))
     try:
         if state.exists():

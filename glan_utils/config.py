@@ -47,7 +47,7 @@ class LLMSettings(Section):
     retry_max_wait_s: float = Field(60.0, gt=0)
     structured_output: Literal["json_schema", "json_object", "none"] = "json_schema"
     extra_body: dict[str, Any] = Field(default_factory=dict, description="Extra request fields, e.g. repeat_penalty.")
-    cache_path: str = Field("outputs/cache.sqlite", description="Response cache shared by all runs.")
+    cache_path: str | None = Field(None, description="Response cache shared by runs; None = <output_dir>/cache.sqlite.")
     prices: dict[str, Price] = Field(default_factory=dict, description="Price table keyed by model name.")
 
 
@@ -132,6 +132,11 @@ class Settings(Section):
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.run_name
+
+    @property
+    def cache_file(self) -> Path:
+        """The response cache: shared by every run under the same output_dir unless `llm.cache_path` is set."""
+        return Path(self.llm.cache_path) if self.llm.cache_path else Path(self.output_dir) / "cache.sqlite"
 
     def snapshot(self) -> dict[str, Any]:
         """A plain dict for `config.yaml`: contains no secret, since keys are never settings."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -93,7 +94,7 @@ class EndpointPool:
         """Calls the whole pool can hold in flight at once."""
         return sum(e.concurrency for e in self.endpoints)
 
-    def pick(self, exclude: set[Endpoint] = frozenset()) -> Endpoint:  # type: ignore[assignment]
+    def pick(self, exclude: Collection[Endpoint] = ()) -> Endpoint:
         """The endpoint for the next call: fewest in flight (or next in turn), skipping `exclude`."""
         candidates = [e for e in self.endpoints if e not in exclude]
         start = next(self._turn) % len(candidates)

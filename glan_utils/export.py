@@ -125,10 +125,11 @@ def write_table(rows: Iterable[dict[str, Any]], path: Path, chunk_size: int) -> 
     return total
 
 
-def choose_test(ids: pa.Array, disciplines: pa.Array, settings: ExportSettings) -> np.ndarray:
+def choose_test(ids: pa.ChunkedArray, disciplines: pa.ChunkedArray, settings: ExportSettings) -> np.ndarray:
     """Bool per row: in the held-out test split. Per discipline, the rows with the lowest seeded id hash."""
-    rank = mix64(string_hashes(ids) ^ np.uint64(settings.seed & (2**64 - 1)))
-    codes = pc.dictionary_encode(disciplines).indices.to_numpy(zero_copy_only=False)
+    id_hashes = np.concatenate([string_hashes(chunk) for chunk in ids.chunks] or [np.empty(0, np.uint64)])
+    rank = mix64(id_hashes ^ np.uint64(settings.seed & (2**64 - 1)))
+    codes = pc.dictionary_encode(disciplines.combine_chunks()).indices.to_numpy(zero_copy_only=False)
     counts = np.bincount(codes)
     wanted = (
         np.round(counts * settings.test_fraction)
@@ -156,7 +157,7 @@ def write_splits(table_path: Path, out_dir: Path, settings: ExportSettings) -> d
     """From the kept rows: add the split, write `qa.parquet` and the chat JSONL files; returns split sizes."""
     source = pq.ParquetFile(table_path)
     columns = source.read(columns=["id", "discipline"])
-    is_test = choose_test(columns["id"].combine_chunks(), columns["discipline"].combine_chunks(), settings)
+    is_test = choose_test(columns["id"], columns["discipline"], settings)
     del columns
     offset = 0
     handles = {name: (out_dir / f"{name}.jsonl").open("w", encoding="utf-8") for name in ("train", "test")}

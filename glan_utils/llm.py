@@ -266,7 +266,7 @@ async def open_client(settings: Settings, stage: str = "", check: bool = True) -
             # replicas of one model answer alike: a pool's cache key names the model, not the replica that served
             endpoint_id = f"pool:{llm.model}" if llm.base_urls else base_url.rstrip("/")
             model = llm.model
-        cache = ResponseCache(llm.cache_path)
+        cache = ResponseCache(settings.cache_file)
         stack.callback(cache.close)
         ledger = Ledger(settings.run_dir / "ledger.jsonl", llm.prices)
         stack.callback(ledger.close)

@@ -1,28 +1,58 @@
-"""One function per generation stage, for notebooks and the CLI: estimate, run (resumably), summarise.
+"""One function per generation stage, for notebooks and the CLI: run (resumably) and summarise.
 
 Each `run_*` reads the previous stage's records from the run directory, keeps only work under the disciplines
 kept by the taxonomy review, runs the calls through `run_stage` (resume by task id, failures kept) and returns
 a `StageReport`. When every task of a stage is already done, no client (and no embedded server) is even
-started.
+started. Estimates (`estimate_stage`, `preview_prompt`) and input selection (`kept_*`) are re-exported here so
+a notebook needs only this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from glan_utils import answers, homework, subjects, syllabus, taxonomy
 from glan_utils.config import Settings, load_settings
+from glan_utils.estimates import estimate_stage, planned_calls, preview_prompt
 from glan_utils.generation import Tally
-from glan_utils.ledger import Estimate, Totals, estimate
+from glan_utils.ledger import Totals
 from glan_utils.llm import LLMClient, open_client
-from glan_utils.prompts import RenderedPrompt
-from glan_utils.records import ClassSession, Question, Subject, Syllabus, TaxonomyNode
-from glan_utils.review import Review, apply_review, disciplines, load_reviews, merge, reviews_dir
+from glan_utils.records import TaxonomyNode
+from glan_utils.selection import (
+    count_kept,
+    current_review,
+    kept_disciplines,
+    kept_records,
+    kept_taxonomy,
+    question_tasks,
+    review_path,
+)
 from glan_utils.stage import StageSummary, run_stage
 from glan_utils.store import RunStore
+
+__all__ = [
+    "STAGES",
+    "StageReport",
+    "current_review",
+    "estimate_stage",
+    "kept_disciplines",
+    "kept_records",
+    "kept_taxonomy",
+    "notebook_settings",
+    "planned_calls",
+    "preview_prompt",
+    "question_tasks",
+    "review_path",
+    "run_answers",
+    "run_questions",
+    "run_subjects",
+    "run_syllabi",
+    "run_taxonomy",
+    "run_until",
+]
 
 STAGES = ("taxonomy", "subjects", "syllabi", "questions", "answers")
 
@@ -62,9 +92,20 @@ class StageReport:
         self.repaired += other.repaired
 
 
-def notebook_settings(config_path: str | None, parameters: dict[str, Any]) -> Settings:
-    """Settings from a notebook's papermill parameters: dotted keys, None meaning "keep the file/default"."""
-    return load_settings(config_path, {k: v for k, v in parameters.items() if v is not None})
+def notebook_settings(config_path: str | None, parameters: dict[str, Any],
+                      overrides: dict[str, Any] | None = None) -> Settings:
+    """Settings from a notebook's papermill parameters: dotted keys, None meaning "keep the file/default".
+
+    `overrides` (dotted keys) wins over both, so any setting can be changed from papermill or `glan run`. A relative
+    `output_dir` is taken from the repository root when the kernel runs in `notebooks/` (as JupyterLab starts it),
+    so interactive and batch runs share one `outputs/`.
+    """
+    values = {k: v for k, v in parameters.items() if v is not None} | dict(overrides or {})
+    output_dir = Path(values.get("output_dir", "outputs"))
+    here = Path.cwd()
+    if not output_dir.is_absolute() and here.name == "notebooks" and (here.parent / "glan_utils").is_dir():
+        values["output_dir"] = str(here.parent / output_dir)
+    return load_settings(config_path, values)
 
 
 def open_store(settings: Settings) -> RunStore:
@@ -137,29 +178,6 @@ async def run_taxonomy(settings: Settings) -> StageReport:
     return _finish(settings, report)
 
 
-def review_path(settings: Settings) -> Path | None:
-    """The review to apply: `taxonomy.review_file`, else the run's `reviews/` folder if a review was saved."""
-    if settings.taxonomy.review_file:
-        return Path(settings.taxonomy.review_file)
-    folder = reviews_dir(settings.run_dir)
-    return folder if folder.is_dir() and any(folder.glob("*.json")) else None
-
-
-def current_review(settings: Settings) -> Review | None:
-    path = review_path(settings)
-    return merge(load_reviews(path)) if path else None
-
-
-def kept_taxonomy(settings: Settings) -> list[TaxonomyNode]:
-    """The taxonomy after review (all nodes accepted when there is none)."""
-    nodes = RunStore(settings.run_dir).iter_records(taxonomy.STAGE)
-    return apply_review(nodes, current_review(settings))
-
-
-def kept_disciplines(settings: Settings) -> list[TaxonomyNode]:
-    return disciplines(kept_taxonomy(settings))
-
-
 # ----- subjects, syllabi, questions, answers -----
 
 
@@ -189,16 +207,6 @@ async def run_subjects(settings: Settings) -> StageReport:
     return _finish(settings, report)
 
 
-def kept_records(settings: Settings, stage: str) -> Iterator[Any]:
-    """Stream a stage's records that still belong to a kept discipline (a later review may drop some)."""
-    kept_ids = {d.id for d in kept_disciplines(settings)}
-    return (r for r in RunStore(settings.run_dir).iter_records(stage) if r.discipline_id in kept_ids)
-
-
-def count_kept(settings: Settings, stage: str) -> int:
-    return sum(1 for _ in kept_records(settings, stage))
-
-
 async def run_syllabi(settings: Settings) -> StageReport:
     """One syllabus per kept subject."""
     report = await _run(
@@ -209,16 +217,6 @@ async def run_syllabi(settings: Settings) -> StageReport:
         count_kept(settings, subjects.STAGE),
     )
     return _finish(settings, report)
-
-
-def question_tasks(settings: Settings) -> Iterator[homework.QuestionTask]:
-    """Every planned question, streamed: `questions_per_syllabus` fresh draws per kept syllabus."""
-    paths = {d.id: d.path for d in kept_disciplines(settings)}
-    cfg = settings.homework
-    for s in kept_records(settings, syllabus.STAGE):
-        field, subfield = paths[s.discipline_id][:2]
-        for d in homework.plan(s, cfg.questions_per_syllabus, cfg.challenging_ratio, settings.seed):
-            yield homework.QuestionTask(s, d, field=field, subfield=subfield)
 
 
 async def run_questions(settings: Settings) -> StageReport:
@@ -240,116 +238,6 @@ async def run_answers(settings: Settings) -> StageReport:
         count_kept(settings, homework.STAGE),
     )
     return _finish(settings, report)
-
-
-# ----- previews and estimates, shown before any spending -----
-
-EXAMPLE_DISCIPLINE = TaxonomyNode(
-    name="Linear Algebra", level="discipline", path=["Mathematics", "Algebra", "Linear Algebra"]
-)
-
-
-def _first(settings: Settings, stage: str) -> Any:
-    store = RunStore(settings.run_dir)
-    return next(iter(store.iter_records(stage)), None) if store.records_path(stage).exists() else None
-
-
-def preview_prompt(settings: Settings, stage: str) -> RenderedPrompt:
-    """The first prompt the stage would send (with an example input when the previous stage has not run)."""
-    language = settings.language
-    if stage == "taxonomy":
-        return taxonomy.expand_prompt(
-            taxonomy.ExpandTask(None, "field", settings.taxonomy.n_fields), language
-        )
-    discipline = next(iter(kept_disciplines(settings)), None) or EXAMPLE_DISCIPLINE
-    if stage == "subjects":
-        return subjects.subjects_prompt(discipline, settings)
-    subject = _first(settings, subjects.STAGE) or Subject(
-        discipline_id=discipline.id,
-        discipline=discipline.name,
-        subject_name="Vector Spaces",
-        level="undergraduate",
-    )
-    if stage == "syllabi":
-        return syllabus.syllabus_prompt(subject, settings)
-    if stage == "questions":
-        task = next(iter(question_tasks(settings)), None) or homework.QuestionTask(
-            _example_syllabus(subject), homework.Draw(0, "basic", (1,), ("basis",))
-        )
-        return homework.question_prompt(task, language)
-    question = _first(settings, homework.STAGE) or Question(
-        syllabus_id="-",
-        subject_id=subject.id,
-        discipline_id=discipline.id,
-        discipline=discipline.name,
-        subject=subject.subject_name,
-        level=subject.level,
-        difficulty="basic",
-        session_indices=[1],
-        concepts=["basis"],
-        sample_index=0,
-        question="Show that the columns of an invertible matrix form a basis.",
-    )
-    return answers.answer_prompt(question, language)
-
-
-def _example_syllabus(subject: Subject) -> Syllabus:
-    return Syllabus(
-        subject_id=subject.id,
-        discipline_id=subject.discipline_id,
-        discipline=subject.discipline,
-        subject_name=subject.subject_name,
-        level=subject.level,
-        sessions=[ClassSession(index=1, title="Bases", key_concepts=["basis", "span"])],
-    )
-
-
-def planned_calls(settings: Settings, stage: str) -> int:
-    """Calls the stage will make at most: from earlier records if present, else from the sizes."""
-    tax, sub = settings.taxonomy, settings.subjects
-    store = RunStore(settings.run_dir)
-    n_disc = (
-        len(kept_disciplines(settings))
-        if store.records_path("taxonomy").exists()
-        else tax.n_fields * tax.n_subfields * tax.n_disciplines
-    )
-    per_discipline = min(sub.max_subjects or sub.rounds * sub.per_round, sub.rounds * sub.per_round)
-    n_subjects = (
-        count_kept(settings, subjects.STAGE)
-        if store.records_path(subjects.STAGE).exists()
-        else n_disc * per_discipline
-    )
-    n_syllabi = (
-        count_kept(settings, syllabus.STAGE) if store.records_path(syllabus.STAGE).exists() else n_subjects
-    )
-    n_questions = (
-        count_kept(settings, homework.STAGE)
-        if store.records_path(homework.STAGE).exists()
-        else n_syllabi * settings.homework.questions_per_syllabus
-    )
-    return {
-        "taxonomy": 0 if tax.source else 1 + tax.n_fields + tax.n_fields * tax.n_subfields,
-        "subjects": n_disc * sub.rounds,
-        "syllabi": n_subjects,
-        "questions": n_syllabi * settings.homework.questions_per_syllabus,
-        "answers": n_questions,
-    }[stage]
-
-
-def estimate_stage(settings: Settings, stage: str) -> Estimate:
-    """Calls x (first prompt's tokens, max_tokens) x price: an upper bound, shown before spending."""
-    max_tokens = {
-        "taxonomy": settings.taxonomy.max_tokens,
-        "subjects": settings.subjects.max_tokens,
-        "syllabi": settings.syllabus.max_tokens,
-        "questions": settings.homework.max_tokens,
-        "answers": settings.answers.max_tokens,
-    }[stage]
-    model = (settings.answers.model if stage == "answers" else None) or settings.llm.model or "embedded"
-    prompt_chars = sum(len(m["content"]) for m in preview_prompt(settings, stage).messages)
-    return estimate(
-        planned_calls(settings, stage), prompt_chars // 4 + 1, max_tokens, model, settings.llm.prices
-    )
 
 
 RUNNERS: dict[str, Callable[[Settings], Awaitable[StageReport]]] = {

@@ -31,7 +31,7 @@ class RenderedPrompt:
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(PROMPTS_DIR),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -39,6 +39,9 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=False,
         autoescape=False,
     )
+    # `tojson` quotes data; keep non-English text readable to the model ("Übung", not "\u00dcbung").
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
+    return env
 
 
 @lru_cache(maxsize=64)

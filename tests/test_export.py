@@ -150,8 +150,8 @@ def test_parquet_and_card(built):
 
 
 def test_choose_test_is_seeded_and_capped():
-    ids = pa.array([f"id{i}" for i in range(100)])
-    disciplines = pa.array(["a"] * 90 + ["b"] * 10)
+    ids = pa.chunked_array([[f"id{i}" for i in range(60)], [f"id{i}" for i in range(60, 100)]])
+    disciplines = pa.chunked_array([["a"] * 90 + ["b"] * 10])
     settings = ExportSettings(test_per_discipline=8, seed=1)
     picked = choose_test(ids, disciplines, settings)
     assert picked[:90].sum() == 8 and picked[90:].sum() == 5  # capped at half of discipline b

