@@ -72,7 +72,7 @@ async def _endpoint_answers(
     spec: ModelSpec, questions: list[str], settings: Settings, max_tokens: int
 ) -> list[str]:
     """Answers from an OpenAI-compatible endpoint, through the project's client (cache, retries, ledger)."""
-    llm = settings.llm.model_copy(update={"base_url": spec.base_url, "model": spec.model})
+    llm = settings.llm.model_copy(update={"base_url": spec.base_url, "base_urls": [], "model": spec.model})
     async with open_client(
         settings.model_copy(update={"llm": llm}), stage=f"glan_test_answers_{spec.name}"
     ) as client:
