@@ -11,17 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from glan_utils.errors import ConfigError
+from glan_utils.evaluate import EvalSettings
+from glan_utils.finetune_presets import FinetuneSettings
+from glan_utils.section import Section
 
 ENV_PREFIX = "GLAN_"
-
-
-class Section(BaseModel):
-    """Base for settings sections: unknown keys are errors, values are checked on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class Price(Section):
@@ -128,6 +125,8 @@ class Settings(Section):
     syllabus: SyllabusSettings = Field(default_factory=SyllabusSettings)
     homework: HomeworkSettings = Field(default_factory=HomeworkSettings)
     answers: AnswerSettings = Field(default_factory=AnswerSettings)
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
+    evaluation: EvalSettings = Field(default_factory=EvalSettings)
 
     @property
     def run_dir(self) -> Path:
@@ -158,7 +157,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     """`GLAN_LLM__MODEL=x` -> {'llm': {'model': 'x'}}; values are parsed as YAML scalars (numbers, null, bools)."""
     out: dict[str, Any] = {}
     for name, raw in environ.items():
-        if name.startswith(ENV_PREFIX) and "__" in name or name in {"GLAN_RUN_NAME", "GLAN_SEED", "GLAN_LANGUAGE"}:
+        if (name.startswith(ENV_PREFIX) and "__" in name) or name in {"GLAN_RUN_NAME", "GLAN_SEED", "GLAN_LANGUAGE"}:
             dotted = name[len(ENV_PREFIX):].lower().replace("__", ".")
             _set_dotted(out, dotted, yaml.safe_load(raw) if raw else raw)
     return out

@@ -20,8 +20,8 @@ from typing import Any
 from pydantic import Field
 
 from glan_utils import benchmarks
-from glan_utils.config import Section
 from glan_utils.errors import ConfigError, SetupError
+from glan_utils.section import Section
 
 TEMPLATES = Path(__file__).resolve().parent / "tasks"
 

@@ -12,11 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from glan_utils.config import Section
 from glan_utils.errors import ConfigError
+from glan_utils.section import Section
 
 PresetName = Literal["cpu-demo", "paper"]
 
@@ -129,21 +128,11 @@ class FinetuneSettings(Section):
 
 
 def load_finetune_settings(config_path: str | Path | None = None, **overrides: Any) -> FinetuneSettings:
-    """The `finetune:` section of a YAML config, then notebook parameters on top (None means "not given")."""
-    data: dict[str, Any] = {}
-    if config_path is not None:
-        try:
-            loaded = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"config error: cannot read {config_path}: {exc.__class__.__name__}") from None
-        data = dict(loaded.get("finetune") or {})
-    data.update({key: value for key, value in overrides.items() if value is not None})
-    try:
-        return FinetuneSettings.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "finetune"
-        raise ConfigError(f"config error: finetune.{key}: {first['msg']}") from None
+    """The `finetune:` section of the run's settings, then notebook parameters on top (None means "not given")."""
+    from glan_utils.config import load_settings  # config imports this module to assemble Settings
+
+    given = {f"finetune.{key}": value for key, value in overrides.items() if value is not None}
+    return load_settings(config_path, given).finetune
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ parameters made it, so a data set can always be traced back to how it was genera
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +20,7 @@ Difficulty = Literal["basic", "challenging"]
 
 def utc_now() -> datetime:
     """Timezone-aware now, so records from different machines sort correctly."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Provenance(BaseModel):
