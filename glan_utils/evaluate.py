@@ -175,3 +175,31 @@ def save_scores(scores: list[BenchmarkScore], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([asdict(score) for score in scores], indent=1), encoding="utf-8")
     return path
+
+
+def model_specs(models: list[dict[str, Any]], run_dir: Path, tuned_preset: str | None = "cpu-demo") -> list[ModelSpec]:
+    """The models a notebook compares. An entry with neither `path` nor `base_url` means the demo model
+    (SmolLM2-135M GGUF from PyPI); the run's fine-tuned adapter, when one exists, is added as `tuned` so base and
+    tuned are scored side by side."""
+    from glan_utils.embedded import resolve_model  # light: finds the GGUF file without loading it
+
+    demo = resolve_model("smollm2").path
+    fallback = {"path": str(demo.parent), "gguf_file": demo.name}
+    specs = [ModelSpec(**(m if m.get("path") or m.get("base_url") else {**fallback, **m})) for m in models]
+    adapter = run_dir / "finetune" / tuned_preset if tuned_preset else None
+    if adapter is not None and (adapter / "adapter_config.json").exists() and not any(s.peft for s in specs):
+        specs.append(ModelSpec(name="tuned", peft=str(adapter), **fallback))
+    return specs
+
+
+def load_hf_model(spec: ModelSpec) -> tuple[Any, Any]:
+    """A local spec's model (with its LoRA adapter applied) and tokenizer, e.g. for the loss-gap check."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not spec.path:
+        raise ConfigError(f"model {spec.name!r}: the loss-gap check needs a local model (path)")
+    kwargs = {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(spec.path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(spec.path, **kwargs)
+    return (PeftModel.from_pretrained(model, spec.peft) if spec.peft else model), tokenizer

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from glan_utils.aio import run
 from glan_utils.config import Settings
 from glan_utils.errors import InputError
 from glan_utils.evaluate import ModelSpec
@@ -141,3 +142,20 @@ def summarize(graded: pd.DataFrame, by: str) -> pd.DataFrame:
         .agg(score=("score", "mean"), accuracy=("correct", "mean"), n=("score", "size"))
         .reset_index()
     )
+
+
+def glan_test_report(specs: list[ModelSpec], settings: Settings, limit: int | None, max_tokens: int,
+                     out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Score every model on the run's held-out split and save the graded rows and the per-discipline summary.
+
+    Returns (by discipline, by difficulty), or None when the run has no exported data set yet (notebook 05).
+    """
+    dataset_dir = settings.run_dir / "dataset"
+    if not (dataset_dir / "test.jsonl").exists():
+        return None
+    graded = pd.concat([run(run_glan_test(spec, settings, dataset_dir, limit, max_tokens)) for spec in specs])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    graded.to_json(out_dir / "glan_test.jsonl", orient="records", lines=True)
+    by_discipline, by_difficulty = summarize(graded, "discipline"), summarize(graded, "difficulty")
+    by_discipline.to_json(out_dir / "glan_test_by_discipline.json", orient="records", indent=1)
+    return by_discipline, by_difficulty
