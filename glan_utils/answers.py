@@ -6,26 +6,14 @@ the generation model (`answers.model`); the QA pair keeps every parent id, all m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import partial
 
 from glan_utils.config import Settings
-from glan_utils.generation import Tally, ask, provenance
-from glan_utils.llm import LLMClient
+from glan_utils.generation import Caller, Reply
 from glan_utils.prompts import RenderedPrompt, render
-from glan_utils.records import Failure, QAPair, Question
+from glan_utils.records import Failure, Placement, QAPair, Question
 
 STAGE = "answers"
-
-
-@dataclass(frozen=True)
-class AnswerTask:
-    """Answer one question."""
-
-    question: Question
-
-    @property
-    def id(self) -> str:
-        return self.question.id
 
 
 def answer_prompt(question: Question, language: str) -> RenderedPrompt:
@@ -39,47 +27,27 @@ def answer_prompt(question: Question, language: str) -> RenderedPrompt:
     )
 
 
-async def write_answer(
-    client: LLMClient, task: AnswerTask, settings: Settings, tally: Tally
-) -> list[QAPair] | Failure:
-    """One call; the reply text is the answer."""
-    cfg, q = settings.answers, task.question
-    prompt = answer_prompt(q, settings.language)
-    result = await ask(
-        client,
-        prompt,
-        stage=STAGE,
-        task_id=task.id,
-        tally=tally,
+async def write_answer(caller: Caller, question: Question, settings: Settings) -> list[QAPair] | Failure:
+    """One call per question (the question is its own task); the reply text is the answer."""
+    cfg = settings.answers
+    return await caller.generate(
+        question.id,
+        answer_prompt(question, settings.language),
+        partial(_pair, question),
         model=cfg.model,
         temperature=cfg.temperature,
         max_tokens=cfg.max_tokens,
     )
-    if isinstance(result, Failure):
-        return result
-    metadata = q.model_dump(
-        include={
-            "syllabus_id",
-            "subject_id",
-            "discipline_id",
-            "field",
-            "subfield",
-            "discipline",
-            "subject",
-            "level",
-            "difficulty",
-            "session_indices",
-            "concepts",
-            "language",
-            "question",
-        }
-    )
+
+
+def _pair(q: Question, reply: Reply) -> list[QAPair]:
+    """The QA pair: the question's metadata, the answer, both provenances and every parent id."""
     return [
         QAPair(
             question_id=q.id,
-            answer=(result.text or "").strip(),
+            answer=reply.text.strip(),
             question_provenance=q.provenance,
-            provenance=provenance(result, prompt, [q.id, q.syllabus_id, q.subject_id, q.discipline_id]),
-            **metadata,
+            provenance=reply.provenance([q.id, q.syllabus_id, q.subject_id, q.discipline_id]),
+            **q.model_dump(include={*Placement.model_fields, "language", "question"}),
         )
     ]

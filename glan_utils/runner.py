@@ -191,14 +191,19 @@ def parse_params(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     return out
 
 
+def read_yaml(path: str | Path, what: str) -> Any:
+    """A YAML file's content; a missing or unparsable file is one ConfigError naming `what` and the path."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{what} is not valid YAML: {path}") from None
+
+
 def load_params_file(path: str | Path) -> dict[str, Any]:
     """A YAML mapping of parameters (notebook parameters and dotted settings keys)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"parameters file not found: {path}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"parameters file is not valid YAML: {path}") from None
+    data = read_yaml(path, "parameters file")
     if not isinstance(data, dict):
         raise ConfigError(f"parameters file must be a mapping of name: value: {path}")
     return data

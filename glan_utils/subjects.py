@@ -13,13 +13,13 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from functools import partial
 from typing import Any
 
 from pydantic import Field
 
 from glan_utils.config import Settings
-from glan_utils.generation import SubjectProposal, Tally, ask, bounded_list, provenance
-from glan_utils.llm import LLMClient
+from glan_utils.generation import Caller, Reply, SubjectProposal, bounded_list
 from glan_utils.prompts import RenderedPrompt, render
 from glan_utils.records import Failure, Record, Subject, TaxonomyNode
 
@@ -65,33 +65,29 @@ def subjects_prompt(discipline: TaxonomyNode, settings: Settings) -> RenderedPro
     )
 
 
-async def sample_round(
-    client: LLMClient, task: RoundTask, settings: Settings, tally: Tally
-) -> list[SubjectRound] | Failure:
+async def sample_round(caller: Caller, task: RoundTask, settings: Settings) -> list[SubjectRound] | Failure:
     """One round: ask for `per_round` subjects at the sampling temperature."""
     cfg = settings.subjects
-    prompt = subjects_prompt(task.discipline, settings)
-    result = await ask(
-        client,
-        prompt,
-        stage=STAGE_ROUNDS,
-        task_id=task.id,
-        tally=tally,
+    return await caller.generate(
+        task.id,
+        subjects_prompt(task.discipline, settings),
+        partial(_round, task, cfg.per_round),
         schema=bounded_list(SubjectProposal, 1, cfg.per_round),
         temperature=cfg.temperature,
         top_p=cfg.top_p,
         max_tokens=cfg.max_tokens,
         sample_index=task.round,
     )
-    if isinstance(result, Failure):
-        return result
+
+
+def _round(task: RoundTask, per_round: int, reply: Reply) -> list[SubjectRound]:
     return [
         SubjectRound(
             discipline_id=task.discipline.id,
             discipline=task.discipline.name,
             round=task.round,
-            proposals=result.parsed.items[: cfg.per_round],  # type: ignore[union-attr]
-            provenance=provenance(result, prompt, [task.discipline.id]),
+            proposals=reply.parsed.items[:per_round],
+            provenance=reply.provenance([task.discipline.id]),
         )
     ]
 

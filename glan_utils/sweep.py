@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from glan_utils.errors import ConfigError
 from glan_utils.report import run_table, run_totals
+from glan_utils.runner import read_yaml
 
 _KEYS = {"params", "runs", "grid"}
 
@@ -67,12 +67,7 @@ def _grid_runs(grid: Any) -> list[tuple[str | None, dict[str, Any]]]:
 
 def load_sweep(path: str | Path, base_name: str) -> list[SweepRun]:
     """Parse a sweep file into named runs `<base_name>-<name or i>`."""
-    try:
-        spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"sweep file not found: {path}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"sweep file is not valid YAML: {path}") from None
+    spec = read_yaml(path, "sweep file")
     if isinstance(spec, list):
         spec = {"runs": spec}
     spec = _mapping(spec, "the top level")

@@ -7,26 +7,14 @@ create gaps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import partial
 
 from glan_utils.config import Settings
-from glan_utils.generation import Tally, ask, provenance, syllabus_reply
-from glan_utils.llm import LLMClient
+from glan_utils.generation import Caller, Reply, syllabus_reply
 from glan_utils.prompts import RenderedPrompt, render
 from glan_utils.records import ClassSession, Failure, Subject, Syllabus
 
 STAGE = "syllabi"
-
-
-@dataclass(frozen=True)
-class SyllabusTask:
-    """Write the syllabus of one subject."""
-
-    subject: Subject
-
-    @property
-    def id(self) -> str:
-        return self.subject.id
 
 
 def syllabus_prompt(subject: Subject, settings: Settings) -> RenderedPrompt:
@@ -44,26 +32,23 @@ def syllabus_prompt(subject: Subject, settings: Settings) -> RenderedPrompt:
     )
 
 
-async def write_syllabus(
-    client: LLMClient, task: SyllabusTask, settings: Settings, tally: Tally
-) -> list[Syllabus] | Failure:
-    """One call; the validated reply becomes a Syllabus with sessions numbered from 1."""
-    cfg, subject = settings.syllabus, task.subject
-    prompt = syllabus_prompt(subject, settings)
-    result = await ask(
-        client,
-        prompt,
-        stage=STAGE,
-        task_id=task.id,
-        tally=tally,
+async def write_syllabus(caller: Caller, subject: Subject, settings: Settings) -> list[Syllabus] | Failure:
+    """One call per subject (the subject is its own task)."""
+    cfg = settings.syllabus
+    return await caller.generate(
+        subject.id,
+        syllabus_prompt(subject, settings),
+        partial(_syllabus, subject),
         schema=syllabus_reply(cfg.min_sessions, cfg.max_sessions, cfg.concepts_per_session),
         temperature=cfg.temperature,
         max_tokens=cfg.max_tokens,
     )
-    if isinstance(result, Failure):
-        return result
-    if any(not _unique(s.key_concepts) for s in result.parsed.sessions):  # type: ignore[union-attr]
-        return Failure(stage=STAGE, task_id=task.id, reason="session without key concepts", raw=result.text)
+
+
+def _syllabus(subject: Subject, reply: Reply) -> list[Syllabus] | Failure:
+    """The validated reply as a Syllabus with sessions numbered from 1."""
+    if any(not _unique(s.key_concepts) for s in reply.parsed.sessions):
+        return reply.failure("session without key concepts")
     sessions = [
         ClassSession(
             index=i,
@@ -71,8 +56,8 @@ async def write_syllabus(
             description=s.description.strip(),
             key_concepts=_unique(s.key_concepts),
         )
-        for i, s in enumerate(result.parsed.sessions, start=1)
-    ]  # type: ignore[union-attr]
+        for i, s in enumerate(reply.parsed.sessions, start=1)
+    ]
     return [
         Syllabus(
             subject_id=subject.id,
@@ -81,7 +66,7 @@ async def write_syllabus(
             subject_name=subject.subject_name,
             level=subject.level,
             sessions=sessions,
-            provenance=provenance(result, prompt, [subject.id, subject.discipline_id]),
+            provenance=reply.provenance([subject.id, subject.discipline_id]),
         )
     ]
 

@@ -12,14 +12,14 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import yaml
 
 from glan_utils.config import Settings
 from glan_utils.errors import InputError
-from glan_utils.generation import NodeProposal, Tally, ask, bounded_list, provenance
-from glan_utils.llm import LLMClient
+from glan_utils.generation import Caller, NodeProposal, Reply, bounded_list
 from glan_utils.prompts import render
 from glan_utils.records import Failure, NodeLevel, TaxonomyNode
 
@@ -60,34 +60,31 @@ def expand_prompt(task: ExpandTask, language: str):
     )
 
 
-async def expand(
-    client: LLMClient, task: ExpandTask, settings: Settings, tally: Tally
-) -> list[TaxonomyNode] | Failure:
-    """Ask for the children of one node and turn the reply into nodes (duplicates within a reply dropped)."""
-    prompt = expand_prompt(task, settings.language)
-    result = await ask(
-        client,
-        prompt,
-        stage=STAGE,
-        task_id=task.id,
-        tally=tally,
+async def expand(caller: Caller, task: ExpandTask, settings: Settings) -> list[TaxonomyNode] | Failure:
+    """Ask for the children of one node."""
+    return await caller.generate(
+        task.id,
+        expand_prompt(task, settings.language),
+        partial(_children, task),
         schema=bounded_list(NodeProposal, 1, task.count),
         temperature=settings.taxonomy.temperature,
         max_tokens=settings.taxonomy.max_tokens,
     )
-    if isinstance(result, Failure):
-        return result
+
+
+def _children(task: ExpandTask, reply: Reply) -> list[TaxonomyNode]:
+    """The reply as child nodes of the task's parent, duplicates within the reply dropped."""
     parent_path = task.parent.path if task.parent else []
     parents = [task.parent.id] if task.parent else []
     nodes: dict[str, TaxonomyNode] = {}
-    for item in result.parsed.items[: task.count]:  # type: ignore[union-attr]
+    for item in reply.parsed.items[: task.count]:
         node = TaxonomyNode(
             name=item.name.strip(),
             level=task.level,
             parent_id=parents[0] if parents else None,
             path=[*parent_path, item.name.strip()],
             description=item.description,
-            provenance=provenance(result, prompt, parents),
+            provenance=reply.provenance(parents),
         )
         nodes.setdefault(node.id, node)
     return list(nodes.values())

@@ -7,9 +7,9 @@ import importlib.util
 import numpy as np
 import pytest
 
+from glan_utils.dataset_settings import DecontamSettings
 from glan_utils.decontaminate import (
     BenchmarkIndex,
-    DecontamSettings,
     item_text,
     load_index,
     planted_texts,

@@ -7,11 +7,11 @@ import random
 import numpy as np
 from datasketch import MinHash
 
+from glan_utils.dataset_settings import DedupSettings
 from glan_utils.dedup import (
     EXACT,
     KEPT,
     NEAR,
-    DedupSettings,
     MinHasher,
     find_duplicates,
     ngram_hashes,

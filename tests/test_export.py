@@ -11,10 +11,12 @@ import pytest
 import yaml
 from datasets import load_from_disk
 
-from glan_utils.dataset import DatasetSettings, build_dataset, load_report
+from glan_utils.config import load_settings
+from glan_utils.dataset import build_dataset, load_report
+from glan_utils.dataset_settings import DatasetSettings, ExportSettings
 from glan_utils.decontaminate import planted_texts
 from glan_utils.errors import ConfigError, InputError, SetupError
-from glan_utils.export import ExportSettings, choose_test, push_to_hub
+from glan_utils.export import choose_test, push_to_hub
 from glan_utils.records import Provenance, QAPair
 from glan_utils.store import RunStore
 
@@ -164,6 +166,22 @@ def test_choose_test_is_seeded_and_capped():
 def test_settings_errors_are_one_line():
     with pytest.raises(ConfigError, match=r"dataset\.dedup\.threshold"):
         DatasetSettings.from_settings(None, dedup__threshold=3)
+    with pytest.raises(ConfigError, match=r"^config error: dataset\.dedupe\.threshold: unknown key$"):
+        DatasetSettings.from_settings(None, dedupe__threshold=0.7)
+
+
+def test_yaml_dataset_section_loads_and_overrides(tmp_path):
+    path = tmp_path / "settings.yaml"
+    path.write_text("dataset:\n  dedup: {threshold: 0.7}\n  export: {test_per_discipline: 7}\n")
+    settings = load_settings(path, environ={})
+    assert settings.dataset.dedup.threshold == 0.7
+    resolved = DatasetSettings.from_settings(settings, export__seed=3)
+    assert (resolved.dedup.threshold, resolved.export.test_per_discipline) == (0.7, 7)
+    assert resolved.export.seed == 3
+    path.write_text("dataset:\n  export: {tests_per_discipline: 7}\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, environ={})
+    assert str(error.value) == "config error: dataset.export.tests_per_discipline: unknown key"
 
 
 def test_missing_answers_and_token_are_clear_errors(tmp_path, monkeypatch):
