@@ -108,9 +108,22 @@ def notebook_settings(config_path: str | None, parameters: dict[str, Any],
     return load_settings(config_path, values)
 
 
-def open_store(settings: Settings) -> RunStore:
+# The settings a stage's notebook actually controls; its snapshot updates only these (plus the shared endpoint
+# settings), so `config.yaml` ends up describing what every stage really ran with.
+SHARED_SETTINGS = ("run_name", "output_dir", "seed", "language", "llm", "embedded")
+STAGE_SETTINGS = {"taxonomy": "taxonomy", "subject_rounds": "subjects", "subjects": "subjects",
+                  "syllabi": "syllabus", "questions": "homework", "answers": "answers"}
+
+
+def open_store(settings: Settings, stage: str) -> RunStore:
+    """The run's store, with this stage's settings merged into the run's `config.yaml`."""
     store = RunStore(settings.run_dir)
-    store.write_config(settings.snapshot())
+    snapshot = settings.snapshot()
+    previous = store.read_config()
+    if previous:
+        keys = (*SHARED_SETTINGS, STAGE_SETTINGS.get(stage, stage))
+        snapshot = previous | {key: snapshot[key] for key in keys if key in snapshot}
+    store.write_config(snapshot)
     return store
 
 
@@ -129,7 +142,7 @@ async def _run(
     total: int | None = None,
 ) -> StageReport:
     """Run one stage's pending tasks; open the client only when there is something to do."""
-    store = open_store(settings)
+    store = open_store(settings, stage)
     done = store.done_task_ids(stage)
     if all(task.id in done for task in make_tasks()):
         summary = await run_stage(store, stage, make_tasks(), _never, concurrency=1, total=total)
@@ -158,7 +171,7 @@ def _finish(settings: Settings, report: StageReport) -> StageReport:
 
 async def run_taxonomy(settings: Settings) -> StageReport:
     """Load the user's taxonomy file, or generate fields, sub-fields per field, disciplines per sub-field."""
-    store = open_store(settings)
+    store = open_store(settings, taxonomy.STAGE)
     if settings.taxonomy.source:
         nodes = taxonomy.load_taxonomy_file(settings.taxonomy.source)
         added = store.append(taxonomy.STAGE, nodes)

@@ -22,6 +22,7 @@ from glan_utils.errors import StoreError
 from glan_utils.records import RECORD_TYPES, Failure, Record
 
 R = TypeVar("R", bound=Record)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # built once: json.dumps(**kw) builds one per call
 
 
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -61,11 +62,13 @@ def _trim_torn_tail(path: Path) -> None:
 class JsonlWriter:
     """Appends JSON lines, each in one unbuffered write, so everything written before a kill survives it.
 
-    A write that fails (disk full, read-only file system) is cut back off the file and raised as a StoreError,
-    so no torn line is left for a later append to glue onto.
+    `write(obj, defer=True)` holds a line back until `flush_every` such lines have gathered, the next plain write
+    or `close`, then writes them all at once (in order, before the plain line): for lines a kill may lose, such as
+    cache-hit ledger lines, which cost nothing. A write that fails (disk full, read-only file system) is cut back
+    off the file and raised as a StoreError, so no torn line is left for a later append to glue onto.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, flush_every: int = 512) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             _trim_torn_tail(path)
@@ -73,9 +76,20 @@ class JsonlWriter:
         except OSError as exc:
             raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
         self.path = path
+        self.flush_every = flush_every
+        self._pending: list[str] = []
 
-    def write(self, obj: dict[str, Any]) -> None:
-        data = memoryview((json.dumps(obj, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
+    def write(self, obj: dict[str, Any], *, defer: bool = False) -> None:
+        self._pending.append(_ENCODER.encode(obj))
+        if not defer or len(self._pending) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every held-back line now, in one write."""
+        if not self._pending:
+            return
+        data = memoryview(("\n".join(self._pending) + "\n").encode("utf-8"))
+        self._pending.clear()
         start = os.fstat(self._handle.fileno()).st_size
         try:
             while data:
@@ -86,7 +100,10 @@ class JsonlWriter:
             raise StoreError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
     def close(self) -> None:
-        self._handle.close()
+        try:
+            self.flush()
+        finally:
+            self._handle.close()
 
     def __enter__(self) -> JsonlWriter:
         return self
@@ -156,6 +173,10 @@ class RunStore:
 
     def write_config(self, snapshot: dict[str, Any]) -> None:
         self._atomic_write("config.yaml", yaml.safe_dump(snapshot, sort_keys=False, allow_unicode=True))
+
+    def read_config(self) -> dict[str, Any]:
+        path = self.path("config.yaml")
+        return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
 
     def read_manifest(self) -> dict[str, Any]:
         path = self.path("manifest.json")

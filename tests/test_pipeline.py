@@ -69,3 +69,14 @@ def test_preview_prompts_exist_before_any_run(make_settings):
         assert prompt.name and '"Deutsch"' in prompt.messages[-1]["content"]
         estimate = pipeline.estimate_stage(settings, stage)
         assert estimate.calls > 0 and estimate.prompt_tokens > 0
+
+
+async def test_config_snapshot_keeps_each_stage_settings(openai_server, make_settings):
+    """Each stage's notebook sets only its own section; config.yaml must show what every stage ran with."""
+    first = make_settings(openai_server.base_url, {"subjects.rounds": 3, "homework.questions_per_syllabus": 9})
+    pipeline.open_store(first, "subjects")
+    later = make_settings(openai_server.base_url, {"homework.questions_per_syllabus": 2})
+    pipeline.open_store(later, "questions")
+    snapshot = RunStore(later.run_dir).read_config()
+    assert snapshot["subjects"]["rounds"] == 3
+    assert snapshot["homework"]["questions_per_syllabus"] == 2
