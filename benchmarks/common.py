@@ -92,7 +92,8 @@ def machine() -> str:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    load = (", load average {:.1f} / {:.1f} / {:.1f} (1 / 5 / 15 min)".format(*os.getloadavg())
+            if hasattr(os, "getloadavg") else "")
     return f"{cores} cores, {model}, Python {platform.python_version()}, {platform.system()} {platform.release()}{load}"
 
 

@@ -1,7 +1,8 @@
 """The cost ledger: one JSON line per call attempt (tokens, latency, cache hit, cost), and estimates before spending.
 
-Every HTTP attempt, retries included, is a line with `cached: false`, so the ledger's count equals what the server
-received; cache hits are lines with `cached: true` and zero cost.
+Every HTTP attempt, retries included, is a line with `cached: false`, written at once so the ledger's count equals
+what the server received even after a kill; cache hits are lines with `cached: true` and zero cost, written in
+batches (a kill may lose the last few, never a paid line) because a cached rerun makes one per call.
 """
 
 from __future__ import annotations
@@ -67,7 +68,11 @@ def read_ledger(path: str | Path) -> dict[str, Totals]:
 
 @dataclass
 class Ledger:
-    """Appends call lines to `path` (when given) and keeps running totals for progress displays."""
+    """Appends call lines to `path` (when given) and keeps running totals for progress displays.
+
+    Cache-hit lines are held back and written in batches (on the next paid line, every few hundred hits, and on
+    `close`); paid lines are written immediately.
+    """
 
     path: Path | None
     prices: Mapping[str, Price] = field(default_factory=dict)
@@ -87,7 +92,7 @@ class Ledger:
         }
         self.totals.add(line)
         if self._writer:
-            self._writer.write(line)
+            self._writer.write(line, defer=cached)
 
     def close(self) -> None:
         if self._writer:

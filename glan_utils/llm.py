@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import openai
@@ -32,6 +33,9 @@ from glan_utils.structured import ParseError, parse, reask_messages, response_fo
 
 FATAL_STATUS = {400: "bad request", 401: "authentication failed (check the API key variable)",
                 403: "permission denied", 404: "not found (check the model name and base_url)"}
+# pydantic takes ~0.3 ms to build a schema's JSON schema, and every call (cache hits too) needs it for its key:
+# build it once per schema class; the shared dict is only ever read (hashed, serialised, copied), never changed
+_response_format = lru_cache(maxsize=256)(response_format)
 
 
 class TransientError(Exception):
@@ -132,7 +136,7 @@ class LLMClient:
             if value is not None:
                 body[name] = value
         if schema is not None:
-            fmt = response_format(schema, self.settings.structured_output)
+            fmt = _response_format(schema, self.settings.structured_output)
             if fmt is not None:
                 body["response_format"] = fmt
         return body

@@ -50,3 +50,18 @@ def test_read_only_dir_is_a_clear_error(tmp_path):
     locked.chmod(0o500)
     with pytest.raises(StoreError, match="not writable"):
         RunStore(locked)
+
+
+def test_deferred_lines_flush_before_a_plain_line_and_on_close(tmp_path):
+    """Cache-hit ledger lines may be held back; a paid (plain) line writes them first, in order."""
+    from glan_utils.store import JsonlWriter, iter_jsonl
+
+    path = tmp_path / "l.jsonl"
+    writer = JsonlWriter(path)
+    writer.write({"i": 0}, defer=True)
+    assert list(iter_jsonl(path)) == []
+    writer.write({"i": 1})
+    assert [r["i"] for r in iter_jsonl(path)] == [0, 1]
+    writer.write({"i": 2}, defer=True)
+    writer.close()
+    assert [r["i"] for r in iter_jsonl(path)] == [0, 1, 2]
