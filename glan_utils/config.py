@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError
 
+from glan_utils.dataset_settings import DatasetSettings
 from glan_utils.errors import ConfigError
 from glan_utils.evaluate import EvalSettings
 from glan_utils.finetune_presets import FinetuneSettings
@@ -125,6 +126,7 @@ class Settings(Section):
     syllabus: SyllabusSettings = Field(default_factory=SyllabusSettings)
     homework: HomeworkSettings = Field(default_factory=HomeworkSettings)
     answers: AnswerSettings = Field(default_factory=AnswerSettings)
+    dataset: DatasetSettings = Field(default_factory=DatasetSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     evaluation: EvalSettings = Field(default_factory=EvalSettings)
 

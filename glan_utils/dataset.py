@@ -14,55 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from glan_utils.card import write_card
-from glan_utils.config import Section
+from glan_utils.dataset_settings import DatasetSettings
 from glan_utils.decontaminate import (
     BenchmarkIndex,
     BenchmarkText,
-    DecontamSettings,
     benchmark_texts,
     item_text,
     load_index,
     scan,
 )
-from glan_utils.dedup import EXACT, KEPT, NEAR, DedupResult, DedupSettings, find_duplicates
+from glan_utils.dedup import EXACT, KEPT, NEAR, DedupResult, find_duplicates
 from glan_utils.errors import ConfigError, InputError
-from glan_utils.export import ExportSettings, flat_row, write_hf, write_splits, write_table
+from glan_utils.export import flat_row, write_splits, write_table
 from glan_utils.store import RunStore, iter_jsonl
 
 STEPS = ("dedup", "decontaminate", "export")
 TextSource = Callable[[], Iterable[BenchmarkText]]
-
-
-class DatasetSettings(Section):
-    """Paper §2.6: near-duplicates removed, decontaminated against benchmarks, held-out GLAN-Test split."""
-
-    dedup: DedupSettings = Field(default_factory=DedupSettings)
-    decontamination: DecontamSettings = Field(default_factory=DecontamSettings)
-    export: ExportSettings = Field(default_factory=ExportSettings)
-    examples: int = Field(5, ge=0, description="Removed duplicates shown as examples per reason.")
-    license: str = Field("other", description="License id written into the dataset card.")
-    pretty_name: str | None = Field(None, description="Card title; null = derived from the run name.")
-
-    @classmethod
-    def from_settings(cls, settings: Any = None, **overrides: Any) -> DatasetSettings:
-        """`settings.dataset` (or the defaults) with dotted overrides such as `dedup__threshold=0.7`."""
-        data = (getattr(settings, "dataset", None) or cls()).model_dump()
-        for key, value in overrides.items():
-            *parents, leaf = key.split("__")
-            node = data
-            for part in parents:
-                node = node[part]
-            node[leaf] = value
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ConfigError(
-                f"config error: dataset.{'.'.join(map(str, first['loc']))}: {first['msg']}"
-            ) from None
 
 
 class Removal(BaseModel):
@@ -198,7 +168,6 @@ def _export_step(
     kept = write_table(kept_rows, work / "kept.parquet", settings.export.chunk_size)
     sizes = write_splits(work / "kept.parquet", out_dir, settings.export)
     (work / "kept.parquet").unlink()
-    write_hf(out_dir, work)
     return {"records": len(keep), "kept": kept, **sizes}
 
 

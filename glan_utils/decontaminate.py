@@ -19,9 +19,8 @@ from itertools import islice, tee
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
 
-from glan_utils.config import Section
+from glan_utils.dataset_settings import DecontamSettings
 from glan_utils.dedup import chunks, ngram_hashes, ordered_map, tokenize
 
 BenchmarkText = tuple[str, int, str]
@@ -29,26 +28,6 @@ BenchmarkText = tuple[str, int, str]
 
 INDEX_FORMAT = 1
 """Bump when tokenisation or hashing changes, so cached indexes are rebuilt."""
-
-
-class DecontamSettings(Section):
-    """N-gram overlap decontamination against benchmark test (and train/validation/dev where shipped) sets."""
-
-    enabled: bool = True
-    ngram: int = Field(
-        13, ge=3, description="Words per n-gram; 13 as in GPT-3 and lm-eval's decontamination."
-    )
-    min_matches: int = Field(
-        1, ge=1, description="Shared n-grams with one benchmark at which a record is removed."
-    )
-    benchmarks: list[str] | None = Field(None, description="Benchmarks to check; null = all of them.")
-    splits: list[str] | None = Field(None, description="Splits to check; null = every split shipped offline.")
-    cache_dir: str | None = Field(
-        None, description="Where n-gram indexes are cached; null = the workbench cache."
-    )
-    chunk_size: int = Field(1024, ge=1, description="Records per vectorised chunk.")
-    workers: int | None = Field(None, ge=1, description="Processes matching chunks; null = one per CPU.")
-    examples: int = Field(3, ge=0, description="Flagged records kept as examples per benchmark.")
 
 
 @dataclass

@@ -25,11 +25,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasketch import MinHash, MinHashLSH
-from pydantic import Field
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from glan_utils.config import Section
+from glan_utils.dataset_settings import DedupSettings
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -39,24 +38,6 @@ KEPT, EXACT, NEAR = 0, 1, 2
 _NON_WORD = r"[^\p{L}\p{N}]"
 _GRAM_MULT = np.uint64(0x9E3779B97F4A7C15)
 _FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
-
-
-class DedupSettings(Section):
-    """Exact and near-duplicate removal over questions (paper §2.6: near-duplicates removed)."""
-
-    exact: bool = Field(True, description="Remove questions whose normalised text is identical.")
-    near: bool = Field(True, description="Remove near-duplicate questions with MinHash LSH.")
-    threshold: float = Field(
-        0.8, gt=0, lt=1, description="Estimated Jaccard similarity at which two are duplicates."
-    )
-    shingle_size: int = Field(3, ge=1, description="Words per shingle (word n-gram).")
-    num_perm: int = Field(
-        128, ge=8, le=1024, description="MinHash permutations; more = finer similarity estimate."
-    )
-    seed: int = Field(1, description="Seed of the MinHash permutations.")
-    chunk_size: int = Field(
-        2048, ge=1, description="Texts hashed per vectorised chunk (bounds transient memory)."
-    )
 
 
 # --- text hashing (shared with decontamination) -------------------------------------------------------------

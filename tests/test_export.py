@@ -9,14 +9,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from datasets import load_from_disk
+from datasets import Dataset, load_from_disk
 
 from glan_utils.config import load_settings
 from glan_utils.dataset import build_dataset, load_report
 from glan_utils.dataset_settings import DatasetSettings, ExportSettings
 from glan_utils.decontaminate import planted_texts
+from glan_utils.dedup import string_hashes
 from glan_utils.errors import ConfigError, InputError, SetupError
-from glan_utils.export import choose_test, push_to_hub
+from glan_utils.export import PARQUET_SCHEMA, HfSplitWriter, choose_test, push_to_hub
 from glan_utils.records import Provenance, QAPair
 from glan_utils.store import RunStore
 
@@ -151,9 +152,27 @@ def test_parquet_and_card(built):
         assert expected in card
 
 
+def test_hf_writer_rolls_shards_and_reloads(tmp_path):
+    rows = [{"id": f"r{i}", "question": f"q{i}", "answer": f"a{i}", "concepts": ["c"]} for i in range(30)]
+    batch = pa.RecordBatch.from_pylist(rows, PARQUET_SCHEMA)
+    writer = HfSplitWriter(tmp_path / "train", "train", max_shard_bytes=1)
+    for start in range(0, 30, 10):
+        writer.write(batch.slice(start, 10))
+    writer.close()
+    assert sorted(p.name for p in (tmp_path / "train").glob("*.arrow")) == [
+        f"data-0000{i}-of-00003.arrow" for i in range(3)
+    ]
+    dataset = Dataset.load_from_disk(str(tmp_path / "train"))
+    assert dataset["id"] == [r["id"] for r in rows] and dataset.split == "train"
+    assert dataset[29]["messages"] == [
+        {"role": "user", "content": "q29"},
+        {"role": "assistant", "content": "a29"},
+    ]
+
+
 def test_choose_test_is_seeded_and_capped():
-    ids = pa.chunked_array([[f"id{i}" for i in range(60)], [f"id{i}" for i in range(60, 100)]])
-    disciplines = pa.chunked_array([["a"] * 90 + ["b"] * 10])
+    ids = string_hashes(pa.array([f"id{i}" for i in range(100)]))
+    disciplines = string_hashes(pa.array(["a"] * 90 + ["b"] * 10))
     settings = ExportSettings(test_per_discipline=8, seed=1)
     picked = choose_test(ids, disciplines, settings)
     assert picked[:90].sum() == 8 and picked[90:].sum() == 5  # capped at half of discipline b
