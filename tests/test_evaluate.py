@@ -118,3 +118,22 @@ def test_glan_test_judges_each_question_per_discipline(tmp_path) -> None:
     assert graded["score"].between(1, 10).all() and graded["error"].isna().all()
     summary = summarize(graded, "discipline")
     assert summary.set_index("discipline")["n"].to_dict() == {"math": 2, "physics": 1}
+
+
+def test_math_humaneval_and_ifeval_run_offline_and_score(tmp_path) -> None:
+    """The remaining generation benchmarks run through lm-eval from the wheels' data, scored right and wrong."""
+    gold = next(benchmarks.iter_items("math")).answer
+    human = next(benchmarks.iter_items("humaneval")).extra
+    solution = f"```python\n{human['prompt']}{human['canonical_solution']}```"
+    with OpenAIServer(latency_s=0) as server:
+        right = f"Final Answer: The final answer is ${gold}$. I hope it is correct."
+        assert _score(server, "math", right, tmp_path / "m1") == 1.0
+        assert _score(server, "math", "Final Answer: The final answer is $-17.5$. I hope it is correct.",
+                      tmp_path / "m2") == 0.0
+        assert _score(server, "humaneval", solution, tmp_path / "h1") == 1.0
+        assert _score(server, "humaneval", "    return None\n", tmp_path / "h2") == 0.0
+        server.script(Behavior("text", content="hello world"))
+        spec = ModelSpec(name="api", base_url=server.base_url, model="fake-model")
+        scores = run_benchmarks(spec, EvalSettings(benchmarks=["ifeval"], limit=1), tmp_path / "i")
+    assert {s.metric for s in scores} >= {"prompt_level_strict_acc", "inst_level_loose_acc"}
+    assert all(s.n == 1 and 0.0 <= s.value <= 1.0 for s in scores)
