@@ -27,10 +27,20 @@ if __package__ in (None, ""):
 from benchmarks import common, peers
 
 if TYPE_CHECKING:
-    from glan_utils.llm import ChatResult
+    from glan_utils.llm.client import ChatResult
 
-COLUMNS = ["client", "tier", "calls", "wall_s", "calls_per_s", "x_ideal", "cpu_ms_per_call", "server_calls",
-           "server_peak_in_flight", "note"]
+COLUMNS = [
+    "client",
+    "tier",
+    "calls",
+    "wall_s",
+    "calls_per_s",
+    "x_ideal",
+    "cpu_ms_per_call",
+    "server_calls",
+    "server_peak_in_flight",
+    "note",
+]
 
 
 def prompt(i: int) -> list[dict[str, str]]:
@@ -62,18 +72,30 @@ async def _windowed(calls: int, window: int, call: Callable[[int], Awaitable[Cha
 
 
 async def _ours(base_url: str, calls: int, concurrency: int, workdir: Path) -> dict[str, Any]:
-    from glan_utils.config import load_settings
-    from glan_utils.llm import open_client
+    from glan_utils.llm.client import open_client
+    from glan_utils.settings import load_settings
 
-    settings = load_settings(None, {"output_dir": str(workdir / "outputs"), "llm.base_url": base_url,
-                                    "llm.model": "fake-model", "llm.concurrency": concurrency,
-                                    "llm.cache_path": str(workdir / "cache.sqlite")}, environ={})
+    settings = load_settings(
+        None,
+        {
+            "output_dir": str(workdir / "outputs"),
+            "llm.base_url": base_url,
+            "llm.model": "fake-model",
+            "llm.concurrency": concurrency,
+            "llm.cache_path": str(workdir / "cache.sqlite"),
+        },
+        environ={},
+    )
     cpu0, start = time.process_time(), time.perf_counter()
     async with open_client(settings, stage="bench") as client:
         results = await _windowed(calls, 2 * concurrency, lambda i: client.chat(prompt(i), max_tokens=64))
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "cpu_s": time.process_time() - cpu0, "ok": sum(r.ok for r in results),
-            "cached": sum(r.cached for r in results)}
+    return {
+        "wall_s": wall,
+        "cpu_s": time.process_time() - cpu0,
+        "ok": sum(r.ok for r in results),
+        "cached": sum(r.cached for r in results),
+    }
 
 
 def _naive(base_url: str, calls: int) -> dict[str, Any]:
@@ -87,15 +109,25 @@ def _naive(base_url: str, calls: int) -> dict[str, Any]:
     return {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu0, "ok": calls, "cached": 0}
 
 
-def _row(client: str, tier: str, measured: dict[str, Any], server: dict[str, Any], ideal: float,
-         note: str = "") -> dict[str, Any]:
+def _row(
+    client: str, tier: str, measured: dict[str, Any], server: dict[str, Any], ideal: float, note: str = ""
+) -> dict[str, Any]:
     calls = measured["calls"]
     rate = calls / measured["wall_s"]
-    return {"client": client, "tier": tier, "calls": calls, "wall_s": round(measured["wall_s"], 2),
-            "calls_per_s": round(rate, 1), "x_ideal": round(rate / ideal, 3),
-            "cpu_ms_per_call": round(1000 * measured["cpu_s"] / calls, 2), "server_calls": server["count"],
-            "server_peak_in_flight": server["peak_in_flight"], "note": note, "ok": measured.get("ok"),
-            "cached": measured.get("cached")}
+    return {
+        "client": client,
+        "tier": tier,
+        "calls": calls,
+        "wall_s": round(measured["wall_s"], 2),
+        "calls_per_s": round(rate, 1),
+        "x_ideal": round(rate / ideal, 3),
+        "cpu_ms_per_call": round(1000 * measured["cpu_s"] / calls, 2),
+        "server_calls": server["count"],
+        "server_peak_in_flight": server["peak_in_flight"],
+        "note": note,
+        "ok": measured.get("ok"),
+        "cached": measured.get("cached"),
+    }
 
 
 def _measure(srv: common.MockServer, cmd: list[str], env: dict[str, str] | None = None) -> tuple[dict, dict]:
@@ -110,8 +142,18 @@ def run(calls: int, concurrency: int, latency: float, peer_calls: int, naive_cal
     me = [common.PYTHON, str(Path(__file__).resolve())]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp, common.mock_server(latency) as srv:
-        ours_cmd = [*me, "ours", "--base-url", srv.base_url, "--calls", str(calls), "--concurrency", str(concurrency),
-                    "--workdir", tmp]
+        ours_cmd = [
+            *me,
+            "ours",
+            "--base-url",
+            srv.base_url,
+            "--calls",
+            str(calls),
+            "--concurrency",
+            str(concurrency),
+            "--workdir",
+            tmp,
+        ]
         first, server = _measure(srv, ours_cmd)
         rows.append(_row("glan_utils LLMClient", "as used (cache+ledger on)", first, server, ideal))
         rerun, rerun_server = _measure(srv, ours_cmd)
@@ -126,20 +168,36 @@ def run(calls: int, concurrency: int, latency: float, peer_calls: int, naive_cal
         projected = naive["wall_s"] * calls / naive_calls
         note = f"{naive_calls} calls measured; {calls:,} calls extrapolate to {projected:,.0f} s"
         rows.append(_row("naive sequential loop (sync SDK)", "as written", naive, server, ideal, note))
-    rows.append({"client": "ideal", "tier": f"{concurrency} in flight / {latency}s", "calls": calls,
-                 "wall_s": round(calls / ideal, 2), "calls_per_s": ideal, "x_ideal": 1.0})
-    cached = {"calls": calls, "first_wall_s": round(first["wall_s"], 2), "rerun_wall_s": round(rerun["wall_s"], 3),
-              "rerun_pct_of_first": round(100 * rerun["wall_s"] / first["wall_s"], 2),
-              "rerun_cpu_s": round(rerun["cpu_s"], 3), "rerun_cache_hits": rerun["cached"],
-              "calls_reaching_server": rerun_server["count"]}
-    notes = [f"Mock server in a separate process, {latency * 1000:.0f} ms fixed latency; ideal = "
-             f"{concurrency}/{latency} = {ideal:.0f} calls/s.",
-             "cpu_ms_per_call = the client process's own CPU time / calls (server excluded).",
-             f"Cached rerun of the same {calls:,} calls: {cached['rerun_wall_s']} s "
-             f"({cached['rerun_pct_of_first']}% of the first run; {cached['rerun_cpu_s']} s of CPU), "
-             f"{cached['calls_reaching_server']} calls reached the server."]
-    table = common.write_results("client", "Orchestration throughput (issue 9)", rows, COLUMNS,
-                                 chart=("client", "calls_per_s"), notes=notes)
+    rows.append(
+        {
+            "client": "ideal",
+            "tier": f"{concurrency} in flight / {latency}s",
+            "calls": calls,
+            "wall_s": round(calls / ideal, 2),
+            "calls_per_s": ideal,
+            "x_ideal": 1.0,
+        }
+    )
+    cached = {
+        "calls": calls,
+        "first_wall_s": round(first["wall_s"], 2),
+        "rerun_wall_s": round(rerun["wall_s"], 3),
+        "rerun_pct_of_first": round(100 * rerun["wall_s"] / first["wall_s"], 2),
+        "rerun_cpu_s": round(rerun["cpu_s"], 3),
+        "rerun_cache_hits": rerun["cached"],
+        "calls_reaching_server": rerun_server["count"],
+    }
+    notes = [
+        f"Mock server in a separate process, {latency * 1000:.0f} ms fixed latency; ideal = "
+        f"{concurrency}/{latency} = {ideal:.0f} calls/s.",
+        "cpu_ms_per_call = the client process's own CPU time / calls (server excluded).",
+        f"Cached rerun of the same {calls:,} calls: {cached['rerun_wall_s']} s "
+        f"({cached['rerun_pct_of_first']}% of the first run; {cached['rerun_cpu_s']} s of CPU), "
+        f"{cached['calls_reaching_server']} calls reached the server.",
+    ]
+    table = common.write_results(
+        "client", "Orchestration throughput (issue 9)", rows, COLUMNS, chart=("client", "calls_per_s"), notes=notes
+    )
     (common.RESULTS / "client_cached_rerun.json").write_text(json.dumps(cached, indent=2))
     return {"rows": rows, "cached_rerun": cached, "markdown": table}
 

@@ -30,9 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from glan_utils.dataset import STEPS, DatasetSettings, run_step, write_report  # noqa: E402
-from glan_utils.records import Provenance, QAPair  # noqa: E402
-from glan_utils.store import RunStore  # noqa: E402
+from glan_utils.core.records import Provenance, QAPair  # noqa: E402
+from glan_utils.data.build import STEPS, DatasetSettings, run_step, write_report  # noqa: E402
+from glan_utils.runs.store import RunStore  # noqa: E402
 
 DISCIPLINES = [f"Discipline {i}" for i in range(126)]
 
@@ -61,7 +61,7 @@ def _template() -> dict[str, Any]:
 
 def synthesize(run_dir: Path, n: int, seed: int = 0) -> float:
     """Write n records to run_dir/answers.jsonl; returns the file size in MB."""
-    from glan_utils.benchmarks import iter_items
+    from glan_utils.data.benchmarks import iter_items
 
     rng = np.random.default_rng(seed)
     vocab = np.array([f"w{i}" for i in range(30_000)])
@@ -127,7 +127,7 @@ def child(run_dir: str, step: str) -> None:
     memory.start()
     start = time.perf_counter()
     if step == "index":
-        from glan_utils.decontaminate import load_index
+        from glan_utils.data.decontaminate import load_index
 
         size = len(load_index(settings.decontamination))
         records = 0
@@ -196,9 +196,7 @@ def main() -> None:
             for step in STEPS:
                 run["steps"][step] = _run_child(run_dir, step)
             report = json.loads((run_dir / "dataset" / "report.json").read_text())
-            run["removed"] = {
-                k: report[k] for k in ("exact_duplicates", "near_duplicates", "contaminated", "kept")
-            }
+            run["removed"] = {k: report[k] for k in ("exact_duplicates", "near_duplicates", "contaminated", "kept")}
             results["runs"].append(run)
             print(table(results), flush=True)
             shutil.rmtree(run_dir)

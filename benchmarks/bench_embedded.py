@@ -20,14 +20,12 @@ from pathlib import Path
 
 import openai
 
-from glan_utils.embedded import EmbeddedServer
+from glan_utils.llm.embedded import EmbeddedServer
 
 TOPICS = ["algebra", "chemistry", "history", "music", "biology", "economics", "poetry", "geology"]
 
 
-async def _one_request(
-    client: openai.AsyncOpenAI, model: str, topic: str, max_tokens: int
-) -> tuple[int, float]:
+async def _one_request(client: openai.AsyncOpenAI, model: str, topic: str, max_tokens: int) -> tuple[int, float]:
     """Send one chat request; return (completion tokens, latency in seconds)."""
     start = time.perf_counter()
     reply = await client.chat.completions.create(

@@ -1,7 +1,7 @@
 """The generation pipeline end to end on the mock server for 50 disciplines: time, CPU and memory per stage.
 
 Taxonomy (a file: 5 fields x 2 sub-fields x 5 disciplines) -> subjects -> syllabi -> questions -> answers, every stage
-through `glan_utils.pipeline` exactly as the notebooks run it, against the mock server in a separate process.
+through `glan_utils.stages.pipeline` exactly as the notebooks run it, against the mock server in a separate process.
 Per stage: wall time, LLM calls, records written, client CPU ms per call; peak RSS of the whole run.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--latency 0.2] [--concurrency 64] [--questions 5]
@@ -34,19 +34,30 @@ def _taxonomy_csv(path: Path) -> Path:
 
 
 def _settings(base_url: str, workdir: Path, concurrency: int, questions: int) -> Any:
-    from glan_utils.config import load_settings
+    from glan_utils.settings import load_settings
 
-    return load_settings(None, {
-        "output_dir": str(workdir), "run_name": "bench50", "llm.base_url": base_url, "llm.model": "fake-model",
-        "llm.concurrency": concurrency, "llm.cache_path": str(workdir / "cache.sqlite"),
-        "taxonomy.source": str(_taxonomy_csv(workdir / "taxonomy.csv")),
-        "subjects.rounds": 2, "subjects.per_round": 5, "subjects.max_subjects": 4,
-        "homework.questions_per_syllabus": questions}, environ={})
+    return load_settings(
+        None,
+        {
+            "output_dir": str(workdir),
+            "run_name": "bench50",
+            "llm.base_url": base_url,
+            "llm.model": "fake-model",
+            "llm.concurrency": concurrency,
+            "llm.cache_path": str(workdir / "cache.sqlite"),
+            "taxonomy.source": str(_taxonomy_csv(workdir / "taxonomy.csv")),
+            "subjects.rounds": 2,
+            "subjects.per_round": 5,
+            "subjects.max_subjects": 4,
+            "questions.questions_per_syllabus": questions,
+        },
+        environ={},
+    )
 
 
 def child(base_url: str, concurrency: int, questions: int) -> dict[str, Any]:
     """Run every stage in this process; one row per stage plus the run's peak RSS."""
-    from glan_utils.pipeline import RUNNERS, STAGES
+    from glan_utils.stages.pipeline import RUNNERS, STAGES
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
@@ -56,34 +67,65 @@ def child(base_url: str, concurrency: int, questions: int) -> dict[str, Any]:
             report = asyncio.run(RUNNERS[stage](settings)).as_dict()
             wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
             calls = report["llm_calls"]
-            rows.append({"stage": stage, "wall_s": round(wall, 2), "llm_calls": calls,
-                         "records": report["records_written"], "failed": report["failed"],
-                         "calls_per_s": round(calls / wall, 1) if calls else None,
-                         "cpu_ms_per_call": round(1000 * cpu / calls, 2) if calls else None})
+            rows.append(
+                {
+                    "stage": stage,
+                    "wall_s": round(wall, 2),
+                    "llm_calls": calls,
+                    "records": report["records_written"],
+                    "failed": report["failed"],
+                    "calls_per_s": round(calls / wall, 1) if calls else None,
+                    "cpu_ms_per_call": round(1000 * cpu / calls, 2) if calls else None,
+                }
+            )
     return {"rows": rows, "peak_rss_mb": round(common.usage()["peak_rss_mb"], 1)}
 
 
 def run(latency: float, concurrency: int, questions: int) -> dict[str, Any]:
     with common.mock_server(latency) as srv:
-        cmd = [common.PYTHON, str(Path(__file__).resolve()), "--child", "--base-url", srv.base_url,
-               "--concurrency", str(concurrency), "--questions", str(questions)]
+        cmd = [
+            common.PYTHON,
+            str(Path(__file__).resolve()),
+            "--child",
+            "--base-url",
+            srv.base_url,
+            "--concurrency",
+            str(concurrency),
+            "--questions",
+            str(questions),
+        ]
         out = common.run_json(cmd, env={"TQDM_DISABLE": "1"})
         server = srv.stats()
     rows = out["rows"]
     total_wall = sum(r["wall_s"] for r in rows)
     total_calls = sum(r["llm_calls"] for r in rows)
-    rows.append({"stage": "total", "wall_s": round(total_wall, 2), "llm_calls": total_calls,
-                 "records": sum(r["records"] for r in rows), "failed": sum(r["failed"] for r in rows),
-                 "calls_per_s": round(total_calls / total_wall, 1)})
-    notes = ["50 disciplines (taxonomy from a file, so 0 taxonomy calls); subjects 2 rounds x 5, capped at 4 per "
-             f"discipline; {questions} questions per syllabus; mock latency {latency * 1000:.0f} ms, "
-             f"concurrency {concurrency}.",
-             f"Peak RSS of the pipeline process: {out['peak_rss_mb']} MB; server received {server['count']} calls "
-             f"(peak {server['peak_in_flight']} in flight).",
-             "Stages run one after another (each needs the previous one's records); a stage with fewer tasks "
-             "than slots (subjects: 100 calls) cannot reach the 64-in-flight ideal."]
-    table = common.write_results("pipeline", "Pipeline end to end, 50 disciplines, mock server", rows, COLUMNS,
-                                 chart=("stage", "wall_s"), notes=notes)
+    rows.append(
+        {
+            "stage": "total",
+            "wall_s": round(total_wall, 2),
+            "llm_calls": total_calls,
+            "records": sum(r["records"] for r in rows),
+            "failed": sum(r["failed"] for r in rows),
+            "calls_per_s": round(total_calls / total_wall, 1),
+        }
+    )
+    notes = [
+        "50 disciplines (taxonomy from a file, so 0 taxonomy calls); subjects 2 rounds x 5, capped at 4 per "
+        f"discipline; {questions} questions per syllabus; mock latency {latency * 1000:.0f} ms, "
+        f"concurrency {concurrency}.",
+        f"Peak RSS of the pipeline process: {out['peak_rss_mb']} MB; server received {server['count']} calls "
+        f"(peak {server['peak_in_flight']} in flight).",
+        "Stages run one after another (each needs the previous one's records); a stage with fewer tasks "
+        "than slots (subjects: 100 calls) cannot reach the 64-in-flight ideal.",
+    ]
+    table = common.write_results(
+        "pipeline",
+        "Pipeline end to end, 50 disciplines, mock server",
+        rows,
+        COLUMNS,
+        chart=("stage", "wall_s"),
+        notes=notes,
+    )
     return {"rows": rows, "peak_rss_mb": out["peak_rss_mb"], "server": server, "markdown": table}
 
 

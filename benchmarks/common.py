@@ -66,8 +66,15 @@ def mock_server(latency_s: float, *args: str) -> Iterator[MockServer]:
 
 def run_json(cmd: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 900) -> dict[str, Any]:
     """Run a child that prints one JSON object as its last stdout line; its stderr passes through."""
-    done = subprocess.run(list(cmd), cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                          text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        list(cmd),
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{' '.join(cmd[:4])} ... exited {done.returncode}")
@@ -77,8 +84,10 @@ def run_json(cmd: Sequence[str], *, env: dict[str, str] | None = None, timeout: 
 def usage() -> dict[str, float]:
     """CPU seconds (this process and its waited-for children) and peak RSS in MB so far."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
-            "peak_rss_mb": max(me.ru_maxrss, kids.ru_maxrss) / 1024}
+    return {
+        "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
+        "peak_rss_mb": max(me.ru_maxrss, kids.ru_maxrss) / 1024,
+    }
 
 
 def machine() -> str:
@@ -92,8 +101,11 @@ def machine() -> str:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = (", load average {:.1f} / {:.1f} / {:.1f} (1 / 5 / 15 min)".format(*os.getloadavg())
-            if hasattr(os, "getloadavg") else "")
+    load = (
+        ", load average {:.1f} / {:.1f} / {:.1f} (1 / 5 / 15 min)".format(*os.getloadavg())
+        if hasattr(os, "getloadavg")
+        else ""
+    )
     return f"{cores} cores, {model}, Python {platform.python_version()}, {platform.system()} {platform.release()}{load}"
 
 
@@ -110,8 +122,15 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> st
     return "\n".join(lines)
 
 
-def write_results(name: str, title: str, rows: list[dict[str, Any]], columns: Sequence[str], *,
-                  chart: tuple[str, str] | None = None, notes: Sequence[str] = ()) -> str:
+def write_results(
+    name: str,
+    title: str,
+    rows: list[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    chart: tuple[str, str] | None = None,
+    notes: Sequence[str] = (),
+) -> str:
     """Write `<name>.json`, `<name>.md` and (given `chart=(x, y)`) `<name>.html` under benchmarks/results/.
 
     Returns the markdown, which names the machine it ran on.
@@ -119,8 +138,18 @@ def write_results(name: str, title: str, rows: list[dict[str, Any]], columns: Se
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"title": title, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "notes": list(notes)}
     (RESULTS / f"{name}.json").write_text(json.dumps({**meta, "rows": rows}, indent=2, default=str))
-    text = "\n".join([f"### {title}", "", f"Machine: {meta['machine']}", "", markdown_table(rows, columns), "",
-                      *[f"- {note}" for note in notes], ""])
+    text = "\n".join(
+        [
+            f"### {title}",
+            "",
+            f"Machine: {meta['machine']}",
+            "",
+            markdown_table(rows, columns),
+            "",
+            *[f"- {note}" for note in notes],
+            "",
+        ]
+    )
     (RESULTS / f"{name}.md").write_text(text)
     if chart:
         import plotly.express as px  # plotting is only needed for the HTML artefact

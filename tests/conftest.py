@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from glan_utils.config import Settings, load_settings
+from glan_utils.settings import Settings, load_settings
 from glan_utils.testing import OpenAIServer
 
 
@@ -23,9 +23,14 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     """Settings for a run in a temp dir against a given endpoint; dotted overrides as keyword-free dict."""
 
     def make(base_url: str, overrides: dict[str, Any] | None = None) -> Settings:
-        base = {"output_dir": str(tmp_path / "outputs"), "llm.base_url": base_url, "llm.model": "fake-model",
-                "llm.cache_path": str(tmp_path / "cache.sqlite"), "llm.retry_max_wait_s": 0.2,
-                "llm.timeout_s": 5}
+        base = {
+            "output_dir": str(tmp_path / "outputs"),
+            "llm.base_url": base_url,
+            "llm.model": "fake-model",
+            "llm.cache_path": str(tmp_path / "cache.sqlite"),
+            "llm.retry_max_wait_s": 0.2,
+            "llm.timeout_s": 5,
+        }
         return load_settings(None, {**base, **(overrides or {})}, environ={})
 
     return make

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from glan_utils import pipeline
-from glan_utils.store import RunStore
+from glan_utils.runs.store import RunStore
+from glan_utils.stages import pipeline
 from glan_utils.testing import Behavior, OpenAIServer
 
 TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
@@ -14,9 +14,9 @@ SIZES = {
     "subjects.rounds": 1,
     "subjects.per_round": 1,
     "subjects.max_subjects": 1,
-    "syllabus.min_sessions": 2,
-    "syllabus.max_sessions": 3,
-    "homework.questions_per_syllabus": 2,
+    "syllabi.min_sessions": 2,
+    "syllabi.max_sessions": 3,
+    "questions.questions_per_syllabus": 2,
 }
 
 
@@ -25,7 +25,7 @@ async def test_pairs_keep_parents_and_metadata_and_use_the_answer_model(make_set
         settings = make_settings(server.base_url, {**SIZES, "answers.model": "answer-model"})
         await pipeline.run_until(settings, "questions")
         server.reset_stats()
-        report = await pipeline.run_answers(settings)
+        report = await pipeline.run(settings, "answers")
         requests = server.requests
     store = RunStore(settings.run_dir)
     questions = {q.id: q for q in store.iter_records("questions")}
@@ -57,7 +57,7 @@ async def test_cut_off_answer_is_a_failure_kept_with_its_text(openai_server, mak
     settings = make_settings(openai_server.base_url, {**SIZES, "llm.concurrency": 1})
     await pipeline.run_until(settings, "questions")
     openai_server.script(Behavior("truncated"))
-    report = await pipeline.run_answers(settings)
+    report = await pipeline.run(settings, "answers")
     failure = next(RunStore(settings.run_dir).iter_failures("answers"))
     assert report.summary.failed == 1 and "max_tokens" in failure.reason
     assert report.summary.failures_by_reason

@@ -20,13 +20,13 @@ from jinja2.utils import htmlsafe_json_dumps
 from support.reliability import corrupt_files, pipeline_overrides, record_ids, run_pipeline, settings_for
 from typer.testing import CliRunner
 
-from glan_utils import pipeline
-from glan_utils.aio import run
-from glan_utils.cli import app
-from glan_utils.config import load_settings
-from glan_utils.errors import ConfigError, GlanError, InputError, SetupError, StoreError
-from glan_utils.records import QAPair
-from glan_utils.store import RunStore
+from glan_utils.app.cli import app
+from glan_utils.core.aio import run
+from glan_utils.core.errors import ConfigError, GlanError, InputError, SetupError, StoreError
+from glan_utils.core.records import QAPair
+from glan_utils.runs.store import RunStore
+from glan_utils.settings import load_settings
+from glan_utils.stages import pipeline
 from glan_utils.testing import OpenAIServer
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -78,14 +78,10 @@ def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("pair", [("bogus", "1"), ("subjects.bogus", "1"), ("llm.concurrency", "lots")])
-def test_cli_rejects_unknown_or_invalid_parameters_before_running(
-    tmp_path: Path, pair: tuple[str, str]
-) -> None:
+def test_cli_rejects_unknown_or_invalid_parameters_before_running(tmp_path: Path, pair: tuple[str, str]) -> None:
     result = _cli("run", "r", "--notebooks", str(NOTEBOOKS), "-p", "output_dir", str(tmp_path), "-p", *pair)
     _cli_one_line_error(result, 2, pair[0])
-    assert not (tmp_path / "r" / "notebooks").exists() or not any(
-        (tmp_path / "r" / "notebooks").glob("*.ipynb")
-    )
+    assert not (tmp_path / "r" / "notebooks").exists() or not any((tmp_path / "r" / "notebooks").glob("*.ipynb"))
 
 
 def test_cli_rejects_unknown_option() -> None:
@@ -126,11 +122,9 @@ def test_bad_taxonomy_file_is_one_line_and_writes_nothing(
 ) -> None:
     path = tmp_path / name
     path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
-    settings = settings_for(
-        {**pipeline_overrides(tmp_path, "http://127.0.0.1:9/v1"), "taxonomy.source": str(path)}
-    )
+    settings = settings_for({**pipeline_overrides(tmp_path, "http://127.0.0.1:9/v1"), "taxonomy.source": str(path)})
     with pytest.raises(InputError) as exc:
-        run(pipeline.run_taxonomy(settings))
+        run(pipeline.run(settings, "taxonomy"))
     _one_line(exc, str(path), *needles)
     assert not settings.run_dir.joinpath("taxonomy.jsonl").exists()
 
@@ -146,14 +140,14 @@ def _closed_port() -> int:
 
 def _after_taxonomy(tmp_path: Path, base_url: str, **overrides: Any) -> Any:
     settings = settings_for({**pipeline_overrides(tmp_path, base_url), **overrides})
-    run(pipeline.run_taxonomy(settings))  # a user file: no call made yet
+    run(pipeline.run(settings, "taxonomy"))  # a user file: no call made yet
     return settings
 
 
 def test_endpoint_down_is_one_line_and_writes_no_records(tmp_path: Path) -> None:
     settings = _after_taxonomy(tmp_path, f"http://127.0.0.1:{_closed_port()}/v1")
     with pytest.raises(SetupError) as exc:
-        run(pipeline.run_subjects(settings))
+        run(pipeline.run(settings, "subjects"))
     _one_line(exc, "not reachable", "127.0.0.1")
     assert not settings.run_dir.joinpath("subject_rounds.jsonl").exists()
 
@@ -161,7 +155,7 @@ def test_endpoint_down_is_one_line_and_writes_no_records(tmp_path: Path) -> None
 def test_unknown_model_is_one_line(tmp_path: Path, openai_server: OpenAIServer) -> None:
     settings = _after_taxonomy(tmp_path, openai_server.base_url, **{"llm.model": "gpt-17-imaginary"})
     with pytest.raises(SetupError) as exc:
-        run(pipeline.run_subjects(settings))
+        run(pipeline.run(settings, "subjects"))
     _one_line(exc, "gpt-17-imaginary")
     assert openai_server.count == 0
 
@@ -231,7 +225,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 def test_disk_full_stops_cleanly_and_resumes_to_the_same_data(
     tmp_path: Path, tiny_disk: Path, openai_server: OpenAIServer
 ) -> None:
-    sizes = {"homework.questions_per_syllabus": 20}
+    sizes = {"questions.questions_per_syllabus": 20}
     reference = settings_for(pipeline_overrides(tmp_path, openai_server.base_url, **sizes))
     run(run_pipeline(reference))
     full = settings_for(
@@ -253,7 +247,7 @@ def test_disk_full_stops_cleanly_and_resumes_to_the_same_data(
 def test_cache_on_full_disk_is_one_line(tmp_path: Path, tiny_disk: Path, openai_server: OpenAIServer) -> None:
     settings = settings_for(
         {
-            **pipeline_overrides(tmp_path, openai_server.base_url, **{"homework.questions_per_syllabus": 20}),
+            **pipeline_overrides(tmp_path, openai_server.base_url, **{"questions.questions_per_syllabus": 20}),
             "llm.cache_path": str(tiny_disk / "cache.sqlite"),
         }
     )
@@ -269,7 +263,7 @@ def test_read_only_output_dir_is_one_line(tmp_path: Path, tiny_disk: Path) -> No
         {**pipeline_overrides(tmp_path, "http://127.0.0.1:9/v1"), "output_dir": str(tiny_disk / "outputs")}
     )
     with pytest.raises(GlanError) as exc:
-        run(pipeline.run_taxonomy(settings))
+        run(pipeline.run(settings, "taxonomy"))
     _one_line(exc, str(tiny_disk / "outputs"))
     result = _cli(
         "run",
@@ -294,9 +288,7 @@ HOSTILE = [
 ]
 
 
-def test_hostile_discipline_names_are_data_through_to_qa_pairs(
-    tmp_path: Path, openai_server: OpenAIServer
-) -> None:
+def test_hostile_discipline_names_are_data_through_to_qa_pairs(tmp_path: Path, openai_server: OpenAIServer) -> None:
     """Names that try to break out of the prompt stay quoted data; the chain still yields valid QA pairs."""
     text = "Mathematics:\n  Algebra:\n" + "".join(f"    - {json.dumps(name)}\n" for name in HOSTILE)
     settings = settings_for(pipeline_overrides(tmp_path, openai_server.base_url, text))

@@ -8,9 +8,9 @@ import json
 import pytest
 from pydantic import BaseModel, Field
 
-from glan_utils.batch import BatchError, BatchSettings, plan_calls, run_batches, write_batch_files
-from glan_utils.ledger import read_ledger
-from glan_utils.llm import open_client
+from glan_utils.llm.batch import BatchError, BatchSettings, plan_calls, run_batches, write_batch_files
+from glan_utils.llm.client import open_client
+from glan_utils.llm.ledger import read_ledger
 from glan_utils.testing import OpenAIServer
 
 
@@ -66,7 +66,7 @@ async def test_a_batch_that_outlives_the_timeout_is_one_clear_error(make_setting
 
 
 def test_batch_files_respect_the_line_limit(tmp_path):
-    from glan_utils.batch import PlannedCall
+    from glan_utils.llm.batch import PlannedCall
 
     planned = [PlannedCall(f"k{i}", {"model": "m", "messages": []}) for i in range(5)]
     paths = write_batch_files(planned, tmp_path, max_lines=2)

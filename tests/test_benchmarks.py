@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from glan_utils import benchmarks
-from glan_utils.errors import InputError, SetupError
+from glan_utils.core.errors import InputError, SetupError
+from glan_utils.data import benchmarks
 
 EXPECTED_TEST_COUNTS = {
     "gsm8k": 1319,

@@ -15,12 +15,12 @@ from browser.chromium import browser_page
 from browser.jupyter import jupyter_lab
 from browser.runs import make_report_run
 
-from glan_utils import pipeline
-from glan_utils.aio import run
-from glan_utils.config import load_settings
-from glan_utils.report import render_report
-from glan_utils.review import apply_review, load_reviews
-from glan_utils.store import RunStore
+from glan_utils.app.report import render_report
+from glan_utils.core.aio import run
+from glan_utils.runs.store import RunStore
+from glan_utils.settings import load_settings
+from glan_utils.stages import pipeline
+from glan_utils.stages.review import apply_review, load_reviews
 from glan_utils.testing import OpenAIServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
@@ -47,7 +47,7 @@ def test_review_widget_removes_subtree_in_jupyterlab(tmp_path: Path) -> None:
         out = root / "outputs"
         where = {"output_dir": str(out), "llm.cache_path": str(out / "cache.sqlite")}
         settings = load_settings(None, where, environ=env)
-        run(pipeline.run_taxonomy(settings))
+        run(pipeline.run(settings, "taxonomy"))
         nodes = list(RunStore(settings.run_dir).iter_records("taxonomy"))
         with jupyter_lab(root, env) as lab, browser_page() as page:
             page.goto(lab.notebook_url(NOTEBOOK.name))

@@ -27,7 +27,7 @@ CHAOS_SIZES = {
     "subjects.rounds": 2,
     "subjects.per_round": 5,
     "subjects.max_subjects": 5,
-    "homework.questions_per_syllabus": 50,
+    "questions.questions_per_syllabus": 50,
     "llm.concurrency": 32,
     "llm.timeout_s": 1.0,
     "llm.retry_max_wait_s": 0.05,

@@ -9,9 +9,9 @@ from browser.notebooks import write_notebooks
 from browser.runs import make_report_run
 from typer.testing import CliRunner
 
-from glan_utils.cli import app
-from glan_utils.errors import ConfigError
-from glan_utils.sweep import comparison, load_sweep
+from glan_utils.app.cli import app
+from glan_utils.app.sweep import comparison, load_sweep
+from glan_utils.core.errors import ConfigError
 
 cli = CliRunner()
 
@@ -61,8 +61,10 @@ def test_estimate_per_stage(project: Path) -> None:
 
 def test_sweep_file_list_and_grid(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text("params: {n: 1}\nruns:\n  - {name: small, params: {seed: 1}}\n"
-                     "grid:\n  llm.temperature: [0.1, 0.9]\n  seed: [2]\n")
+    sweep.write_text(
+        "params: {n: 1}\nruns:\n  - {name: small, params: {seed: 1}}\n"
+        "grid:\n  llm.temperature: [0.1, 0.9]\n  seed: [2]\n"
+    )
     runs = load_sweep(sweep, "base")
     assert [r.name for r in runs] == ["base-small", "base-2", "base-3"]
     assert runs[2].params == {"n": 1, "llm.temperature": 0.9, "seed": 2}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from test_export import write_run
 
-from glan_utils.dataset import load_report
-from glan_utils.store import RunStore
+from glan_utils.data.build import load_report
+from glan_utils.runs.store import RunStore
 
 papermill = pytest.importorskip("papermill")
 

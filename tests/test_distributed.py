@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from glan_utils.records import Failure, TaxonomyNode
+from glan_utils.core.records import Failure, TaxonomyNode
 from glan_utils.testing import OpenAIServer
 
 ray = pytest.importorskip("ray")
-from glan_utils.distributed import RaySettings, run_stage_distributed  # noqa: E402
+from glan_utils.runs.distributed import RaySettings, run_stage_distributed  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -42,8 +42,10 @@ def cluster():
     except Exception as exc:  # the raylet gives its dashboard agent 15 s to start (ray-project/ray#65983)
         if "timed out during startup" not in str(exc):
             raise
-        pytest.skip("Ray's local node did not start in time on this machine (overloaded: its dashboard agent "
-                    "took more than the raylet's fixed 15 s to import)")
+        pytest.skip(
+            "Ray's local node did not start in time on this machine (overloaded: its dashboard agent "
+            "took more than the raylet's fixed 15 s to import)"
+        )
     yield
     ray.shutdown()
 

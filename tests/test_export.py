@@ -11,15 +11,14 @@ import pytest
 import yaml
 from datasets import Dataset, load_from_disk
 
-from glan_utils.config import load_settings
-from glan_utils.dataset import build_dataset, load_report
-from glan_utils.dataset_settings import DatasetSettings, ExportSettings
-from glan_utils.decontaminate import planted_texts
-from glan_utils.dedup import string_hashes
-from glan_utils.errors import ConfigError, InputError, SetupError
-from glan_utils.export import PARQUET_SCHEMA, HfSplitWriter, choose_test, push_to_hub
-from glan_utils.records import Provenance, QAPair
-from glan_utils.store import RunStore
+from glan_utils.core.errors import ConfigError, InputError, SetupError
+from glan_utils.core.records import Provenance, QAPair
+from glan_utils.data.build import build_dataset, load_report
+from glan_utils.data.decontaminate import planted_texts
+from glan_utils.data.dedup import string_hashes
+from glan_utils.data.export import PARQUET_SCHEMA, HfSplitWriter, choose_test, push_to_hub
+from glan_utils.runs.store import RunStore
+from glan_utils.settings import ExportSettings, load_settings
 
 GSM8K_TEST = (
     "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for "
@@ -84,7 +83,9 @@ def built(tmp_path_factory):
         + "\n",
         encoding="utf-8",
     )
-    settings = DatasetSettings.from_settings(None, export__test_per_discipline=3, decontamination__workers=1)
+    settings = load_settings(
+        None, {"dataset.export.test_per_discipline": 3, "dataset.decontamination.workers": 1}, environ={}
+    ).dataset
     report = build_dataset(store, settings, planted_texts([("gsm8k", GSM8K_TEST)]))
     return store, ids, report
 
@@ -131,10 +132,7 @@ def test_jsonl_is_chat_format(built):
         for line in lines:
             row = json.loads(line)
             assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
-            assert (
-                row["messages"][0]["content"] == row["question"]
-                and row["messages"][1]["content"] == row["answer"]
-            )
+            assert row["messages"][0]["content"] == row["question"] and row["messages"][1]["content"] == row["answer"]
 
 
 def test_parquet_and_card(built):
@@ -184,9 +182,9 @@ def test_choose_test_is_seeded_and_capped():
 
 def test_settings_errors_are_one_line():
     with pytest.raises(ConfigError, match=r"dataset\.dedup\.threshold"):
-        DatasetSettings.from_settings(None, dedup__threshold=3)
-    with pytest.raises(ConfigError, match=r"^config error: dataset\.dedupe\.threshold: unknown key$"):
-        DatasetSettings.from_settings(None, dedupe__threshold=0.7)
+        load_settings(None, {"dataset.dedup.threshold": 3}, environ={})
+    with pytest.raises(ConfigError, match=r"^config error: dataset\.dedupe: unknown key$"):
+        load_settings(None, {"dataset.dedupe.threshold": 0.7}, environ={})
 
 
 def test_yaml_dataset_section_loads_and_overrides(tmp_path):
@@ -194,7 +192,7 @@ def test_yaml_dataset_section_loads_and_overrides(tmp_path):
     path.write_text("dataset:\n  dedup: {threshold: 0.7}\n  export: {test_per_discipline: 7}\n")
     settings = load_settings(path, environ={})
     assert settings.dataset.dedup.threshold == 0.7
-    resolved = DatasetSettings.from_settings(settings, export__seed=3)
+    resolved = load_settings(path, {"dataset.export.seed": 3}, environ={}).dataset
     assert (resolved.dedup.threshold, resolved.export.test_per_discipline) == (0.7, 7)
     assert resolved.export.seed == 3
     path.write_text("dataset:\n  export: {tests_per_discipline: 7}\n")

@@ -11,8 +11,10 @@ import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
-from glan_utils.errors import ConfigError, InputError, SetupError
-from glan_utils.finetune import (
+from glan_utils.core.errors import ConfigError, InputError, SetupError
+from glan_utils.settings import PRESETS, FinetuneSettings, load_settings
+from glan_utils.train.plan import plan
+from glan_utils.train.sft import (
     build_trainer,
     load_exported_dataset,
     load_model_and_tokenizer,
@@ -24,7 +26,6 @@ from glan_utils.finetune import (
     to_prompt_completion,
     train,
 )
-from glan_utils.finetune_presets import PRESETS, FinetuneSettings, load_finetune_settings, plan
 
 TINY = {
     "max_steps": 4,
@@ -60,9 +61,7 @@ def qa_row(i: int, split: str) -> dict:
 def write_exported_dataset(run_dir: Path, n_train: int = 16, n_test: int = 4) -> Path:
     """Write `<run_dir>/dataset/hf` the way the data set stage exports it."""
     splits = {"train": range(n_train), "test": range(1000, 1000 + n_test)}
-    data = DatasetDict(
-        {name: Dataset.from_list([qa_row(i, name) for i in ids]) for name, ids in splits.items()}
-    )
+    data = DatasetDict({name: Dataset.from_list([qa_row(i, name) for i in ids]) for name, ids in splits.items()})
     path = run_dir / "dataset" / "hf"
     data.save_to_disk(str(path))
     return path
@@ -87,16 +86,16 @@ def test_overrides_change_one_field_and_keep_the_preset() -> None:
     assert tuned.warmup_steps == PRESETS["paper"]["warmup_steps"] and tuned.effective_batch == 512
 
 
-def test_load_finetune_settings_reads_yaml_section_and_ignores_none(tmp_path: Path) -> None:
+def test_finetune_section_reads_yaml_and_dotted_overrides(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("finetune:\n  preset: paper\n  num_devices: 4\n", encoding="utf-8")
-    settings = load_finetune_settings(config, max_steps=None, learning_rate=2e-6)
+    settings = load_settings(config, {"finetune.learning_rate": 2e-6}, environ={}).finetune
     assert (settings.preset, settings.num_devices, settings.learning_rate) == ("paper", 4, 2e-6)
     assert settings.effective_batch == 4 * 16 * 4
     with pytest.raises(ConfigError, match=r"finetune\.lora_rank"):
-        load_finetune_settings(lora_rank=4)
+        load_settings(None, {"finetune.lora_rank": 4}, environ={})
     with pytest.raises(ConfigError, match="unknown preset"):
-        load_finetune_settings(preset="huge")
+        load_settings(None, {"finetune.preset": "huge"}, environ={})
 
 
 def test_plan_for_paper_at_ten_million_pairs() -> None:
@@ -123,9 +122,7 @@ def test_plan_warns_when_data_is_too_small_and_honours_max_steps() -> None:
 
 def test_prompt_completion_split_and_caps() -> None:
     row = to_prompt_completion(qa_row(3, "train"))
-    assert [m["role"] for m in row["prompt"]] == ["user"] and row["completion"][0]["content"].endswith(
-        "number."
-    )
+    assert [m["role"] for m in row["prompt"]] == ["user"] and row["completion"][0]["content"].endswith("number.")
     with pytest.raises(InputError, match="assistant"):
         to_prompt_completion({"id": "x", "messages": [{"role": "user", "content": "q"}]})
     data = DatasetDict(
@@ -201,9 +198,7 @@ def test_lora_training_lowers_loss_and_saves_a_card(smollm2, tmp_path: Path) -> 
     unseen = [text.replace("GLAN", "ZETA").replace("code", "label") for text in texts]
     gap_before = loss_gap(model, tokenizer, texts[:4], unseen[:4])
     settings = FinetuneSettings(**TINY)
-    result = train(
-        settings, prepare_dataset(load_exported_dataset(run_dir), settings), run_dir, model, tokenizer
-    )
+    result = train(settings, prepare_dataset(load_exported_dataset(run_dir), settings), run_dir, model, tokenizer)
     assert result.steps == 4 and result.tokens_seen > 0 and result.tokens_per_s > 0
     assert result.train_loss_last < result.train_loss_first
     assert result.eval_loss_after < result.eval_loss_before
@@ -223,9 +218,7 @@ def test_mean_token_loss_ignores_right_padding(smollm2) -> None:
     lengths = [len(tokenizer(t)["input_ids"]) - 1 for t in texts]
     singles = [mean_token_loss(model, tokenizer, [t]) for t in texts]
     batched = mean_token_loss(model, tokenizer, texts, batch_size=2)
-    assert batched == pytest.approx(
-        sum(s * n for s, n in zip(singles, lengths, strict=True)) / sum(lengths), rel=1e-4
-    )
+    assert batched == pytest.approx(sum(s * n for s, n in zip(singles, lengths, strict=True)) / sum(lengths), rel=1e-4)
     assert loss_gap(model, tokenizer, texts[:1], texts[1:]) == pytest.approx(
         (singles[1] - singles[0]) / singles[1], rel=1e-4
     )

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from test_finetune import write_exported_dataset
 
-from glan_utils.errors import SetupError
-from glan_utils.finetune import resolve_model
+from glan_utils.core.errors import SetupError
+from glan_utils.train.sft import resolve_model
 
 papermill = pytest.importorskip("papermill")
 

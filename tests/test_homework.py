@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from glan_utils import pipeline
-from glan_utils.homework import Draw, QuestionTask, plan, question_prompt
-from glan_utils.records import ClassSession, Syllabus
-from glan_utils.store import RunStore
+from glan_utils.core.records import ClassSession, Syllabus
+from glan_utils.runs.store import RunStore
+from glan_utils.stages import pipeline
+from glan_utils.stages.questions import Draw, QuestionTask, draws, question_prompt
 
 TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
 
@@ -50,28 +50,26 @@ def check_rules(draw: Draw, source: Syllabus) -> None:
 def test_sampling_rules_hold_for_many_seeds(sessions, concepts):
     source = syllabus(sessions, concepts)
     for seed in range(150):
-        draws = plan(source, 8, 0.5, seed)
-        assert Counter(d.difficulty for d in draws) == {"basic": 4, "challenging": 4}
-        assert [d.sample_index for d in draws] == list(range(8))
-        for draw in draws:
+        planned = draws(source, 8, 0.5, seed)
+        assert Counter(d.difficulty for d in planned) == {"basic": 4, "challenging": 4}
+        assert [d.sample_index for d in planned] == list(range(8))
+        for draw in planned:
             check_rules(draw, source)
 
 
 def test_ratio_decides_the_mix():
     source = syllabus(5)
     for ratio, challenging in [(0.0, 0), (0.3, 3), (1.0, 10)]:
-        assert sum(d.difficulty == "challenging" for d in plan(source, 10, ratio, seed=1)) == challenging
+        assert sum(d.difficulty == "challenging" for d in draws(source, 10, ratio, seed=1)) == challenging
 
 
 def test_each_question_gets_a_fresh_reproducible_draw():
     source = syllabus(10)
-    draws = plan(source, 40, 0.5, seed=7)
-    assert len({(d.session_indices, d.concepts) for d in draws}) >= 35  # not one sample reused for a batch
-    assert plan(source, 40, 0.5, seed=7) == draws
-    assert plan(source, 40, 0.5, seed=8) != draws
-    assert (
-        plan(source, 20, 0.5, seed=7)[:5] != plan(syllabus(11), 20, 0.5, seed=7)[:5]
-    )  # the syllabus seeds too
+    planned = draws(source, 40, 0.5, seed=7)
+    assert len({(d.session_indices, d.concepts) for d in planned}) >= 35  # not one sample reused for a batch
+    assert draws(source, 40, 0.5, seed=7) == planned
+    assert draws(source, 40, 0.5, seed=8) != planned
+    assert draws(source, 20, 0.5, seed=7)[:5] != draws(syllabus(11), 20, 0.5, seed=7)[:5]  # the syllabus seeds too
 
 
 def test_degenerate_syllabi_fall_back_to_basic():
@@ -79,7 +77,7 @@ def test_degenerate_syllabi_fall_back_to_basic():
         syllabus(1),
         syllabus(4, concepts=1, shared=True),
     ):  # one session; all sessions share one concept
-        for draw in plan(source, 6, 1.0, seed=0):
+        for draw in draws(source, 6, 1.0, seed=0):
             assert draw.difficulty == "basic"
             check_rules(draw, source)
 
@@ -102,9 +100,9 @@ async def test_non_english_run_end_to_end(openai_server, make_settings):
             "subjects.rounds": 1,
             "subjects.per_round": 1,
             "subjects.max_subjects": 1,
-            "syllabus.min_sessions": 2,
-            "syllabus.max_sessions": 3,
-            "homework.questions_per_syllabus": 2,
+            "syllabi.min_sessions": 2,
+            "syllabi.max_sessions": 3,
+            "questions.questions_per_syllabus": 2,
         },
     )
     reports = await pipeline.run_until(settings, "answers")

@@ -28,16 +28,14 @@ from glan_utils.testing import OpenAIServer
 DRIVER = Path(__file__).parent / "support" / "pipeline_driver.py"
 CONCURRENCY = 8
 # 4 disciplines -> 12 subjects -> 12 syllabi -> 120 questions -> 120 answers: ~256 calls.
-SIZES = {"homework.questions_per_syllabus": 10, "llm.concurrency": CONCURRENCY}
+SIZES = {"questions.questions_per_syllabus": 10, "llm.concurrency": CONCURRENCY}
 KILLS = 6
 
 
 def _start(overrides: dict[str, Any], root: Path) -> subprocess.Popen[bytes]:
     path = root / "overrides.json"
     path.write_text(json.dumps(overrides), encoding="utf-8")
-    return subprocess.Popen(
-        [sys.executable, str(DRIVER), str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    return subprocess.Popen([sys.executable, str(DRIVER), str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _finish(overrides: dict[str, Any], root: Path) -> None:
@@ -118,7 +116,7 @@ def test_killed_runs_resume_to_the_same_data(tmp_path: Path) -> None:
 
 _HAMMER = """
 import sys, itertools
-from glan_utils.cache import ResponseCache
+from glan_utils.llm.cache import ResponseCache
 cache = ResponseCache(sys.argv[1])
 for i in itertools.count():
     cache.put(f"key-{i}", {"text": "x" * (i % 5000), "i": i})

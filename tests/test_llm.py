@@ -9,9 +9,9 @@ import time
 import pytest
 from pydantic import BaseModel, Field
 
-from glan_utils.errors import SetupError
-from glan_utils.ledger import read_ledger
-from glan_utils.llm import open_client
+from glan_utils.core.errors import SetupError
+from glan_utils.llm.client import open_client
+from glan_utils.llm.ledger import read_ledger
 from glan_utils.testing import Behavior
 
 

@@ -44,7 +44,18 @@ def test_nbval_lax_against_test_server(tmp_path: Path) -> None:
         shutil.copy(path, tmp_path / path.name)
     with OpenAIServer(models=["fake-model"]) as server:
         env = {**os.environ, "GLAN_LLM__BASE_URL": server.base_url, "GLAN_LLM__MODEL": "fake-model"}
-        cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", "--rootdir",
-               str(tmp_path), "--nbval-cell-timeout=300", *(p.name for p in notebooks)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "--nbval-cell-timeout=300",
+            *(p.name for p in notebooks),
+        ]
         done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=580)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

@@ -184,9 +184,7 @@ def chaos_statuses(seed: int, n: int = 40) -> list[int | str]:
         with httpx.Client() as http:
             for _ in range(n):
                 try:
-                    reply = http.post(
-                        f"{srv.base_url}/chat/completions", json={"model": MODEL, "messages": []}
-                    )
+                    reply = http.post(f"{srv.base_url}/chat/completions", json={"model": MODEL, "messages": []})
                     statuses.append(reply.status_code if reply.status_code != 200 else reply.text[:12])
                 except httpx.TransportError:
                     statuses.append("reset")
@@ -253,9 +251,7 @@ def test_schema_replies_parse_vary_by_prompt_and_reproduce(client, server):
     )
     assert isinstance(parsed, SubjectList)
     fmt = schema_format(SubjectList)
-    contents = [
-        chat(client, f"discipline {i}", response_format=fmt).choices[0].message.content for i in range(10)
-    ]
+    contents = [chat(client, f"discipline {i}", response_format=fmt).choices[0].message.content for i in range(10)]
     names = {s["subject_name"] for c in contents for s in json.loads(c)["subjects"]}
     assert len(set(contents)) == 10 and len(names) >= 10
     with OpenAIServer([MODEL]) as other:
@@ -321,12 +317,8 @@ def test_batch_flow_end_to_end():
             }
             for i in range(3)
         ]
-        upload = client.files.create(
-            file=("in.jsonl", "".join(json.dumps(x) + "\n" for x in lines)), purpose="batch"
-        )
-        batch = client.batches.create(
-            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
+        upload = client.files.create(file=("in.jsonl", "".join(json.dumps(x) + "\n" for x in lines)), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
         seen = [batch.status]
         while seen[-1] != "completed":
             time.sleep(0.05)
@@ -349,9 +341,7 @@ def test_stop_joins_its_thread():
         with OpenAIServer() as srv:
             srv.script(Behavior("timeout", hang_s=30))
             with pytest.raises(httpx.TimeoutException):
-                httpx.post(
-                    f"{srv.base_url}/chat/completions", json={"model": MODEL, "messages": []}, timeout=0.1
-                )
+                httpx.post(f"{srv.base_url}/chat/completions", json={"model": MODEL, "messages": []}, timeout=0.1)
     assert not [t for t in threading.enumerate() if t.name == "fake-openai-server"]
     with pytest.raises(ValueError, match="unknown behaviour kind"):
         Behavior("teapot")

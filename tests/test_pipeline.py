@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from glan_utils import pipeline
-from glan_utils.store import RunStore, iter_jsonl
+from glan_utils.core.jsonl import iter_jsonl
+from glan_utils.runs.store import RunStore
+from glan_utils.stages import pipeline
 from glan_utils.testing import OpenAIServer
 
 TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
@@ -15,9 +16,9 @@ SIZES = {
     "subjects.rounds": 2,
     "subjects.per_round": 2,
     "subjects.max_subjects": 2,
-    "syllabus.min_sessions": 2,
-    "syllabus.max_sessions": 4,
-    "homework.questions_per_syllabus": 3,
+    "syllabi.min_sessions": 2,
+    "syllabi.max_sessions": 4,
+    "questions.questions_per_syllabus": 3,
 }
 
 
@@ -28,7 +29,7 @@ async def test_interrupted_stage_resumes_without_duplicates_or_repeated_calls(ma
         store = RunStore(settings.run_dir)
         server.reset_stats()
         planned = pipeline.planned_calls(settings, "questions")
-        run = asyncio.ensure_future(pipeline.run_questions(settings))
+        run = asyncio.ensure_future(pipeline.run(settings, "questions"))
         while store.count("questions") < 4:  # interrupt mid-stage, like a kernel restart
             await asyncio.sleep(0.005)
         run.cancel()
@@ -36,7 +37,7 @@ async def test_interrupted_stage_resumes_without_duplicates_or_repeated_calls(ma
         await asyncio.sleep(0.2)  # requests cut off in flight still reach the server after its latency
         done_before, sent_before = store.count("questions"), server.count
         assert 4 <= done_before < planned
-        report = await pipeline.run_questions(settings)
+        report = await pipeline.run(settings, "questions")
         rows = [row["id"] for row in iter_jsonl(store.records_path("questions"))]
         assert len(rows) == len(set(rows)) == planned  # every question once, none twice
         assert report.summary.skipped == done_before
@@ -73,10 +74,10 @@ def test_preview_prompts_exist_before_any_run(make_settings):
 
 async def test_config_snapshot_keeps_each_stage_settings(openai_server, make_settings):
     """Each stage's notebook sets only its own section; config.yaml must show what every stage ran with."""
-    first = make_settings(openai_server.base_url, {"subjects.rounds": 3, "homework.questions_per_syllabus": 9})
+    first = make_settings(openai_server.base_url, {"subjects.rounds": 3, "questions.questions_per_syllabus": 9})
     pipeline.open_store(first, "subjects")
-    later = make_settings(openai_server.base_url, {"homework.questions_per_syllabus": 2})
+    later = make_settings(openai_server.base_url, {"questions.questions_per_syllabus": 2})
     pipeline.open_store(later, "questions")
     snapshot = RunStore(later.run_dir).read_config()
     assert snapshot["subjects"]["rounds"] == 3
-    assert snapshot["homework"]["questions_per_syllabus"] == 2
+    assert snapshot["questions"]["questions_per_syllabus"] == 2

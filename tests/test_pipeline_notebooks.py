@@ -9,14 +9,14 @@ import papermill
 import pytest
 import yaml
 
-from glan_utils.store import RunStore
+from glan_utils.runs.store import RunStore
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 TINY = {
     "01_taxonomy": {"n_fields": 1, "n_subfields": 2, "n_disciplines": 1, "interactive": False},
     "02_subjects": {"rounds": 2, "per_round": 2, "max_subjects": 2},
     "03_syllabi": {"min_sessions": 2, "max_sessions": 3},
-    "04_homework": {"questions_per_syllabus": 2, "language": "Deutsch"},
+    "04_questions": {"questions_per_syllabus": 2, "language": "Deutsch"},
 }
 
 
@@ -47,9 +47,7 @@ def text_outputs(notebook: dict) -> str:
 @pytest.mark.timeout(300)
 def test_notebooks_run_in_order_and_rerun_makes_no_calls(openai_server, tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump({"llm": {"cache_path": str(tmp_path / "cache.sqlite"), "timeout_s": 10}})
-    )
+    config.write_text(yaml.safe_dump({"llm": {"cache_path": str(tmp_path / "cache.sqlite"), "timeout_s": 10}}))
     common = {
         "run_name": "nb",
         "output_dir": str(tmp_path / "outputs"),

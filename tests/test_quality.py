@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from glan_utils import plots
-from glan_utils.quality import distinctness, near_duplicate_ids
-from glan_utils.records import Question
+from glan_utils.core.records import Question
+from glan_utils.views import plots
+from glan_utils.views.quality import distinctness, near_duplicate_ids
 
 
 def question(subject: str, text: str, index: int) -> Question:
@@ -36,17 +36,11 @@ def test_near_duplicates_are_found_and_distinct_texts_are_not():
 
 def test_distinctness_per_subject():
     reused = "Derive the period of a simple pendulum of length L for small oscillations in uniform gravity."
-    rows = [
-        question("optics", f"Question {i} about lens number {i} and mirror type {i * 7}", i) for i in range(4)
-    ]
-    rows += [question("mechanics", reused, i) for i in range(3)] + [
-        question("mechanics", "What is torque?", 9)
-    ]
+    rows = [question("optics", f"Question {i} about lens number {i} and mirror type {i * 7}", i) for i in range(4)]
+    rows += [question("mechanics", reused, i) for i in range(3)] + [question("mechanics", "What is torque?", 9)]
     table = distinctness(rows).set_index("subject")
     assert table.loc["optics", "distinct_fraction"] == 1.0
-    assert (
-        table.loc["mechanics", "near_duplicates"] == 3 and table.loc["mechanics", "distinct_fraction"] == 0.25
-    )
+    assert table.loc["mechanics", "near_duplicates"] == 3 and table.loc["mechanics", "distinct_fraction"] == 0.25
 
 
 def test_generation_plots_are_saved_as_html(make_settings):
@@ -79,7 +73,7 @@ def test_generation_plots_are_saved_as_html(make_settings):
     saved = {p.stem for p in plots.plots_dir(settings).glob("*.html")}
     assert saved == set(figures) and (plots.plots_dir(settings) / "plotly.min.js").exists()
     bars = {t.name: dict(zip(t.x, t.y, strict=True)) for t in figures["pairs_vs_target"].data}
-    per_syllabus = settings.homework.questions_per_syllabus
+    per_syllabus = settings.questions.questions_per_syllabus
     assert bars == {
         "pairs": {"Optics": 2, "Ancient": 1},
         "target": {"Optics": per_syllabus, "Ancient": per_syllabus},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from glan_utils.records import QAPair, Question
+from glan_utils.core.records import QAPair, Question
 
 METADATA = dict(
     syllabus_id="syl1",
@@ -46,10 +46,23 @@ def test_stored_field_order_is_parent_first():
     pair = QAPair(question_id=question.id, answer="Because.", **METADATA)
     placement = list(METADATA)[:-2]
     assert list(question.model_dump()) == [
-        "id", "task_id", "provenance", *placement, "sample_index", "language", "question"
+        "id",
+        "task_id",
+        "provenance",
+        *placement,
+        "sample_index",
+        "language",
+        "question",
     ]
     assert list(pair.model_dump()) == [
-        "id", "task_id", "provenance", "question_id", *placement, "language", "question", "answer",
+        "id",
+        "task_id",
+        "provenance",
+        "question_id",
+        *placement,
+        "language",
+        "question",
+        "answer",
         "question_provenance",
     ]
 

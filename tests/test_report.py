@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from browser.runs import CODE_MARKER, make_report_run
 
-from glan_utils.errors import InputError
-from glan_utils.report import render_report, run_table, run_totals
+from glan_utils.app.report import render_report, run_table, run_totals
+from glan_utils.core.errors import InputError
 
 
 @pytest.fixture

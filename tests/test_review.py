@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from glan_utils import pipeline
-from glan_utils.errors import InputError
-from glan_utils.review import Review, apply_review, disciplines, load_reviews, merge, reviews_dir
-from glan_utils.review_widget import ReviewWidget
-from glan_utils.taxonomy import load_taxonomy_file
+from glan_utils.core.errors import InputError
+from glan_utils.stages import pipeline
+from glan_utils.stages.review import Review, apply_review, disciplines, load_reviews, merge, reviews_dir
+from glan_utils.stages.taxonomy import load_taxonomy_file
+from glan_utils.views.review_widget import ReviewWidget
 
 DATA = Path(__file__).parent / "data" / "taxonomy"
 
@@ -120,7 +120,7 @@ def test_widget_remove_rename_add_and_save(nodes, tmp_path):
 
 async def test_pipeline_applies_saved_reviews_or_the_configured_file(openai_server, make_settings, tmp_path):
     settings = make_settings(openai_server.base_url, {"taxonomy.source": str(DATA / "nested.yaml")})
-    await pipeline.run_taxonomy(settings)
+    await pipeline.run(settings, "taxonomy")
     assert len(pipeline.kept_disciplines(settings)) == 5
     nodes = pipeline.kept_taxonomy(settings)
     review = Review(reviewer="ann")
@@ -129,9 +129,7 @@ async def test_pipeline_applies_saved_reviews_or_the_configured_file(openai_serv
     assert "Ancient History" not in names(pipeline.kept_disciplines(settings))
     other = Review(reviewer="bob")
     other.decide(named(nodes, "Physics").id, "remove")
-    configured = make_settings(
-        openai_server.base_url, {"taxonomy.review_file": str(other.save(tmp_path / "b.json"))}
-    )
+    configured = make_settings(openai_server.base_url, {"taxonomy.review_file": str(other.save(tmp_path / "b.json"))})
     assert names(pipeline.kept_disciplines(configured)) == {
         "Organic Chemistry",
         "Inorganic Chemistry",

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from browser.notebooks import write_notebooks
 
-from glan_utils import runner
-from glan_utils.errors import ConfigError
+from glan_utils.app import runner
+from glan_utils.core.errors import ConfigError
 
 
 @pytest.fixture
@@ -28,8 +28,9 @@ def test_discover_and_select(notebooks: list[runner.Notebook]) -> None:
         runner.select(notebooks, "2", "1")
 
 
-def test_unknown_parameter_and_bad_setting_fail_before_running(notebooks: list[runner.Notebook],
-                                                               tmp_path: Path) -> None:
+def test_unknown_parameter_and_bad_setting_fail_before_running(
+    notebooks: list[runner.Notebook], tmp_path: Path
+) -> None:
     with pytest.raises(ConfigError, match="unknown parameter 'nn'"):
         runner.RunPlan("r", notebooks, params={"nn": 1}).routed  # noqa: B018
     with pytest.raises(ConfigError, match=r"llm\.modl"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from glan_utils.sandbox import SandboxLimits, run_python
+from glan_utils.evaluation.sandbox import SandboxLimits, run_python
 
 
 def test_clean_program_passes_and_failing_assert_fails() -> None:

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from support.reliability import pipeline_overrides, run_pipeline, settings_for
 
-from glan_utils import pipeline
-from glan_utils.aio import run
-from glan_utils.errors import SetupError
-from glan_utils.sandbox import SandboxLimits, run_python
+from glan_utils.core.aio import run
+from glan_utils.core.errors import SetupError
+from glan_utils.evaluation.sandbox import SandboxLimits, run_python
+from glan_utils.stages import pipeline
 from glan_utils.testing import OpenAIServer
 
 KEY_ENV = "RELIABILITY_TEST_API_KEY"
@@ -47,9 +47,7 @@ def test_pipeline_run_leaves_no_key_on_disk(
     tmp_path: Path, keyed_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
-    settings = settings_for(
-        {**pipeline_overrides(tmp_path, keyed_server.base_url), "llm.api_key_env": KEY_ENV}
-    )
+    settings = settings_for({**pipeline_overrides(tmp_path, keyed_server.base_url), "llm.api_key_env": KEY_ENV})
     reports = run(run_pipeline(settings))
     assert reports["answers"]["records_written"] > 0
     assert keyed_server.stats()["counts_by_kind"].get("unauthorized", 0) == 0
@@ -63,12 +61,10 @@ def test_wrong_key_error_does_not_echo_it(
 ) -> None:
     wrong = "sk-wrong-0123456789abcdef0123456789abcdef"
     monkeypatch.setenv(KEY_ENV, wrong)
-    settings = settings_for(
-        {**pipeline_overrides(tmp_path, keyed_server.base_url), "llm.api_key_env": KEY_ENV}
-    )
-    run(pipeline.run_taxonomy(settings))
+    settings = settings_for({**pipeline_overrides(tmp_path, keyed_server.base_url), "llm.api_key_env": KEY_ENV})
+    run(pipeline.run(settings, "taxonomy"))
     with pytest.raises(SetupError) as exc:
-        run(pipeline.run_subjects(settings))
+        run(pipeline.run(settings, "subjects"))
     assert "authentication failed" in str(exc.value)
     assert wrong not in _error_text(exc.value) and KEY not in _error_text(exc.value)
     assert _files_containing(tmp_path, wrong) == []
@@ -125,7 +121,7 @@ _SNOOP = textwrap.dedent("""
 def test_sandbox_child_sees_no_key() -> None:
     """Run the sandbox from a process born with the key, so even `/proc/<parent>/environ` would show it."""
     driver = (
-        "import sys; from glan_utils.sandbox import run_python; r = run_python(sys.argv[1]); "
+        "import sys; from glan_utils.evaluation.sandbox import run_python; r = run_python(sys.argv[1]); "
         "print(r.stdout, r.stderr)"
     )
     done = subprocess.run(

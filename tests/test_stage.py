@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from glan_utils.records import Failure, TaxonomyNode
-from glan_utils.stage import run_stage
-from glan_utils.store import RunStore
+from glan_utils.core.records import Failure, TaxonomyNode
+from glan_utils.runs.stage import run_stage
+from glan_utils.runs.store import RunStore
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from glan_utils.errors import StoreError
-from glan_utils.records import TaxonomyNode
-from glan_utils.store import RunStore
+from glan_utils.core.errors import StoreError
+from glan_utils.core.records import TaxonomyNode
+from glan_utils.runs.store import RunStore
 
 
 def node(name: str) -> TaxonomyNode:
@@ -54,7 +54,7 @@ def test_read_only_dir_is_a_clear_error(tmp_path):
 
 def test_deferred_lines_flush_before_a_plain_line_and_on_close(tmp_path):
     """Cache-hit ledger lines may be held back; a paid (plain) line writes them first, in order."""
-    from glan_utils.store import JsonlWriter, iter_jsonl
+    from glan_utils.core.jsonl import JsonlWriter, iter_jsonl
 
     path = tmp_path / "l.jsonl"
     writer = JsonlWriter(path)

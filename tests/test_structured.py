@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from glan_utils.structured import ParseError, parse
+from glan_utils.llm.structured import ParseError, parse
 
 
 class Item(BaseModel):
@@ -13,13 +13,16 @@ class Item(BaseModel):
     tags: list[str]
 
 
-@pytest.mark.parametrize(("text", "repaired"), [
-    ('{"name": "a", "tags": ["x"]}', False),
-    ('Sure! Here it is:\n```json\n{"name": "a", "tags": ["x"]}\n```\nHope that helps.', True),
-    ('The answer is {"name": "a", "tags": ["x"]} as requested.', True),
-    ("{'name': 'a', 'tags': ['x'],}", True),
-    ('{"name": "a", "tags": ["x"', True),
-])
+@pytest.mark.parametrize(
+    ("text", "repaired"),
+    [
+        ('{"name": "a", "tags": ["x"]}', False),
+        ('Sure! Here it is:\n```json\n{"name": "a", "tags": ["x"]}\n```\nHope that helps.', True),
+        ('The answer is {"name": "a", "tags": ["x"]} as requested.', True),
+        ("{'name': 'a', 'tags': ['x'],}", True),
+        ('{"name": "a", "tags": ["x"', True),
+    ],
+)
 def test_parse_and_repair(text, repaired):
     item, was_repaired = parse(text, Item)
     assert item == Item(name="a", tags=["x"]) and was_repaired is repaired

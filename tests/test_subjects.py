@@ -5,10 +5,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from glan_utils import pipeline
-from glan_utils.generation import SubjectProposal
-from glan_utils.store import RunStore
-from glan_utils.subjects import SubjectRound, merge_rounds, similarity
+from glan_utils.runs.store import RunStore
+from glan_utils.stages import pipeline
+from glan_utils.stages.subjects import SubjectProposal, SubjectRound, merge_rounds, similarity
 
 TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
 
@@ -18,9 +17,7 @@ def round_of(discipline: str, number: int, *names: str) -> SubjectRound:
         discipline_id=f"d-{discipline}",
         discipline=discipline,
         round=number,
-        proposals=[
-            SubjectProposal(subject_name=n, level="undergraduate", subtopics=[f"{n} basics"]) for n in names
-        ],
+        proposals=[SubjectProposal(subject_name=n, level="undergraduate", subtopics=[f"{n} basics"]) for n in names],
     )
 
 
@@ -76,8 +73,8 @@ async def test_rounds_are_separate_calls_at_sampling_temperature(openai_server, 
     settings = make_settings(
         openai_server.base_url, {"taxonomy.source": TAXONOMY, "subjects.rounds": 3, "subjects.per_round": 4}
     )
-    await pipeline.run_taxonomy(settings)
-    report = await pipeline.run_subjects(settings)
+    await pipeline.run(settings, "taxonomy")
+    report = await pipeline.run(settings, "subjects")
     assert openai_server.count == 5 * 3 == report.llm.calls
     assert all(r["temperature"] == 1.0 and r["top_p"] == 0.95 for r in openai_server.requests)
     store = RunStore(settings.run_dir)
@@ -89,5 +86,5 @@ async def test_rounds_are_separate_calls_at_sampling_temperature(openai_server, 
     assert report.extra["proposals"] == sum(len(r.proposals) for r in rounds)
     for discipline in {s.discipline_id for s in subjects}:
         assert {n for s in subjects if s.discipline_id == discipline for n in s.rounds} == {0, 1, 2}
-    again = await pipeline.run_subjects(settings)
+    again = await pipeline.run(settings, "subjects")
     assert openai_server.count == 15 and again.extra["subjects_new"] == 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from glan_utils import pipeline
-from glan_utils.store import RunStore
+from glan_utils.runs.store import RunStore
+from glan_utils.stages import pipeline
 from glan_utils.testing import Behavior
 
 TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
@@ -13,9 +13,9 @@ SIZES = {
     "subjects.rounds": 1,
     "subjects.per_round": 2,
     "subjects.max_subjects": 1,
-    "syllabus.min_sessions": 3,
-    "syllabus.max_sessions": 5,
-    "syllabus.concepts_per_session": 4,
+    "syllabi.min_sessions": 3,
+    "syllabi.max_sessions": 5,
+    "syllabi.concepts_per_session": 4,
 }
 
 
@@ -28,7 +28,7 @@ async def prepared(server, make_settings, **extra):
 
 async def test_sessions_are_bounded_and_numbered(openai_server, make_settings):
     settings = await prepared(openai_server, make_settings)
-    report = await pipeline.run_syllabi(settings)
+    report = await pipeline.run(settings, "syllabi")
     store = RunStore(settings.run_dir)
     subjects = {s.id: s for s in store.iter_records("subjects")}
     syllabi = list(store.iter_records("syllabi"))
@@ -56,11 +56,11 @@ async def test_unparseable_reply_is_kept_as_failure_then_retried(openai_server, 
     settings = await prepared(openai_server, make_settings, **{"llm.concurrency": 1})
     # two tasks are in flight: both first replies are bad, and one of the two re-asks is bad too
     openai_server.script(*[Behavior("text", content="no JSON")] * 3)
-    report = await pipeline.run_syllabi(settings)
+    report = await pipeline.run(settings, "syllabi")
     store = RunStore(settings.run_dir)
     failures = list(store.iter_failures("syllabi"))
     assert report.summary.failed == 1 and len(failures) == 1 and report.repaired == 1
     assert failures[0].raw == "no JSON" and failures[0].reason
     assert store.count("syllabi") == 4
-    again = await pipeline.run_syllabi(settings)
+    again = await pipeline.run(settings, "syllabi")
     assert again.llm.calls == 1 and store.count("syllabi") == 5  # only the failed subject is asked again

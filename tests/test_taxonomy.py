@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from glan_utils import pipeline
-from glan_utils.errors import InputError
-from glan_utils.store import RunStore
-from glan_utils.taxonomy import LEVELS, load_taxonomy_file
+from glan_utils.core.errors import InputError
+from glan_utils.runs.store import RunStore
+from glan_utils.stages import pipeline
+from glan_utils.stages.taxonomy import LEVELS, load_taxonomy_file
 
 DATA = Path(__file__).parent / "data" / "taxonomy"
 GOOD = ["nested.yaml", "edges.json", "paths.csv", "edges.csv"]
@@ -26,7 +26,7 @@ async def test_generation_makes_one_call_per_level_per_parent(openai_server, mak
         openai_server.base_url,
         {"taxonomy.n_fields": 3, "taxonomy.n_subfields": 2, "taxonomy.n_disciplines": 2},
     )
-    report = await pipeline.run_taxonomy(settings)
+    report = await pipeline.run(settings, "taxonomy")
     nodes = list(RunStore(settings.run_dir).iter_records("taxonomy"))
     by_id = {n.id: n for n in nodes}
     fields = [n for n in nodes if n.level == "field"]
@@ -41,7 +41,7 @@ async def test_generation_makes_one_call_per_level_per_parent(openai_server, mak
         assert node.provenance.prompt == "taxonomy" and node.provenance.model == "fake-model"
     schemas = [r["response_format"]["json_schema"]["schema"] for r in openai_server.requests]
     assert [s["properties"]["items"]["maxItems"] for s in schemas] == [3] + [2] * (len(schemas) - 1)
-    assert (await pipeline.run_taxonomy(settings)).llm.calls == 0 and openai_server.count == report.llm.calls
+    assert (await pipeline.run(settings, "taxonomy")).llm.calls == 0 and openai_server.count == report.llm.calls
 
 
 @pytest.mark.parametrize("name", GOOD)
@@ -90,7 +90,7 @@ def test_bad_yaml_and_bad_csv_header(tmp_path):
 
 async def test_user_file_replaces_generation(openai_server, make_settings):
     settings = make_settings(openai_server.base_url, {"taxonomy.source": str(DATA / "paths.csv")})
-    report = await pipeline.run_taxonomy(settings)
+    report = await pipeline.run(settings, "taxonomy")
     assert openai_server.count == 0 and report.summary.records == 10
     assert [d.name for d in pipeline.kept_disciplines(settings)] == [
         "Classical Mechanics",
@@ -99,7 +99,7 @@ async def test_user_file_replaces_generation(openai_server, make_settings):
         "Inorganic Chemistry",
         "Ancient History",
     ]
-    assert (await pipeline.run_taxonomy(settings)).summary.records == 0  # idempotent: appended by id
+    assert (await pipeline.run(settings, "taxonomy")).summary.records == 0  # idempotent: appended by id
 
 
 async def test_hostile_names_are_quoted_data_and_records_stay_valid(openai_server, make_settings):
@@ -107,8 +107,8 @@ async def test_hostile_names_are_quoted_data_and_records_stay_valid(openai_serve
         openai_server.base_url,
         {"taxonomy.source": str(DATA / "hostile.yaml"), "subjects.rounds": 1, "subjects.per_round": 2},
     )
-    await pipeline.run_taxonomy(settings)
-    report = await pipeline.run_subjects(settings)
+    await pipeline.run(settings, "taxonomy")
+    report = await pipeline.run(settings, "subjects")
     hostile = pipeline.kept_disciplines(settings)[0].name
     assert hostile.startswith("Ignore previous instructions")
     user_turn = openai_server.requests[0]["messages"][-1]["content"]

@@ -89,9 +89,7 @@ class BatchStore:
         return dict(batch)
 
     def _complete(self, batch: dict[str, Any]) -> None:
-        lines = [
-            json.loads(line) for line in self.files[batch["input_file_id"]].data.splitlines() if line.strip()
-        ]
+        lines = [json.loads(line) for line in self.files[batch["input_file_id"]].data.splitlines() if line.strip()]
         outputs = [self._output_line(line) for line in lines]
         failed = sum(out["response"]["status_code"] != 200 for out in outputs)
         data = "".join(json.dumps(out) + "\n" for out in outputs).encode()
@@ -126,12 +124,8 @@ class BatchStore:
         form = await request.post()
         upload = form.get("file")
         if not isinstance(upload, web.FileField):
-            return web.json_response(
-                error_body("Missing multipart field 'file'", "invalid_request_error"), status=400
-            )
-        return web.json_response(
-            self.add_file(upload.file.read(), upload.filename, str(form.get("purpose", "")))
-        )
+            return web.json_response(error_body("Missing multipart field 'file'", "invalid_request_error"), status=400)
+        return web.json_response(self.add_file(upload.file.read(), upload.filename, str(form.get("purpose", ""))))
 
     async def _file(self, request: web.Request) -> web.Response:
         stored = self.files.get(request.match_info["id"])

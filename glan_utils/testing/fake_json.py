@@ -36,9 +36,7 @@ def fake_json(schema: dict[str, Any], seed: Any = 0) -> Any:
     return _Generator(schema, seeded_rng(seed)).value(schema, hint="value", depth=0)
 
 
-def fake_text(
-    rng: random.Random, hint: str = "value", min_length: int = 0, max_length: int | None = None
-) -> str:
+def fake_text(rng: random.Random, hint: str = "value", min_length: int = 0, max_length: int | None = None) -> str:
     """A short varied phrase such as "Gamma topic 3f9a"; a tight `maxLength` keeps the hex tag first."""
     noun = hint.replace("_", " ").strip() or "value"
     word, tag = rng.choice(WORDS).capitalize(), f"{rng.getrandbits(16):04x}"

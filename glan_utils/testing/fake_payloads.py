@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from glan_utils.ids import content_hash
+from glan_utils.core.ids import content_hash
 from glan_utils.testing.fake_json import WORDS, fake_json, seeded_rng, wrong_json
 
 Responder = Callable[[dict[str, Any]], str]
@@ -62,9 +62,7 @@ def default_content(body: dict[str, Any], choice: int = 0) -> str:
     return f"Reply {seed[:4]} ({rng.choice(WORDS)}) to: {summary}"
 
 
-def chat_content(
-    body: dict[str, Any], kind: str, choice: int, content: str | None, responder: Responder | None
-) -> str:
+def chat_content(body: dict[str, Any], kind: str, choice: int, content: str | None, responder: Responder | None) -> str:
     """The assistant content that a content-bearing behaviour `kind` produces for this request."""
     if content is not None:
         return content

@@ -124,9 +124,7 @@ class OpenAIServer:
             return self
         ready: Future[int] = Future()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._serve, args=(ready,), name="fake-openai-server", daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, args=(ready,), name="fake-openai-server", daemon=True)
         self._thread.start()
         try:
             self.port = ready.result(timeout=10)
@@ -230,9 +228,7 @@ class OpenAIServer:
         authorized = request.headers.get("Authorization") == f"Bearer {self.api_key}"
         if self.api_key and request.path.startswith("/v1/") and not authorized:
             self._record("unauthorized")
-            body = error_body(
-                "Incorrect API key provided (fake server)", "invalid_request_error", "invalid_api_key"
-            )
+            body = error_body("Incorrect API key provided (fake server)", "invalid_request_error", "invalid_api_key")
             return web.json_response(body, status=401)
         return await handler(request)
 
@@ -249,9 +245,7 @@ class OpenAIServer:
         if body.get("model") not in self.models:
             self._record("model_not_found", body)
             message = f"The model `{body.get('model')}` does not exist or you do not have access to it."
-            return web.json_response(
-                error_body(message, "invalid_request_error", "model_not_found"), status=404
-            )
+            return web.json_response(error_body(message, "invalid_request_error", "model_not_found"), status=404)
         return body
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -263,9 +257,7 @@ class OpenAIServer:
             self._record(behavior.kind, body)
             return await self._behave(request, body, behavior)
 
-    async def _behave(
-        self, request: web.Request, body: dict[str, Any], behavior: Behavior
-    ) -> web.StreamResponse:
+    async def _behave(self, request: web.Request, body: dict[str, Any], behavior: Behavior) -> web.StreamResponse:
         kind = behavior.kind
         if kind in _ERRORS:
             status, message, type_, code = _ERRORS[kind]
@@ -283,9 +275,7 @@ class OpenAIServer:
             )
         if kind == "timeout":
             await asyncio.sleep(behavior.hang_s if behavior.hang_s is not None else self.hang_s)
-        contents = [
-            chat_content(body, kind, i, behavior.content, self.responder) for i in range(body.get("n") or 1)
-        ]
+        contents = [chat_content(body, kind, i, behavior.content, self.responder) for i in range(body.get("n") or 1)]
         return web.json_response(chat_completion(body, contents, "length" if kind == "truncated" else "stop"))
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
@@ -303,9 +293,7 @@ class OpenAIServer:
     def _answer_batch_line(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if body.get("model") not in self.models:
             self._record("model_not_found", body)
-            return 404, error_body(
-                f"The model `{body.get('model')}` does not exist.", "invalid_request_error"
-            )
+            return 404, error_body(f"The model `{body.get('model')}` does not exist.", "invalid_request_error")
         self._record("batch", body)
         return 200, chat_completion(body, [chat_content(body, "ok", 0, None, self.responder)])
 
@@ -326,9 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds of delay per request")
     parser.add_argument("--max-concurrency", type=int, default=None)
-    parser.add_argument(
-        "--fault-rate", type=float, default=0.0, help="probability of a random fault per chat call"
-    )
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="probability of a random fault per chat call")
     parser.add_argument("--fault-kinds", default=",".join(DEFAULT_FAULT_KINDS), help="comma-separated kinds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds sent with a 429")

@@ -34,13 +34,27 @@ def _free_port() -> int:
 def jupyter_lab(root: Path, env: dict[str, str], timeout_s: float = 90) -> Iterator[Lab]:
     """Serve `root` with JupyterLab (kernels inherit `env`); stop it on exit."""
     port, token, home = _free_port(), secrets.token_hex(16), root.parent / "jupyter-home"
-    dirs = {"JUPYTER_CONFIG_DIR": home / "config", "JUPYTER_RUNTIME_DIR": home / "runtime",
-            "JUPYTERLAB_WORKSPACES_DIR": home / "workspaces", "JUPYTERLAB_SETTINGS_DIR": home / "settings"}
+    dirs = {
+        "JUPYTER_CONFIG_DIR": home / "config",
+        "JUPYTER_RUNTIME_DIR": home / "runtime",
+        "JUPYTERLAB_WORKSPACES_DIR": home / "workspaces",
+        "JUPYTERLAB_SETTINGS_DIR": home / "settings",
+    }
     full_env = {**os.environ, **env, **{k: str(v) for k, v in dirs.items()}}
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.open_browser=False",
-           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
-           f"--ServerApp.root_dir={root}", "--LabApp.news_url=", "--ServerApp.port_retries=0",
-           "--allow-root"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.open_browser=False",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.news_url=",
+        "--ServerApp.port_retries=0",
+        "--allow-root",
+    ]
     log = (root.parent / "jupyter.log").open("w")
     proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     url = f"http://127.0.0.1:{port}/"

@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 import plotly.express as px
 
-from glan_utils.ledger import Ledger
-from glan_utils.store import RunStore
+from glan_utils.llm.ledger import Ledger
+from glan_utils.runs.store import RunStore
 
 CODE_MARKER = "make_the_plot_now"
 CARD = "---\nlicense: mit\npretty_name: Tiny GLAN\n---\n# Tiny GLAN data set\n\nTwo *synthetic* pairs.\n"
@@ -21,9 +21,17 @@ def _executed_notebook() -> nbformat.NotebookNode:
     for fig in (px.bar(x=["a", "b"], y=[1, 2]), px.pie(names=["x", "y"], values=[3, 4])):
         data = {"application/vnd.plotly.v1+json": json.loads(fig.to_json()), "text/plain": "Figure"}
         plot.outputs.append(nbformat.v4.new_output("display_data", data=data))
-    table = nbformat.v4.new_code_cell("frame", execution_count=2, outputs=[nbformat.v4.new_output(
-        "execute_result", data={"text/html": "<table class='dataframe'><tr><td>kept-rows</td></tr></table>"},
-        execution_count=2)])
+    table = nbformat.v4.new_code_cell(
+        "frame",
+        execution_count=2,
+        outputs=[
+            nbformat.v4.new_output(
+                "execute_result",
+                data={"text/html": "<table class='dataframe'><tr><td>kept-rows</td></tr></table>"},
+                execution_count=2,
+            )
+        ],
+    )
     nb.cells = [nbformat.v4.new_markdown_cell("# 01 · Tiny stage\n\nWhat this stage does."), plot, table]
     return nb
 
@@ -37,8 +45,15 @@ def make_report_run(run_dir: Path) -> Path:
     store.records_path("answers").write_text("".join(json.dumps({"id": f"a{i}"}) + "\n" for i in range(2)))
     ledger = Ledger(store.path("ledger.jsonl"))
     for ok, cached in ((True, False), (True, False), (False, False), (True, True)):
-        ledger.record(stage="answers", model="fake-model", cache_key="k", cached=cached, ok=ok,
-                      prompt_tokens=10, completion_tokens=5)
+        ledger.record(
+            stage="answers",
+            model="fake-model",
+            cache_key="k",
+            cached=cached,
+            ok=ok,
+            prompt_tokens=10,
+            completion_tokens=5,
+        )
     ledger.close()
     (run_dir / "dataset").mkdir()
     (run_dir / "dataset" / "README.md").write_text(CARD)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make `support` importable
 
-from glan_utils.aio import run
-from glan_utils.errors import GlanError
+from glan_utils.core.aio import run
+from glan_utils.core.errors import GlanError
 from support.reliability import run_pipeline, settings_for
 
 

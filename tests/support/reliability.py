@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from glan_utils import answers, homework, pipeline, subjects, syllabus
-from glan_utils.config import Settings, load_settings
-from glan_utils.store import iter_jsonl
+from glan_utils.core.jsonl import iter_jsonl
+from glan_utils.settings import Settings, load_settings
+from glan_utils.stages import answers, pipeline, subjects
+from glan_utils.stages import questions as homework
+from glan_utils.stages import syllabi as syllabus
 
 # Every fault the test server can inject; `timeout` hangs for the server's `hang_s`.
 ALL_FAULTS = ("429", "500", "503", "reset", "timeout", "malformed", "prose", "truncated", "wrong_schema")
@@ -31,12 +33,10 @@ Mathematics:
   Analysis: [Real Analysis, Complex Analysis]
 """
 # Files a stage's work lands in: subject rounds are the LLM stage behind `subjects` (a merge, no calls).
-LLM_STAGES = (subjects.STAGE_ROUNDS, syllabus.STAGE, homework.STAGE, answers.STAGE)
+LLM_STAGES = (subjects.STAGE_ROUNDS, syllabus.NAME, homework.NAME, answers.NAME)
 
 
-def pipeline_overrides(
-    root: Path, base_url: str, taxonomy_text: str = TAXONOMY_YAML, **sizes: Any
-) -> dict[str, Any]:
+def pipeline_overrides(root: Path, base_url: str, taxonomy_text: str = TAXONOMY_YAML, **sizes: Any) -> dict[str, Any]:
     """Dotted settings for a run in `root` on a user taxonomy; dotted `sizes` override small defaults."""
     taxonomy_file = root / "taxonomy.yaml"
     taxonomy_file.write_text(taxonomy_text, encoding="utf-8")
@@ -52,10 +52,10 @@ def pipeline_overrides(
         "subjects.rounds": 1,
         "subjects.per_round": 3,
         "subjects.max_subjects": 3,
-        "syllabus.min_sessions": 2,
-        "syllabus.max_sessions": 4,
-        "syllabus.concepts_per_session": 3,
-        "homework.questions_per_syllabus": 4,
+        "syllabi.min_sessions": 2,
+        "syllabi.max_sessions": 4,
+        "syllabi.concepts_per_session": 3,
+        "questions.questions_per_syllabus": 4,
         **sizes,
     }
 
@@ -74,9 +74,9 @@ def planned_task_ids(settings: Settings) -> dict[str, set[str]]:
     kept = pipeline.kept_disciplines(settings)
     return {
         subjects.STAGE_ROUNDS: {t.id for t in subjects.round_tasks(kept, settings.subjects.rounds)},
-        syllabus.STAGE: {s.id for s in pipeline.kept_records(settings, subjects.STAGE)},
-        homework.STAGE: {t.id for t in pipeline.question_tasks(settings)},
-        answers.STAGE: {q.id for q in pipeline.kept_records(settings, homework.STAGE)},
+        syllabus.NAME: {s.id for s in pipeline.kept_records(settings, subjects.NAME)},
+        homework.NAME: {t.id for t in homework.question_tasks(settings)},
+        answers.NAME: {q.id for q in pipeline.kept_records(settings, homework.NAME)},
     }
 
 

@@ -1,0 +1,264 @@
+"""Run the numbered notebooks of a GLAN run in order with papermill, with stage selection and resume.
+
+Command-line parameters are routed by name: a name declared in a notebook's `parameters` cell goes to the
+notebooks that declare it; a settings key (`llm.concurrency`, `subjects.rounds`) goes into the `overrides`
+dict parameter of notebooks that declare one (they pass it to `load_settings`), and otherwise into a settings
+file written for the run (`notebooks/settings.yaml`, the validated merge of `--config` and the keys) passed as
+`config_path`; a notebook's own non-None parameter still wins over it. Anything else is an error before any
+notebook starts. Executed notebooks land in `outputs/<run>/notebooks/`, and each notebook's status is recorded
+in the run manifest so `--resume` skips the ones that completed.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill
+import yaml
+from nbclient.exceptions import DeadKernelError
+from papermill.exceptions import PapermillExecutionError
+
+from glan_utils.core.errors import ConfigError
+from glan_utils.core.records import utc_now
+from glan_utils.runs.store import RunStore
+from glan_utils.settings import Settings, load_settings
+
+KERNEL = "python3"
+# papermill re-inspects each notebook and warns about comments it cannot parse; `parameters` checks instead.
+logging.getLogger("papermill").setLevel(logging.ERROR)
+OVERRIDES = "overrides"
+RUN_FILE = "run.yaml"
+# Batch runs have no one to click widgets: notebooks that declare these get them.
+BATCH_DEFAULTS: dict[str, Any] = {"interactive": False}
+_NOTEBOOK_NAME = re.compile(r"^(\d+)_(\w+)\.ipynb$")
+
+
+class StageFailed(RuntimeError):
+    """A notebook raised while executing; the message names the stage, the error and the saved notebook."""
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """One numbered notebook, e.g. `01_taxonomy.ipynb` -> number 1, name 'taxonomy'."""
+
+    path: Path
+    number: int
+    name: str
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    @cached_property
+    def parameters(self) -> set[str]:
+        """Names assigned in the cell tagged `parameters` (papermill's own inspector misreads comments holding
+        '='; Python's parser does not)."""
+        cells = nbformat.read(self.path, as_version=4).cells
+        source = next((c.source for c in cells if "parameters" in c.metadata.get("tags", [])), "")
+        try:
+            tree = ast.parse(source)
+        except SyntaxError as exc:
+            raise ConfigError(f"{self.path.name}: bad parameters cell (line {exc.lineno})") from None
+        return {
+            target.id
+            for node in tree.body
+            if isinstance(node, ast.Assign | ast.AnnAssign)
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(target, ast.Name)
+        }
+
+
+def discover(notebook_dir: str | Path) -> list[Notebook]:
+    """The numbered notebooks in a folder, in stage order."""
+    found = []
+    for path in Path(notebook_dir).glob("*.ipynb"):
+        match = _NOTEBOOK_NAME.match(path.name)
+        if match:
+            found.append(Notebook(path, int(match.group(1)), match.group(2)))
+    if not found:
+        raise ConfigError(f"no numbered notebooks (NN_name.ipynb) in {notebook_dir}")
+    return sorted(found, key=lambda nb: nb.number)
+
+
+def _find(notebooks: list[Notebook], ref: str) -> int:
+    """Index of the notebook named by number ('2', '02'), name ('subjects') or stem ('02_subjects')."""
+    for i, nb in enumerate(notebooks):
+        if ref in {nb.stem, nb.name} or (ref.isdigit() and int(ref) == nb.number):
+            return i
+    choices = ", ".join(nb.stem for nb in notebooks)
+    raise ConfigError(f"unknown stage '{ref}': expected a number or name of {choices}")
+
+
+def select(notebooks: list[Notebook], start: str | None = None, stop: str | None = None) -> list[Notebook]:
+    """Notebooks from `start` to `stop` inclusive (both optional)."""
+    first = _find(notebooks, start) if start else 0
+    last = _find(notebooks, stop) if stop else len(notebooks) - 1
+    if first > last:
+        raise ConfigError(f"--from {start} comes after --to {stop}")
+    return notebooks[first : last + 1]
+
+
+@dataclass
+class RunPlan:
+    """What to execute: notebooks, the settings file, notebook parameters and settings overrides.
+
+    Names are checked against every notebook of `catalog` (default: the selected ones), so one parameters file
+    serves any `--from/--to` selection; each notebook receives only the names it declares.
+    """
+
+    run_name: str
+    notebooks: list[Notebook]
+    config_path: Path | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    catalog: list[Notebook] = field(default_factory=list)
+
+    @cached_property
+    def routed(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Split `params` into (notebook parameters, settings overrides); unknown names raise ConfigError."""
+        declared = set().union(*(nb.parameters for nb in self.catalog or self.notebooks))
+        notebook_params, overrides = {}, {}
+        for key, value in self.params.items():
+            if key in declared and key != OVERRIDES:
+                notebook_params[key] = value
+            elif key.split(".")[0] not in Settings.model_fields:
+                names = ", ".join(sorted(declared - {OVERRIDES}))
+                raise ConfigError(
+                    f"unknown parameter '{key}': neither a notebook parameter ({names}) nor a settings key"
+                )
+            else:
+                overrides[key] = value
+        return notebook_params, overrides
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The settings the notebooks will see, validated now so a bad key fails before any notebook runs."""
+        notebook_params, overrides = self.routed
+        top = {k: v for k, v in notebook_params.items() if k in Settings.model_fields}
+        return load_settings(self.config_path, {**top, **overrides, "run_name": self.run_name})
+
+    @property
+    def run_dir(self) -> Path:
+        return self.settings.run_dir.resolve()
+
+    def parameters_for(self, notebook: Notebook) -> dict[str, Any]:
+        """Papermill parameters for one notebook: only names it declares."""
+        notebook_params, overrides = self.routed
+        config = self.config_path.resolve() if self.config_path else None
+        if overrides and OVERRIDES not in notebook.parameters:
+            config = self.merged_config()
+        base = {
+            **BATCH_DEFAULTS,
+            "run_name": self.run_name,
+            "config_path": str(config) if config else None,
+            "output_dir": str(Path(self.settings.output_dir).resolve()),
+            OVERRIDES: overrides,
+            **notebook_params,
+        }
+        return {k: v for k, v in base.items() if k in notebook.parameters}
+
+    def merged_config(self) -> Path:
+        """`--config` plus the settings keys, validated, as one file for notebooks without `overrides`."""
+        path = self.run_dir / "notebooks" / "settings.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.settings.snapshot(), sort_keys=False), encoding="utf-8")
+        return path
+
+    def save(self) -> None:
+        """Remember the invocation so `--resume` continues with the same parameters."""
+        path = self.run_dir / "notebooks" / RUN_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        saved = {"config_path": str(self.config_path) if self.config_path else None, "params": self.params}
+        path.write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
+
+
+def saved_invocation(run_dir: Path) -> tuple[Path | None, dict[str, Any]]:
+    """The config path and parameters a run was started with (empty for a new run)."""
+    path = run_dir / "notebooks" / RUN_FILE
+    if not path.exists():
+        return None, {}
+    saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    config = saved.get("config_path")
+    return (Path(config) if config else None), dict(saved.get("params") or {})
+
+
+def parse_params(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """`-p key value` pairs with values read as YAML scalars/collections, as papermill's `-y` does."""
+    out = {}
+    for key, raw in pairs:
+        try:
+            out[key] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """A YAML file's content; a missing or unparsable file is one ConfigError naming `what` and the path."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{what} is not valid YAML: {path}") from None
+
+
+def load_params_file(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping of parameters (notebook parameters and dotted settings keys)."""
+    data = read_yaml(path, "parameters file")
+    if not isinstance(data, dict):
+        raise ConfigError(f"parameters file must be a mapping of name: value: {path}")
+    return data
+
+
+def _is_complete(manifest: Mapping[str, Any], notebook: Notebook, output: Path) -> bool:
+    entry = manifest.get("stages", {}).get(notebook.stem, {})
+    return entry.get("status") == "complete" and output.exists()
+
+
+def execute(plan: RunPlan, *, resume: bool = False, echo: Callable[[str], None] = print) -> list[Path]:
+    """Execute the plan's notebooks in order; returns the executed notebooks' paths.
+
+    With `resume`, notebooks marked complete are skipped; a partial stage reruns and its run store skips the
+    work already done. Raises StageFailed at the first notebook that raises (later ones are not started).
+    """
+    store = RunStore(plan.run_dir)
+    out_dir = plan.run_dir / "notebooks"
+    plan.save()
+    executed = []
+    for nb in plan.notebooks:
+        output = out_dir / nb.path.name
+        if resume and _is_complete(store.read_manifest(), nb, output):
+            echo(f"{nb.stem}: complete, skipped")
+            executed.append(output)
+            continue
+        _execute_one(plan, nb, output, store, echo)
+        executed.append(output)
+    return executed
+
+
+def _execute_one(plan: RunPlan, nb: Notebook, output: Path, store: RunStore, echo: Callable[[str], None]) -> None:
+    echo(f"{nb.stem}: running")
+    started = time.perf_counter()
+    store.update_manifest(
+        nb.stem, kind="notebook", status="running", started_at=utc_now().isoformat(), notebook=str(output), error=None
+    )
+    try:
+        papermill.execute_notebook(
+            str(nb.path), str(output), parameters=plan.parameters_for(nb), kernel_name=KERNEL, progress_bar=False
+        )
+    except (PapermillExecutionError, DeadKernelError) as exc:
+        error = f"{exc.ename}: {exc.evalue}".strip() if isinstance(exc, PapermillExecutionError) else str(exc)
+        store.update_manifest(nb.stem, status="failed", finished_at=utc_now().isoformat(), error=error)
+        raise StageFailed(f"{nb.stem} failed: {error} (see {output})") from None
+    elapsed = time.perf_counter() - started
+    store.update_manifest(nb.stem, status="complete", finished_at=utc_now().isoformat(), seconds=round(elapsed, 1))
+    echo(f"{nb.stem}: done in {elapsed:.1f} s")

@@ -1,0 +1,187 @@
+"""The dataset card: `README.md` with a Hugging Face YAML header, saying how the data set was made.
+
+It records the taxonomy (disciplines), models and prompts (names + hashes, from each record's provenance),
+sampling settings, counts per discipline and difficulty, the duplicate and contamination figures, and the cost
+read from the run's `ledger.jsonl`. Statistics come from the exported `qa.parquet` by columnar group-bys,
+never row by row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import yaml
+
+from glan_utils.core.jsonl import iter_jsonl
+from glan_utils.llm.ledger import summarize
+
+_LANGUAGE_CODES = {
+    "english": "en",
+    "chinese": "zh",
+    "french": "fr",
+    "german": "de",
+    "spanish": "es",
+    "japanese": "ja",
+    "russian": "ru",
+    "portuguese": "pt",
+    "italian": "it",
+    "korean": "ko",
+}
+_SIZES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+)
+_SAMPLING_SECTIONS = ("subjects", "syllabi", "questions", "answers")
+_INTRO = """Synthetic question/answer pairs generated with the GLAN recipe (Generalized Instruction Tuning,
+arXiv 2402.13064): taxonomy of human knowledge -> subjects -> syllabi -> homework questions -> answers.
+`test` is a held-out GLAN-Test split sampled per discipline.
+
+```python
+from datasets import load_from_disk
+ds = load_from_disk("hf")  # or: load_dataset("json", data_files={"train": "train.jsonl", ...})
+```"""
+
+
+def size_category(n: int) -> str:
+    """The Hub's `size_categories` bucket for `n` rows."""
+    return next((label for bound, label in _SIZES if n < bound), "n>100M")
+
+
+def _group(table_path: Path, keys: list[str]) -> list[dict[str, Any]]:
+    table = pq.read_table(table_path, columns=[*keys, "id"])
+    rows = table.group_by(keys).aggregate([("id", "count")]).to_pylist()
+    return sorted(rows, key=lambda r: [str(r[k]) for k in keys])
+
+
+def dataset_stats(table_path: Path) -> dict[str, Any]:
+    """Counts per split/discipline/difficulty, the taxonomy, prompts+models and sampling params used."""
+    prompts = [
+        {
+            "stage": stage,
+            "prompt": r[f"{stage}_prompt"],
+            "hash": r[f"{stage}_prompt_hash"],
+            "model": r[f"{stage}_model"],
+            "records": r["id_count"],
+        }
+        for stage in ("question", "answer")
+        for r in _group(table_path, [f"{stage}_prompt", f"{stage}_prompt_hash", f"{stage}_model"])
+    ]
+    params = [
+        {"stage": stage, "params": r[f"{stage}_params"], "records": r["id_count"]}
+        for stage in ("question", "answer")
+        for r in _group(table_path, [f"{stage}_params"])
+    ]
+    return {
+        "counts": _group(table_path, ["split", "discipline", "difficulty"]),
+        "taxonomy": _group(table_path, ["field", "subfield", "discipline"]),
+        "languages": [r["language"] for r in _group(table_path, ["language"])],
+        "prompts": prompts,
+        "params": params,
+    }
+
+
+def _header(report: dict[str, Any], stats: dict[str, Any], license_id: str, pretty_name: str) -> str:
+    languages = [_LANGUAGE_CODES.get(str(lang).lower(), str(lang).lower()) for lang in stats["languages"]]
+    header = {
+        "license": license_id,
+        "language": languages or ["en"],
+        "pretty_name": pretty_name,
+        "task_categories": ["text-generation", "question-answering"],
+        "size_categories": [size_category(report["kept"])],
+        "tags": ["synthetic", "glan", "instruction-tuning"],
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [
+                    {"split": "train", "path": "train.jsonl"},
+                    {"split": "test", "path": "test.jsonl"},
+                ],
+            }
+        ],
+    }
+    return "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")).replace("|", "\\|") for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cost(run_dir: Path) -> str:
+    ledger = run_dir / "ledger.jsonl"
+    if not ledger.exists():
+        return "No `ledger.jsonl` in the run directory: cost unknown."
+    rows = [{"stage": stage} | totals.as_dict() for stage, totals in summarize(iter_jsonl(ledger)).items()]
+    for row in rows:
+        row["cost_usd"] = f"{row['cost_usd']:.4f}"
+    return _table(rows, ["stage", "calls", "cached", "failed", "prompt_tokens", "completion_tokens", "cost_usd"])
+
+
+def _sampling(run_dir: Path, stats: dict[str, Any]) -> str:
+    config_path = run_dir / "config.yaml"
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
+    sections = {k: config[k] for k in _SAMPLING_SECTIONS if k in (config or {})}
+    text = "```yaml\n" + yaml.safe_dump(sections, sort_keys=False) + "```\n\n" if sections else ""
+    return (
+        text
+        + "Parameters sent with the calls (from record provenance):\n\n"
+        + _table(stats["params"], ["stage", "params", "records"])
+    )
+
+
+def _removals(report: dict[str, Any]) -> str:
+    lines = [
+        f"- input records: {report['records']}",
+        f"- exact duplicates removed (normalised question hash): {report['exact_duplicates']}",
+        f"- near duplicates removed (MinHash LSH, {report['lsh']}): {report['near_duplicates']}",
+        f"- contaminated records removed ({report['ngram']}-gram overlap): {report['contaminated']}",
+        f"- kept: {report['kept']} (train {report['train']}, test {report['test']})",
+    ]
+    bench = [{"benchmark": name} | figures for name, figures in report["benchmarks"].items()]
+    return "\n".join(lines) + "\n\nPer benchmark:\n\n" + _table(bench, ["benchmark", "flagged", "removed"])
+
+
+def render_card(
+    report: dict[str, Any],
+    stats: dict[str, Any],
+    run_dir: Path,
+    license_id: str = "other",
+    pretty_name: str | None = None,
+) -> str:
+    """The full README.md text for an exported data set."""
+    name = pretty_name or f"GLAN synthetic instructions ({run_dir.name})"
+    counts = [r | {"records": r.pop("id_count")} for r in (dict(c) for c in stats["counts"])]
+    taxonomy = [r | {"records": r.pop("id_count")} for r in (dict(t) for t in stats["taxonomy"])]
+    sections = [
+        _header(report, stats, license_id, name),
+        f"# {name}\n\n{_INTRO}",
+        "## Taxonomy\n\n" + _table(taxonomy, ["field", "subfield", "discipline", "records"]),
+        "## Counts per split, discipline and difficulty\n\n"
+        + _table(counts, ["split", "discipline", "difficulty", "records"]),
+        "## Models and prompts\n\n" + _table(stats["prompts"], ["stage", "prompt", "hash", "model", "records"]),
+        "## Sampling settings\n\n" + _sampling(run_dir, stats),
+        "## Deduplication and decontamination\n\n" + _removals(report),
+        "## Cost\n\n" + _cost(run_dir),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def write_card(
+    out_dir: Path,
+    report: dict[str, Any],
+    run_dir: Path,
+    license_id: str = "other",
+    pretty_name: str | None = None,
+) -> dict[str, Any]:
+    """Write `out_dir/README.md` from `out_dir/qa.parquet`; returns the statistics it used."""
+    stats = dataset_stats(out_dir / "qa.parquet")
+    card = render_card(report, stats, run_dir, license_id, pretty_name)
+    (out_dir / "README.md").write_text(card, encoding="utf-8")
+    return stats

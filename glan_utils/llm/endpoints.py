@@ -1,0 +1,158 @@
+"""Several OpenAI-compatible endpoints behind one call: least-in-flight balancing and failover on connection errors.
+
+Scale-out to real engines means N replicas of one model (e.g. vLLM servers on N GPUs). Each call goes to the
+replica with the fewest calls in flight (round-robin among ties), each replica holds at most `concurrency` calls,
+and a replica that refuses or drops the connection is skipped for that call so the next one gets it. HTTP errors
+(429, 5xx) are *not* failed over here: they go back to the client's retry policy, which honours Retry-After.
+
+The transport is a plain aiohttp session posting JSON: the OpenAI SDK's request building costs ~5x more client
+CPU per call, which caps one event loop well below a fast server (see benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+
+Policy = Literal["least_in_flight", "round_robin"]
+
+
+class EndpointError(Exception):
+    """A call that no endpoint answered with a usable HTTP reply."""
+
+
+class EndpointConnectionError(EndpointError):
+    """Connection refused, reset or dropped on every endpoint tried."""
+
+
+class EndpointTimeout(EndpointError):
+    """No reply within the timeout."""
+
+
+class EndpointStatusError(EndpointError):
+    """An HTTP error reply (status >= 400), with the server's message and Retry-After hint."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status, self.message, self.retry_after = status, message, retry_after
+
+
+@dataclass(eq=False)
+class Endpoint:
+    """One replica and its live counters (shown in progress displays and benchmark tables)."""
+
+    base_url: str
+    concurrency: int
+    in_flight: int = 0
+    served: int = 0
+    connection_failures: int = 0
+    slots: asyncio.Semaphore = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        self.slots = asyncio.Semaphore(self.concurrency)
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        return float(headers["retry-after"]) if "retry-after" in headers else None
+    except ValueError:
+        return None
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        error = json.loads(raw).get("error") or {}
+        return str(error.get("message") if isinstance(error, dict) else error)[:200]
+    except (ValueError, AttributeError):
+        return raw[:200].decode("utf-8", "replace")
+
+
+class EndpointPool:
+    """Posts JSON to the least busy of several endpoints; create inside a running event loop, `aclose` after."""
+
+    def __init__(
+        self,
+        base_urls: list[str],
+        *,
+        key: str | None = None,
+        concurrency: int = 16,
+        timeout_s: float = 120.0,
+        policy: Policy = "least_in_flight",
+    ) -> None:
+        if not base_urls:
+            raise ValueError("EndpointPool needs at least one base URL")
+        self.endpoints = [Endpoint(url, concurrency) for url in base_urls]
+        self.policy = policy
+        self._turn = itertools.count()
+        self._capacity = asyncio.Semaphore(self.capacity)  # pick only once a slot is free, so picks see real load
+        self._headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key or 'no-key'}"}
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout_s), connector=aiohttp.TCPConnector(limit=0)
+        )
+
+    @property
+    def capacity(self) -> int:
+        """Calls the whole pool can hold in flight at once."""
+        return sum(e.concurrency for e in self.endpoints)
+
+    def pick(self, exclude: Collection[Endpoint] = ()) -> Endpoint:
+        """The endpoint for the next call: fewest in flight (or next in turn), skipping `exclude`."""
+        candidates = [e for e in self.endpoints if e not in exclude]
+        start = next(self._turn) % len(candidates)
+        rotated = candidates[start:] + candidates[:start]
+        return rotated[0] if self.policy == "round_robin" else min(rotated, key=lambda e: e.in_flight)
+
+    async def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST `payload` to `path` on one endpoint, failing over to the others on connection errors."""
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        tried: set[Endpoint] = set()
+        async with self._capacity:
+            while True:
+                endpoint = self.pick(tried)
+                try:
+                    return await self._post_one(endpoint, path, data)
+                except EndpointConnectionError:
+                    endpoint.connection_failures += 1
+                    tried.add(endpoint)
+                    if len(tried) == len(self.endpoints):
+                        raise
+
+    async def _post_one(self, endpoint: Endpoint, path: str, data: bytes) -> dict[str, Any]:
+        endpoint.in_flight += 1  # counted at once (no await since the pick), so the next pick sees it
+        try:
+            async with (
+                endpoint.slots,
+                self._session.post(endpoint.base_url + path, data=data, headers=self._headers) as reply,
+            ):
+                raw = await reply.read()
+                if reply.status >= 400:
+                    raise EndpointStatusError(reply.status, _error_message(raw), _retry_after(reply.headers))
+        except TimeoutError:  # first: aiohttp's timeouts are also connection errors
+            raise EndpointTimeout(f"{endpoint.base_url}: no reply in time") from None
+        except aiohttp.ClientConnectionError as exc:
+            raise EndpointConnectionError(f"{endpoint.base_url}: {type(exc).__name__}") from None
+        finally:
+            endpoint.in_flight -= 1
+        endpoint.served += 1
+        return json.loads(raw)
+
+    def stats(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "base_url": e.base_url,
+                "served": e.served,
+                "in_flight": e.in_flight,
+                "connection_failures": e.connection_failures,
+            }
+            for e in self.endpoints
+        ]
+
+    async def aclose(self) -> None:
+        await self._session.close()

@@ -1,0 +1,128 @@
+"""Run a stage's units of work concurrently, stream results to the run store, and resume where a run stopped.
+
+A stage is a lazy iterable of tasks (each with a stable `id`) and an async `work(task)` that returns records or a
+`Failure`. Tasks whose id already has records are skipped, so a killed run continues where it stopped; each record
+is appended the moment it exists, so a kill loses at most calls in flight (and those are in the response cache).
+Only a bounded window of tasks is in memory at once, however long the stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+from glan_utils.core.records import Failure, Record, utc_now
+from glan_utils.runs.store import RunStore
+
+
+class Task(Protocol):
+    """Anything with a stable id naming one unit of work."""
+
+    @property
+    def id(self) -> str: ...
+
+
+Work = Callable[[Any], Awaitable["list[Record] | Failure"]]
+
+
+@dataclass
+class StageSummary:
+    """What a stage run did; shown in notebooks and written to the manifest."""
+
+    stage: str
+    planned: int = 0
+    skipped: int = 0
+    records: int = 0
+    failed: int = 0
+    failures_by_reason: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def status(self) -> str:
+        """One vocabulary for every manifest: running, complete, complete_with_failures, stopped, interrupted."""
+        return "complete" if self.failed == 0 else "complete_with_failures"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "planned": self.planned,
+            "skipped_done": self.skipped,
+            "records_written": self.records,
+            "failed": self.failed,
+            "failures_by_reason": dict(self.failures_by_reason),
+        }
+
+
+def _reason_kind(reason: str) -> str:
+    return reason.split(":")[0][:60]
+
+
+async def run_stage(
+    store: RunStore,
+    stage: str,
+    tasks: Iterable[Any],
+    work: Work,
+    *,
+    concurrency: int,
+    total: int | None = None,
+    desc: str | None = None,
+) -> StageSummary:
+    """Do every task not yet done; append records and failures as they arrive; return a summary."""
+    summary = StageSummary(stage)
+    done = store.done_task_ids(stage)
+    store.update_manifest(stage, status="running", started_at=utc_now().isoformat())
+    window = asyncio.Semaphore(max(2 * concurrency, 1))
+    progress = tqdm(total=total, desc=desc or stage, unit="task", dynamic_ncols=True)
+    with store.writer(stage) as out, store.failure_writer(stage) as failed_out:
+
+        def keep(task: Any, result: list[Record] | Failure) -> None:
+            if isinstance(result, Failure):
+                summary.failed += 1
+                summary.failures_by_reason[_reason_kind(result.reason)] += 1
+                failed_out.write(result.model_dump(mode="json"))
+            else:
+                for record in result:
+                    record.task_id = task.id
+                    out.write(record.model_dump(mode="json"))
+                summary.records += len(result)
+            progress.set_postfix(failed=summary.failed, refresh=False)
+
+        async def one(task: Any) -> None:
+            try:
+                keep(task, await work(task))
+            except Exception as exc:  # bad key, full disk, a bug: stop scheduling, keep what is written
+                errors.append(exc)
+            finally:
+                window.release()
+                progress.update(1)
+
+        pending: set[asyncio.Task[None]] = set()
+        errors: list[Exception] = []
+        try:
+            for task in tasks:
+                summary.planned += 1
+                if task.id in done:
+                    summary.skipped += 1
+                    progress.update(1)
+                    continue
+                await window.acquire()
+                if errors:
+                    window.release()
+                    break
+                job = asyncio.create_task(one(task))
+                pending.add(job)
+                job.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.gather(*pending)
+        finally:
+            for job in pending:
+                job.cancel()
+            progress.close()
+    if errors:
+        store.update_manifest(stage, status="stopped", error=str(errors[0])[:300])
+        raise errors[0]
+    store.update_manifest(stage, status=summary.status, finished_at=utc_now().isoformat(), **summary.as_dict())
+    return summary

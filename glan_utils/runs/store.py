@@ -1,0 +1,106 @@
+"""The run directory: append-only JSONL per stage, a config snapshot and a manifest.
+
+Layout of `outputs/<run>/`: `config.yaml` (no secrets), `<stage>.jsonl` (records), `<stage>.failures.jsonl`,
+`ledger.jsonl` (one line per LLM call), `manifest.json` (stage status and counts), plus plots and exports.
+
+Records are only ever appended, one JSON line each, flushed per line; a line cut short by a kill is ignored on read
+and trimmed before the next append, so a resumed run never trusts half-written data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from glan_utils.core.errors import StoreError
+from glan_utils.core.jsonl import JsonlWriter, iter_jsonl
+from glan_utils.core.paths import ensure_writable_dir
+from glan_utils.core.records import Failure, Record, record_type
+
+R = TypeVar("R", bound=Record)
+
+
+class RunStore:
+    """Reads and appends the records of one run. Cheap to construct; holds no records in memory."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.root = ensure_writable_dir(Path(run_dir))
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def records_path(self, stage: str) -> Path:
+        return self.root / f"{stage}.jsonl"
+
+    def failures_path(self, stage: str) -> Path:
+        return self.root / f"{stage}.failures.jsonl"
+
+    def iter_records(self, stage: str, model: type[R] | None = None) -> Iterator[R]:
+        """Stream a stage's records as pydantic models, first occurrence of each id only."""
+        cls = model or record_type(stage)
+        seen: set[str] = set()
+        for row in iter_jsonl(self.records_path(stage)):
+            if row["id"] not in seen:
+                seen.add(row["id"])
+                yield cls.model_validate(row)  # type: ignore[misc]
+
+    def iter_failures(self, stage: str) -> Iterator[Failure]:
+        for row in iter_jsonl(self.failures_path(stage)):
+            yield Failure.model_validate(row)
+
+    def done_task_ids(self, stage: str) -> set[str]:
+        """Task ids that already produced records: the work a resumed stage skips."""
+        return {row.get("task_id", "") for row in iter_jsonl(self.records_path(stage))}
+
+    def count(self, stage: str) -> int:
+        return sum(1 for _ in self.iter_records(stage))
+
+    def writer(self, stage: str) -> JsonlWriter:
+        return JsonlWriter(self.records_path(stage))
+
+    def failure_writer(self, stage: str) -> JsonlWriter:
+        return JsonlWriter(self.failures_path(stage))
+
+    def append(self, stage: str, records: Iterable[Record]) -> int:
+        """Append records whose id is not yet stored; returns how many were new."""
+        known = {row["id"] for row in iter_jsonl(self.records_path(stage))}
+        added = 0
+        with self.writer(stage) as out:
+            for record in records:
+                if record.id not in known:
+                    known.add(record.id)
+                    out.write(record.model_dump(mode="json"))
+                    added += 1
+        return added
+
+    def write_config(self, snapshot: dict[str, Any]) -> None:
+        self._atomic_write("config.yaml", yaml.safe_dump(snapshot, sort_keys=False, allow_unicode=True))
+
+    def read_config(self) -> dict[str, Any]:
+        path = self.path("config.yaml")
+        return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
+
+    def read_manifest(self) -> dict[str, Any]:
+        path = self.path("manifest.json")
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"stages": {}}
+
+    def update_manifest(self, stage: str, **info: Any) -> None:
+        """Record a stage's status/counts; written atomically so a kill never leaves a torn manifest."""
+        manifest = self.read_manifest()
+        manifest.setdefault("stages", {}).setdefault(stage, {}).update(info)
+        self._atomic_write("manifest.json", json.dumps(manifest, indent=2, default=str))
+
+    def _atomic_write(self, name: str, text: str) -> None:
+        target = self.path(name)
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot write {target}: {exc.strerror}") from None

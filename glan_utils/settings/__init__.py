@@ -1,0 +1,40 @@
+"""Every knob of a run, one module per wing; imports only `glan_utils.core`, and nothing imports it back."""
+
+from glan_utils.settings.config import ENV_PREFIX, Settings, load_settings
+from glan_utils.settings.data import DatasetSettings, DecontamSettings, DedupSettings, ExportSettings
+from glan_utils.settings.evaluation import BENCHMARKS, EvalSettings
+from glan_utils.settings.llm import EmbeddedSettings, LLMSettings, Price, api_key
+from glan_utils.settings.scale import BatchSettings, RaySettings
+from glan_utils.settings.stages import (
+    AnswerSettings,
+    QuestionSettings,
+    SubjectSettings,
+    SyllabiSettings,
+    TaxonomySettings,
+)
+from glan_utils.settings.train import PRESETS, FinetuneSettings
+
+__all__ = [
+    "BENCHMARKS",
+    "ENV_PREFIX",
+    "PRESETS",
+    "AnswerSettings",
+    "BatchSettings",
+    "DatasetSettings",
+    "DecontamSettings",
+    "DedupSettings",
+    "EmbeddedSettings",
+    "EvalSettings",
+    "ExportSettings",
+    "FinetuneSettings",
+    "LLMSettings",
+    "Price",
+    "QuestionSettings",
+    "RaySettings",
+    "Settings",
+    "SubjectSettings",
+    "SyllabiSettings",
+    "TaxonomySettings",
+    "api_key",
+    "load_settings",
+]

@@ -1,0 +1,62 @@
+"""Where and how the model is called: endpoint, concurrency, limits, prices and the embedded llama.cpp server.
+
+The API key is never a setting: only the *name* of the environment variable holding it is, so snapshots can't
+leak it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import Field
+
+from glan_utils.core.section import Section
+
+
+class Price(Section):
+    """US dollars per million tokens."""
+
+    input_per_1m: float = Field(0.0, ge=0)
+    output_per_1m: float = Field(0.0, ge=0)
+
+
+class LLMSettings(Section):
+    """Where and how to call the model. `base_url: null` means the embedded local llama.cpp server."""
+
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1.")
+    base_urls: list[str] = Field(
+        default_factory=list,
+        description="Several replicas serving the same model (e.g. "
+        "vLLM on N GPUs): each call goes to the least busy; overrides base_url.",
+    )
+    model: str | None = Field(None, description="Model name sent to the endpoint (embedded: set automatically).")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the key.")
+    concurrency: int = Field(16, ge=1, le=4096, description="Requests in flight at once.")
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(6, ge=0, description="Retries per call on 429/5xx/timeouts before recording a failure.")
+    retry_max_wait_s: float = Field(60.0, gt=0)
+    structured_output: Literal["json_schema", "json_object", "none"] = "json_schema"
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="Extra request fields, e.g. repeat_penalty.")
+    cache_path: str | None = Field(None, description="Response cache shared by runs; None = <output_dir>/cache.sqlite.")
+    prices: dict[str, Price] = Field(default_factory=dict, description="Price table keyed by model name.")
+
+
+class EmbeddedSettings(Section):
+    """The local llama.cpp server used when no endpoint is configured."""
+
+    model: str = Field("smollm2", description="'smollm2' or a path to a .gguf file.")
+    ctx: int = Field(8192, ge=512)
+    parallel: int = Field(4, ge=1)
+    threads: int = Field(2, ge=1)
+    extra_body: dict[str, Any] = Field(
+        default_factory=lambda: {"repeat_penalty": 1.1},
+        description="Sampling extras for llama.cpp (a small model loops without).",
+    )
+
+
+def api_key(settings: LLMSettings) -> str | None:
+    """The key from the environment only; never stored on the settings object."""
+    return os.environ.get(settings.api_key_env) or None

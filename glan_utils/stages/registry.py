@@ -1,0 +1,148 @@
+"""What makes a stage a stage: one `Stage` object per stage module, and the run machinery they all share.
+
+Every list of stages (the pipeline order, the runners, the record types, the settings a stage's snapshot keeps,
+the estimates) is derived from the `Stage` objects, so adding a stage is one module in `stages/`, one prompt and
+the notebook cells that show it. A stage's name is also its records file, its settings section, its prompt and
+its module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from glan_utils.core.records import Record
+from glan_utils.llm.client import open_client
+from glan_utils.llm.ledger import Totals
+from glan_utils.llm.prompts import RenderedPrompt
+from glan_utils.runs.stage import StageSummary, run_stage
+from glan_utils.runs.store import RunStore
+from glan_utils.settings import Settings
+from glan_utils.stages.base import Caller
+
+StageWork = Callable[[Caller, Any, Settings], Awaitable[Any]]
+
+
+@dataclass
+class StageReport:
+    """What a stage run did: run_stage's summary, this run's LLM calls, repairs and stage-specific counts."""
+
+    stage: str
+    summary: StageSummary
+    llm: Totals = field(default_factory=Totals)
+    repaired: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary.as_dict(),
+            "status": self.summary.status,
+            "llm_calls": self.llm.calls,
+            "cache_hits": self.llm.cached,
+            "failed_attempts": self.llm.failed,
+            "prompt_tokens": self.llm.prompt_tokens,
+            "completion_tokens": self.llm.completion_tokens,
+            "cost_usd": round(self.llm.cost_usd, 4),
+            "repaired_outputs": self.repaired,
+            **self.extra,
+        }
+
+    def absorb(self, other: StageReport) -> None:
+        """Add another partial run of the same stage (taxonomy runs one pass per level)."""
+        for name in ("planned", "skipped", "records", "failed"):
+            setattr(self.summary, name, getattr(self.summary, name) + getattr(other.summary, name))
+        self.summary.failures_by_reason.update(other.summary.failures_by_reason)
+        for name, value in vars(other.llm).items():
+            setattr(self.llm, name, getattr(self.llm, name) + value)
+        self.repaired += other.repaired
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many calls a stage makes and how many records it hands the next stage."""
+
+    calls: int
+    outputs: int
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One GLAN stage. `plan(settings, inputs)` sizes it from the number of records the previous stage hands it;
+    `count(settings)` counts what it has handed on so far (kept by the review); `preview` renders the first
+    prompt it would send (with an example input before the previous stage ran)."""
+
+    record: type[Record]
+    run: Callable[[Settings], Awaitable[StageReport]]
+    plan: Callable[[Settings, int], Plan]
+    preview: Callable[[Settings], RenderedPrompt]
+    count: Callable[[Settings], int]
+    notebook: str
+
+    @property
+    def name(self) -> str:
+        return self.record.stage_name
+
+    def max_tokens(self, settings: Settings) -> int:
+        return self.section(settings).max_tokens
+
+    def model(self, settings: Settings) -> str:
+        """The model the stage's calls go to: its own `model` setting, else the run's."""
+        return getattr(self.section(settings), "model", None) or settings.llm.model or "embedded"
+
+    def section(self, settings: Settings) -> Any:
+        return getattr(settings, self.name)
+
+
+# The settings every stage shares; a stage's snapshot updates these and its own section only, so `config.yaml`
+# ends up describing what every stage really ran with.
+SHARED_SETTINGS = ("run_name", "output_dir", "seed", "language", "llm", "embedded")
+
+
+def open_store(settings: Settings, section: str) -> RunStore:
+    """The run's store, with the `section` settings (and the shared ones) merged into the run's `config.yaml`."""
+    store = RunStore(settings.run_dir)
+    snapshot = settings.snapshot()
+    previous = store.read_config()
+    if previous:
+        snapshot = previous | {key: snapshot[key] for key in (*SHARED_SETTINGS, section) if key in snapshot}
+    store.write_config(snapshot)
+    return store
+
+
+async def _never(task: Any) -> Any:
+    raise AssertionError(f"task {task.id} was expected to be done already")  # pragma: no cover
+
+
+async def run_pending(
+    settings: Settings,
+    stage: str,
+    section: str,
+    make_tasks: Callable[[], Iterable[Any]],
+    work: StageWork,
+    total: int | None = None,
+) -> StageReport:
+    """Run one stage's pending tasks; open the client only when there is something to do."""
+    store = open_store(settings, section)
+    done = store.done_task_ids(stage)
+    if all(task.id in done for task in make_tasks()):
+        summary = await run_stage(store, stage, make_tasks(), _never, concurrency=1, total=total)
+        return StageReport(stage, summary)
+    async with open_client(settings, stage=stage) as client:
+        caller = Caller(client, stage)
+        summary = await run_stage(
+            store,
+            stage,
+            make_tasks(),
+            lambda t: work(caller, t, settings),
+            concurrency=settings.llm.concurrency,
+            total=total,
+        )
+        totals = Totals(**vars(client.ledger.totals))
+    return StageReport(stage, summary, totals, caller.tally.repaired)
+
+
+def finish(settings: Settings, report: StageReport) -> StageReport:
+    """Write the report into the run's manifest and return it."""
+    RunStore(settings.run_dir).update_manifest(report.stage, **report.as_dict())
+    return report

@@ -1,0 +1,299 @@
+"""Paper §2.1: the taxonomy of knowledge, fields -> sub-fields -> disciplines, generated or user-given.
+
+Generation makes one call per level per parent (fields; sub-fields of each field; disciplines of each
+sub-field), so a killed run resumes per parent. A user file replaces generation: a nested mapping (YAML/JSON),
+a list of `{name, parent}` edges (YAML/JSON), or a CSV with `field,subfield,discipline` or `name,parent`
+columns. Every problem in a user file is one error naming its line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field
+
+from glan_utils.core.errors import InputError
+from glan_utils.core.records import LEVELS, Failure, NodeLevel, TaxonomyNode
+from glan_utils.llm.prompts import RenderedPrompt, render
+from glan_utils.runs.stage import StageSummary
+from glan_utils.settings import Settings
+from glan_utils.stages.base import NAME_MAX, TEXT_MAX, Caller, Reply, bounded_list
+from glan_utils.stages.registry import Plan, Stage, StageReport, finish, open_store, run_pending
+from glan_utils.stages.review import disciplines
+from glan_utils.stages.selection import kept_disciplines
+
+NAME = "taxonomy"
+
+
+class NodeProposal(BaseModel):
+    """One taxonomy node proposed by the model."""
+
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    description: str = Field("", max_length=TEXT_MAX)
+
+
+@dataclass(frozen=True)
+class ExpandTask:
+    """One call: propose the children (`level`) of `parent` (None: the top-level fields)."""
+
+    parent: TaxonomyNode | None
+    level: NodeLevel
+    count: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.level}:{self.parent.id if self.parent else 'root'}"
+
+
+def level_size(settings: Settings, level: NodeLevel) -> int:
+    sizes = settings.taxonomy
+    return {"field": sizes.n_fields, "subfield": sizes.n_subfields, "discipline": sizes.n_disciplines}[level]
+
+
+def expand_prompt(task: ExpandTask, language: str) -> RenderedPrompt:
+    return render(
+        "taxonomy",
+        level=task.level,
+        count=task.count,
+        path=task.parent.path if task.parent else [],
+        language=language,
+    )
+
+
+async def expand(caller: Caller, task: ExpandTask, settings: Settings) -> list[TaxonomyNode] | Failure:
+    """Ask for the children of one node."""
+    return await caller.generate(
+        task.id,
+        expand_prompt(task, settings.language),
+        partial(_children, task),
+        schema=bounded_list(NodeProposal, 1, task.count),
+        temperature=settings.taxonomy.temperature,
+        max_tokens=settings.taxonomy.max_tokens,
+    )
+
+
+def _children(task: ExpandTask, reply: Reply) -> list[TaxonomyNode]:
+    """The reply as child nodes of the task's parent, duplicates within the reply dropped."""
+    parent_path = task.parent.path if task.parent else []
+    parents = [task.parent.id] if task.parent else []
+    nodes: dict[str, TaxonomyNode] = {}
+    for item in reply.parsed.items[: task.count]:
+        node = TaxonomyNode(
+            name=item.name.strip(),
+            level=task.level,
+            parent_id=parents[0] if parents else None,
+            path=[*parent_path, item.name.strip()],
+            description=item.description,
+            provenance=reply.provenance(parents),
+        )
+        nodes.setdefault(node.id, node)
+    return list(nodes.values())
+
+
+async def run(settings: Settings) -> StageReport:
+    """Load the user's taxonomy file, or generate fields, sub-fields per field, disciplines per sub-field."""
+    store = open_store(settings, NAME)
+    if settings.taxonomy.source:
+        nodes = load_taxonomy_file(settings.taxonomy.source)
+        added = store.append(NAME, nodes)
+        summary = StageSummary(NAME, planned=len(nodes), skipped=len(nodes) - added, records=added)
+        return finish(settings, StageReport(NAME, summary, extra={"source": settings.taxonomy.source}))
+    report = StageReport(NAME, StageSummary(NAME))
+    parents: list[TaxonomyNode | None] = [None]
+    for level in LEVELS:
+        tasks = [ExpandTask(p, level, level_size(settings, level)) for p in parents]
+        part = await run_pending(settings, NAME, NAME, lambda t=tasks: t, expand, total=len(tasks))
+        report.absorb(part)
+        parent_ids = {p.id if p else None for p in parents}
+        parents = [n for n in store.iter_records(NAME) if n.level == level and n.parent_id in parent_ids]
+    return finish(settings, report)
+
+
+def plan(settings: Settings, inputs: int) -> Plan:
+    """One call per parent per level; a user file makes no call and hands on its own disciplines."""
+    tax = settings.taxonomy
+    if tax.source:
+        return Plan(0, len(disciplines(load_taxonomy_file(tax.source))))
+    return Plan(1 + tax.n_fields + tax.n_fields * tax.n_subfields, tax.n_fields * tax.n_subfields * tax.n_disciplines)
+
+
+def preview(settings: Settings) -> RenderedPrompt:
+    return expand_prompt(ExpandTask(None, "field", settings.taxonomy.n_fields), settings.language)
+
+
+# ----- user-supplied taxonomies -----
+
+
+@dataclass
+class _Entry:
+    name: str
+    parent: str | None
+    line: int
+    description: str = ""
+
+
+def load_taxonomy_file(path: str | Path) -> list[TaxonomyNode]:
+    """Read a user taxonomy (YAML, JSON or CSV) into validated nodes; raise InputError naming the bad line."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"taxonomy file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path}: line {line}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    return _build(_csv_entries(text, path) if path.suffix.lower() == ".csv" else _yaml_entries(text, path), path)
+
+
+def _csv_entries(text: str, path: Path) -> list[_Entry]:
+    reader = csv.DictReader(io.StringIO(text))
+    columns = [c.strip().lower() for c in reader.fieldnames or []]
+    reader.fieldnames = columns
+    if set(LEVELS) <= set(columns):  # path form: one row per discipline, fields repeat on every row
+        return _path_rows(reader)
+    if {"name", "parent"} <= set(columns):
+        return [
+            _Entry(
+                (row["name"] or "").strip(),
+                (row["parent"] or "").strip() or None,
+                reader.line_num,
+                (row.get("description") or "").strip(),
+            )
+            for row in reader
+        ]
+    raise InputError(f"{path}: line 1: CSV needs columns field,subfield,discipline or name,parent")
+
+
+def _path_rows(reader: csv.DictReader) -> list[_Entry]:
+    """Entries from `field,subfield,discipline` rows; a field or sub-field is taken from its first row."""
+    seen: set[tuple[str, ...]] = set()
+    entries: list[_Entry] = []
+    for row in reader:
+        names = [(row.get(level) or "").strip() for level in LEVELS]
+        for depth, name in enumerate(names):
+            if not name and not any(names[depth + 1 :]):
+                break
+            key = tuple(names[: depth + 1])
+            if key not in seen or depth == len(LEVELS) - 1:  # a repeated discipline is a duplicate
+                entries.append(_Entry(name, names[depth - 1] if depth else None, reader.line_num))
+            seen.add(key)
+    return entries
+
+
+def _yaml_entries(text: str, path: Path) -> list[_Entry]:
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"{path}: line {mark.line + 1 if mark else '?'}: not valid YAML/JSON") from None
+    if isinstance(root, yaml.SequenceNode):
+        return [_edge(item, path) for item in root.value]
+    if isinstance(root, yaml.MappingNode):
+        return list(_nested(root, None, 0, path))
+    raise InputError(f"{path}: line 1: expected a mapping of fields or a list of {{name, parent}} entries")
+
+
+def _scalar(node: yaml.Node, path: Path) -> str:
+    if not isinstance(node, yaml.ScalarNode):
+        raise InputError(f"{path}: line {node.start_mark.line + 1}: expected a name, found a nested structure")
+    return str(node.value).strip()
+
+
+def _description(node: yaml.Node, path: Path) -> str:
+    return "" if node.tag == "tag:yaml.org,2002:null" else _scalar(node, path)
+
+
+def _edge(item: yaml.Node, path: Path) -> _Entry:
+    line = item.start_mark.line + 1
+    if not isinstance(item, yaml.MappingNode):
+        raise InputError(f"{path}: line {line}: each entry needs 'name' (and 'parent' unless it is a field)")
+    fields = {_scalar(k, path): v for k, v in item.value}
+    if "name" not in fields:
+        raise InputError(f"{path}: line {line}: entry has no 'name'")
+    parent = fields.get("parent")
+    parent_name = _scalar(parent, path) if parent is not None and parent.tag != "tag:yaml.org,2002:null" else None
+    description = _description(fields["description"], path) if "description" in fields else ""
+    return _Entry(_scalar(fields["name"], path), parent_name or None, line, description)
+
+
+def _nested(node: yaml.Node, parent: str | None, depth: int, path: Path) -> Iterator[_Entry]:
+    """Walk `{field: {subfield: [discipline, ...]}}` (a mapping of disciplines to descriptions works too)."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+        return
+    if depth >= len(LEVELS):
+        raise InputError(f"{path}: line {node.start_mark.line + 1}: deeper than field/subfield/discipline")
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            yield _Entry(_scalar(item, path), parent, item.start_mark.line + 1)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = _scalar(key, path)
+            if depth == len(LEVELS) - 1:  # disciplines may map to a description
+                if not isinstance(value, yaml.ScalarNode):
+                    raise InputError(f"{path}: line {value.start_mark.line + 1}: deeper than field/subfield/discipline")
+                yield _Entry(name, parent, key.start_mark.line + 1, _description(value, path))
+            else:
+                yield _Entry(name, parent, key.start_mark.line + 1)
+                yield from _nested(value, name, depth + 1, path)
+    else:
+        raise InputError(f"{path}: line {node.start_mark.line + 1}: expected names of {LEVELS[depth]}s")
+
+
+def _build(entries: list[_Entry], path: Path) -> list[TaxonomyNode]:
+    """Check names, duplicates, parents, cycles and depth, then create nodes top-down."""
+    by_name: dict[str, _Entry] = {}
+    for entry in entries:
+        if not entry.name:
+            raise InputError(f"{path}: line {entry.line}: empty name")
+        if entry.name.casefold() in by_name:  # names are unique, so a parent name is never ambiguous
+            raise InputError(
+                f"{path}: line {entry.line}: duplicate '{entry.name}' (first at line "
+                f"{by_name[entry.name.casefold()].line})"
+            )
+        by_name.setdefault(entry.name.casefold(), entry)
+    chains = [_ancestry(entry, by_name, path) for entry in entries]
+    nodes: dict[tuple[str, ...], TaxonomyNode] = {}
+    for chain in sorted(chains, key=len):  # parents before children, whatever the file's order
+        entry = chain[0]
+        if len(chain) > len(LEVELS):
+            raise InputError(f"{path}: line {entry.line}: '{entry.name}' is deeper than field/subfield/discipline")
+        names = tuple(e.name for e in reversed(chain))
+        parent = nodes.get(names[:-1])
+        nodes[names] = TaxonomyNode(
+            name=entry.name,
+            level=LEVELS[len(names) - 1],
+            path=list(names),
+            parent_id=parent.id if parent else None,
+            description=entry.description,
+            source="user",
+        )
+    return list(nodes.values())
+
+
+def _ancestry(entry: _Entry, by_name: dict[str, _Entry], path: Path) -> list[_Entry]:
+    chain, current = [entry], entry
+    while current.parent is not None:
+        parent = by_name.get(current.parent.casefold())
+        if parent is None:
+            raise InputError(f"{path}: line {current.line}: unknown parent '{current.parent}'")
+        if parent in chain:
+            raise InputError(f"{path}: line {entry.line}: cycle: " + " -> ".join(e.name for e in [*chain, parent]))
+        chain.append(parent)
+        current = parent
+    return chain
+
+
+STAGE = Stage(
+    record=TaxonomyNode,
+    run=run,
+    plan=plan,
+    preview=preview,
+    count=lambda settings: len(kept_disciplines(settings)),
+    notebook="01_taxonomy",
+)

