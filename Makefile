@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/glan report $(RUN)
 	@echo "Report: outputs/$(RUN)/report.html"
 
-test: setup
+test: setup lint
 	bash scripts/install_browser.sh
 	$(BIN)/pytest -ra
 
@@ -38,6 +38,7 @@ bench: setup
 
 lint: $(STAMP)
 	$(BIN)/ruff check glan_utils tests benchmarks
+	$(BIN)/ruff format --check glan_utils tests benchmarks
 
 clean-demo:
 	rm -rf outputs/$(RUN)

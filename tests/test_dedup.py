@@ -7,16 +7,8 @@ import random
 import numpy as np
 from datasketch import MinHash
 
-from glan_utils.data.dedup import (
-    EXACT,
-    KEPT,
-    NEAR,
-    MinHasher,
-    find_duplicates,
-    ngram_hashes,
-    sequence_hashes,
-    tokenize,
-)
+from glan_utils.data.dedup import EXACT, KEPT, NEAR, MinHasher, find_duplicates
+from glan_utils.data.hashing import ngram_hashes, sequence_hashes, tokenize
 from glan_utils.settings import DedupSettings
 
 

@@ -15,8 +15,8 @@ from glan_utils.core.errors import ConfigError, InputError, SetupError
 from glan_utils.core.records import Provenance, QAPair
 from glan_utils.data.build import build_dataset, load_report
 from glan_utils.data.decontaminate import planted_texts
-from glan_utils.data.dedup import string_hashes
 from glan_utils.data.export import PARQUET_SCHEMA, HfSplitWriter, choose_test, push_to_hub
+from glan_utils.data.hashing import string_hashes
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import ExportSettings, load_settings
 

@@ -15,12 +15,13 @@ import inspect
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice, tee
+from itertools import tee
 from pathlib import Path
 
 import numpy as np
 
-from glan_utils.data.dedup import chunks, ngram_hashes, ordered_map, tokenize
+from glan_utils.core.parallel import chunks, ordered_map
+from glan_utils.data.hashing import ngram_hashes, tokenize
 from glan_utils.settings import DecontamSettings
 
 BenchmarkText = tuple[str, int, str]
@@ -88,8 +89,7 @@ def hash_sources(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per source: its unique n-gram hashes and, for each, the first item it occurs in."""
     found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    it = iter(texts)
-    while chunk := list(islice(it, chunk_size)):
+    for chunk in chunks(texts, chunk_size):
         grams, doc = ngram_hashes(*tokenize([t for _, _, t in chunk]), n)
         items = np.array([i for _, i, _ in chunk], np.uint32)
         names = np.array([s for s, _, _ in chunk], dtype=object)

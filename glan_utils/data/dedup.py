@@ -11,23 +11,18 @@ object per record, which measured ~15x faster. The LSH band count and width come
 
 from __future__ import annotations
 
-import multiprocessing
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 from datasketch import MinHash, MinHashLSH
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from glan_utils.core.parallel import chunks
+from glan_utils.data.hashing import GRAM_MULT, group_starts, mix64, ngram_hashes, sequence_hashes, tokenize
 from glan_utils.settings import DedupSettings
 
 T = TypeVar("T")
@@ -35,82 +30,7 @@ R = TypeVar("R")
 KEPT, EXACT, NEAR = 0, 1, 2
 """Codes of `DedupResult.reason`: why a record was removed (0 = kept)."""
 
-_NON_WORD = r"[^\p{L}\p{N}]"
-_GRAM_MULT = np.uint64(0x9E3779B97F4A7C15)
 _FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
-
-
-# --- text hashing (shared with decontamination) -------------------------------------------------------------
-
-
-def mix64(values: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser: spreads structured 64-bit values (e.g. polynomial hashes) over all bits."""
-    x = values ^ (values >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def string_hashes(strings: pa.Array) -> np.ndarray:
-    """Stable 64-bit hash per string (pandas' keyed SipHash: identical across processes and runs)."""
-    return pd.util.hash_array(np.asarray(strings.to_numpy(zero_copy_only=False), dtype=object))
-
-
-def tokenize(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Hash every word of every text; returns (uint64 hash per word, index of its text), words in order.
-
-    Words are lower-cased, split on whitespace and stripped of punctuation (the normalisation of GPT-3's and
-    lm-eval's decontamination); words left empty are dropped. Normalising the chunk's vocabulary instead of
-    the text keeps the regex work small.
-    """
-    words = pc.utf8_split_whitespace(pc.utf8_lower(pa.array(texts, pa.large_string())))
-    doc = np.repeat(np.arange(len(texts), dtype=np.int64), pc.list_value_length(words).to_numpy(zero_copy_only=False))
-    encoded = pc.dictionary_encode(pc.list_flatten(words))
-    vocab = pc.replace_substring_regex(encoded.dictionary, _NON_WORD, "")
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
-    keep = (pc.utf8_length(vocab).to_numpy(zero_copy_only=False) > 0)[codes]
-    return string_hashes(vocab)[codes][keep], doc[keep]
-
-
-def _group_starts(doc: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]]) if len(doc) else np.empty(0, np.int64)
-
-
-def sequence_hashes(tokens: np.ndarray, doc: np.ndarray, n_docs: int) -> np.ndarray:
-    """One order-sensitive hash per text of its normalised word sequence: the exact-duplicate key."""
-    position = (np.arange(len(doc)) - np.searchsorted(doc, doc)).astype(np.uint64)
-    contrib = mix64(tokens + position * _GRAM_MULT)
-    out = np.zeros(n_docs, np.uint64)
-    starts = _group_starts(doc)
-    if len(starts):
-        out[doc[starts]] = np.add.reduceat(contrib, starts)
-    return mix64(out ^ np.bincount(doc, minlength=n_docs).astype(np.uint64))
-
-
-def ngram_hashes(
-    tokens: np.ndarray, doc: np.ndarray, n: int, short_as_unigrams: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hash every run of `n` consecutive words inside one text; returns (uint64 hashes, text index), in order.
-
-    With `short_as_unigrams`, texts of fewer than `n` words contribute their single words instead of nothing.
-    """
-    m = len(tokens) - n + 1
-    if m > 0:
-        grams = tokens[:m].copy()
-        for k in range(1, n):
-            grams = grams * _GRAM_MULT + tokens[k : k + m]
-        inside = doc[:m] == doc[n - 1 :]
-        grams, gram_doc = mix64(grams[inside]), doc[:m][inside]
-    else:
-        grams, gram_doc = np.empty(0, np.uint64), np.empty(0, np.int64)
-    if not short_as_unigrams or n == 1:
-        return grams, gram_doc
-    short = np.bincount(doc, minlength=int(doc.max(initial=-1)) + 1) < n
-    pick = short[doc]
-    merged_doc = np.concatenate([gram_doc, doc[pick]])
-    order = np.argsort(merged_doc, kind="stable")
-    return np.concatenate([grams, tokens[pick]])[order], merged_doc[order]
 
 
 # --- MinHash ------------------------------------------------------------------------------------------------
@@ -138,7 +58,7 @@ class MinHasher:
         h = h ^ (h >> s3)
         permuted = np.multiply(self.a[:, None], h)
         permuted += self.b[:, None]
-        starts = _group_starts(doc)
+        starts = group_starts(doc)
         out[doc[starts]] = np.minimum.reduceat(permuted, starts, axis=1).T
         return out
 
@@ -154,7 +74,7 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     banded = signatures[:, : bands * rows].reshape(len(signatures), bands, rows).astype(np.uint64)
     keys = np.zeros(banded.shape[:2], np.uint64)
     for r in range(rows):
-        keys = keys * _GRAM_MULT + banded[:, :, r]
+        keys = keys * GRAM_MULT + banded[:, :, r]
     return mix64(keys)
 
 
@@ -188,41 +108,6 @@ class DedupResult:
         data = np.load(path)
         bands, rows = (int(v) for v in data["lsh"])
         return cls(data["reason"], data["dup_of"], data["similarity"], bands, rows)
-
-
-def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Consecutive lists of `size` items (the last may be shorter)."""
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
-def ordered_map(
-    fn: Callable[[T], R],
-    items: Iterable[T],
-    workers: int,
-    initializer: Callable[..., None] | None = None,
-    initargs: tuple[Any, ...] = (),
-) -> Iterator[R]:
-    """`map(fn, items)` over `workers` spawned processes, in order, with at most 2 x workers items in flight.
-
-    Spawned (not forked) workers are safe inside Jupyter and next to pyarrow's threads; `workers <= 1` runs
-    in this process, which is cheaper for small inputs.
-    """
-    if workers <= 1:
-        if initializer:
-            initializer(*initargs)
-        yield from map(fn, items)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
-        pending: deque[Future[R]] = deque()
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def find_duplicates(questions: Iterable[str], settings: DedupSettings, work_dir: Path) -> DedupResult:

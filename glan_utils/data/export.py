@@ -16,7 +16,6 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from glan_utils.core.errors import SetupError
-from glan_utils.data.dedup import mix64, string_hashes
+from glan_utils.core.parallel import chunks
+from glan_utils.data.hashing import mix64, string_hashes
 from glan_utils.settings import ExportSettings
 
 HF_COLUMNS = (
@@ -108,9 +108,8 @@ def flat_row(record: dict[str, Any]) -> dict[str, Any]:
 def write_table(rows: Iterable[dict[str, Any]], path: Path, chunk_size: int) -> int:
     """Write flat rows to parquet in batches; returns the row count."""
     total = 0
-    it = iter(rows)
     with pq.ParquetWriter(path, PARQUET_SCHEMA) as writer:
-        while batch := list(islice(it, chunk_size)):
+        for batch in chunks(rows, chunk_size):
             writer.write_table(pa.Table.from_pylist(batch, PARQUET_SCHEMA))
             total += len(batch)
     return total
@@ -266,13 +265,6 @@ def write_splits(table_path: Path, out_dir: Path, settings: ExportSettings) -> d
     for writer in hf.values():
         writer.close()
     return {"train": int((~is_test).sum()), "test": int(is_test.sum())}
-
-
-def iter_chat(path: Path) -> Iterator[dict[str, Any]]:
-    """Read an exported JSONL split back (for checks and fine-tuning)."""
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            yield json.loads(line)
 
 
 def push_to_hub(dataset_dir: str | Path, repo_id: str, token_env: str = "HF_TOKEN", private: bool = True) -> None:

@@ -17,10 +17,15 @@ from glan_utils.stages.registry import Plan
 
 def plans(settings: Settings) -> dict[str, Plan]:
     """Every stage's plan, in pipeline order."""
-    store, inputs, out = RunStore(settings.run_dir), 0, {}
+    store, out = RunStore(settings.run_dir), {}
+    previous = None
     for name, stage in STAGES.items():
+        inputs = 0
+        if previous is not None:
+            done = store.records_path(previous.name).exists()
+            inputs = previous.count(settings) if done else out[previous.name].outputs
         out[name] = stage.plan(settings, inputs)
-        inputs = stage.count(settings) if store.records_path(name).exists() else out[name].outputs
+        previous = stage
     return out
 
 
