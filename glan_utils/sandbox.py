@@ -328,10 +328,25 @@ class _Streams:
     flooded: bool
 
 
-def _pump(proc: subprocess.Popen[bytes], timeout_s: float, max_output: int) -> _Streams:
-    """Read both pipes until EOF, keeping only a tail; kill on timeout or once `max_output` bytes have come out.
+def _read_ready(selector: selectors.BaseSelector, kept: dict[int, bytearray], timeout: float) -> int:
+    """Read what the pipes have within `timeout`, keep each stream's tail, and return the bytes read; a pipe at EOF
+    is unregistered."""
+    total = 0
+    for key, _ in selector.select(timeout=timeout):
+        chunk = os.read(key.fd, 65536)
+        if not chunk:
+            selector.unregister(key.fd)
+            continue
+        total += len(chunk)
+        buffer = kept[key.fd]
+        buffer += chunk
+        del buffer[:-_KEEP_BYTES]
+    return total
 
-    Unlike `communicate()`, memory stays bounded whatever the child prints."""
+
+def _pump(proc: subprocess.Popen[bytes], timeout_s: float, max_output: int) -> _Streams:
+    """Read both pipes until EOF and the child until exit, keeping only a tail of each stream; kill it on timeout
+    or once `max_output` bytes have come out. Unlike `communicate()`, memory stays bounded whatever it prints."""
     assert proc.stdout is not None and proc.stderr is not None
     kept = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
     total, timed_out, flooded, killed = 0, False, False, False
@@ -348,19 +363,17 @@ def _pump(proc: subprocess.Popen[bytes], timeout_s: float, max_output: int) -> _
                 _kill(proc)
                 deadline = time.monotonic() + _DRAIN_GRACE_S
                 continue
-            for key, _ in selector.select(timeout=remaining):
-                chunk = os.read(key.fd, 65536)
-                if not chunk:
-                    selector.unregister(key.fd)
-                    continue
-                total += len(chunk)
-                buffer = kept[key.fd]
-                buffer += chunk
-                del buffer[:-_KEEP_BYTES]
+            total += _read_ready(selector, kept, remaining)
             if total > max_output and not killed:
                 flooded, killed = True, True
                 _kill(proc)
                 deadline = time.monotonic() + _DRAIN_GRACE_S
+    if not killed:  # the pipes closed, but a program that closed them itself may still be running
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill(proc)
     return _Streams(bytes(kept[proc.stdout.fileno()]), bytes(kept[proc.stderr.fileno()]), timed_out, flooded)
 
 

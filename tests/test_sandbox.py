@@ -418,3 +418,17 @@ def test_opt_in_runs_weakly_and_warns(no_bwrap: None, monkeypatch: pytest.Monkey
 def test_isolation_names_bwrap_when_it_works() -> None:
     chosen = isolation()
     assert chosen.level == "bwrap" and "bubblewrap" in chosen.detail and "no network" in chosen.detail
+
+
+def test_closing_its_pipes_does_not_escape_the_timeout(no_bwrap: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weak path without unshare, where the program is the pipes' only holder (under bwrap, bwrap holds them too):
+    closing stdout and stderr must not end the supervision before the timeout."""
+    monkeypatch.setenv(sandbox.WEAK_ENV, "1")
+    start = time.monotonic()
+    with pytest.warns(WeakIsolationWarning):
+        result = run_python(
+            "import os\nos.close(1)\nos.close(2)\nwhile True:\n    pass\n",
+            SandboxLimits(timeout_s=1.0, allow_weak_isolation=True),
+        )
+    assert result.timed_out and not result.passed
+    assert time.monotonic() - start < 4
