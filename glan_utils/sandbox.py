@@ -251,6 +251,7 @@ def _bwrap_problem(binary: str | None) -> str | None:
 
 @functools.cache
 def _bwrap_version(binary: str) -> str:
+    """The version line ("bubblewrap 0.8.0") for the report."""
     done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False)
     return done.stdout.strip() or "bubblewrap"
 
@@ -272,6 +273,7 @@ def _weak_allowed(limits: SandboxLimits | None) -> bool:
 
 
 def _refusal(problem: str) -> str:
+    """The one line a user sees when code would run unisolated: what is wrong and the three ways out."""
     return (
         f"refusing to run model-written code without a sandbox: {problem}. Fix: `bash scripts/install_sandbox.sh` "
         "(apt-get install bubblewrap) and allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1"
@@ -438,6 +440,7 @@ def _run_weak(code: str, limits: SandboxLimits) -> ExecResult:
 
 @functools.cache
 def _log_weak_once(detail: str) -> None:
+    """Log the downgrade once per process (the warning below repeats per call site)."""
     log.warning("model-written code runs with weak isolation: %s", detail)
 
 
