@@ -28,41 +28,15 @@ from glan_utils.core.parallel import chunks
 from glan_utils.data.hashing import mix64, string_hashes
 from glan_utils.settings import ExportSettings
 
-HF_COLUMNS = (
-    "id",
-    "messages",
-    "question",
-    "answer",
-    "field",
-    "subfield",
-    "discipline",
-    "subject",
-    "level",
-    "difficulty",
-    "concepts",
-    "language",
-)
+_TEXT_AND_PLACE = ("question", "answer", "field", "subfield", "discipline", "subject", "level", "difficulty")
+HF_COLUMNS = ("id", "messages", *_TEXT_AND_PLACE, "concepts", "language")
 SPLITS = ("train", "test")
 _CHAT_COLUMNS = [name for name in HF_COLUMNS if name != "messages"]
 MAX_SHARD_BYTES = 500 * 10**6
 """Arrow shard size of `hf/`, as `datasets`' `save_to_disk` default (500MB)."""
 _STR = pa.string()
 PARQUET_SCHEMA = pa.schema(
-    [
-        (name, _STR)
-        for name in (
-            "id",
-            "split",
-            "question",
-            "answer",
-            "field",
-            "subfield",
-            "discipline",
-            "subject",
-            "level",
-            "difficulty",
-        )
-    ]
+    [(name, _STR) for name in ("id", "split", *_TEXT_AND_PLACE)]
     + [("concepts", pa.list_(_STR)), ("language", _STR), ("session_indices", pa.list_(pa.int32()))]
     + [
         (name, _STR)

@@ -23,7 +23,7 @@ def plans(settings: Settings) -> dict[str, Plan]:
         inputs = 0
         if previous is not None:
             done = store.records_path(previous.name).exists()
-            inputs = previous.count(settings) if done else out[previous.name].outputs
+            inputs = previous.handed_on(settings) if done else out[previous.name].outputs
         out[name] = stage.plan(settings, inputs)
         previous = stage
     return out

@@ -204,6 +204,5 @@ STAGE = Stage(
     run=run,
     plan=plan,
     preview=preview,
-    count=lambda settings: count_kept(settings, NAME),
     notebook="04_questions",
 )

@@ -20,6 +20,7 @@ from glan_utils.runs.stage import StageSummary, run_stage
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.base import Caller
+from glan_utils.stages.selection import count_kept, kept_records
 
 StageWork = Callable[[Caller, Any, Settings], Awaitable[Any]]
 
@@ -69,19 +70,23 @@ class Plan:
 @dataclass(frozen=True)
 class Stage:
     """One GLAN stage. `plan(settings, inputs)` sizes it from the number of records the previous stage hands it;
-    `count(settings)` counts what it has handed on so far (kept by the review); `preview` renders the first
-    prompt it would send (with an example input before the previous stage ran)."""
+    `preview` renders the first prompt it would send (with an example input before the previous stage ran);
+    `count` counts what it has handed on so far, by default its records under the disciplines the review kept."""
 
     record: type[Record]
     run: Callable[[Settings], Awaitable[StageReport]]
     plan: Callable[[Settings, int], Plan]
     preview: Callable[[Settings], RenderedPrompt]
-    count: Callable[[Settings], int]
     notebook: str
+    count: Callable[[Settings], int] | None = None
 
     @property
     def name(self) -> str:
         return self.record.stage_name
+
+    def handed_on(self, settings: Settings) -> int:
+        """How many records this stage has handed to the next one."""
+        return self.count(settings) if self.count else count_kept(settings, self.name)
 
     def max_tokens(self, settings: Settings) -> int:
         return self.section(settings).max_tokens
@@ -140,6 +145,13 @@ async def run_pending(
         )
         totals = Totals(**vars(client.ledger.totals))
     return StageReport(stage, summary, totals, caller.tally.repaired)
+
+
+async def run_per_record(settings: Settings, stage: str, source: str, work: StageWork) -> StageReport:
+    """One task per kept record of the `source` stage (the record is its own task, so resume is by its id)."""
+    total = count_kept(settings, source)
+    report = await run_pending(settings, stage, stage, lambda: kept_records(settings, source), work, total)
+    return finish(settings, report)
 
 
 def finish(settings: Settings, report: StageReport) -> StageReport:

@@ -24,7 +24,7 @@ from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.base import NAME_MAX, Caller, Reply, ShortText, bounded_list
 from glan_utils.stages.registry import Plan, Stage, StageReport, finish, run_pending
-from glan_utils.stages.selection import count_kept, kept_disciplines
+from glan_utils.stages.selection import kept_disciplines
 
 STAGE_ROUNDS = "subject_rounds"
 NAME = "subjects"
@@ -220,6 +220,5 @@ STAGE = Stage(
     run=run,
     plan=plan,
     preview=preview,
-    count=lambda settings: count_kept(settings, NAME),
     notebook="02_subjects",
 )

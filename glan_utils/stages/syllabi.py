@@ -15,8 +15,8 @@ from glan_utils.core.records import ClassSession, Failure, Subject, Syllabus
 from glan_utils.llm.prompts import RenderedPrompt, render
 from glan_utils.settings import Settings
 from glan_utils.stages.base import NAME_MAX, TEXT_MAX, Caller, Reply, ShortText
-from glan_utils.stages.registry import Plan, Stage, StageReport, finish, run_pending
-from glan_utils.stages.selection import count_kept, first_record, kept_records
+from glan_utils.stages.registry import Plan, Stage, StageReport, run_per_record
+from glan_utils.stages.selection import first_record
 from glan_utils.stages.subjects import EXAMPLE_DISCIPLINE
 
 NAME = "syllabi"
@@ -108,11 +108,7 @@ def _unique(concepts: list[str]) -> list[str]:
 
 async def run(settings: Settings) -> StageReport:
     """One syllabus per kept subject; each subject is its own task, so resume is by its id."""
-    total = count_kept(settings, "subjects")
-    return finish(
-        settings,
-        await run_pending(settings, NAME, NAME, lambda: kept_records(settings, "subjects"), write_syllabus, total),
-    )
+    return await run_per_record(settings, NAME, "subjects", write_syllabus)
 
 
 def example_subject(settings: Settings) -> Subject:
@@ -130,6 +126,5 @@ STAGE = Stage(
     run=run,
     plan=lambda settings, subjects: Plan(subjects, subjects),
     preview=lambda settings: syllabus_prompt(example_subject(settings), settings),
-    count=lambda settings: count_kept(settings, NAME),
     notebook="03_syllabi",
 )
