@@ -1,107 +1,413 @@
-"""An ipywidgets tree for reviewing the taxonomy in a notebook: remove, rename, add a child, save.
+"""An ipywidgets tree for reviewing the taxonomy in a notebook, sized for the paper's tree and beyond.
 
-Only the binding lives here; the decisions are a `review.Review`. Every control carries stable CSS classes so
-a browser test can find a node's row by name (`glan-node-<slug>`) and press its `remove` toggle or the `Save`
-button.
+Only the binding lives here: decisions are a `review.Review`, votes and versions come from `stages.review`,
+suggestions and duplicates from `stages.grow`. Rows are built lazily, only when a node is first shown (its parent
+expanded, or a filter match), and at most `MAX_ROWS` are on screen, so a 1,000-node tree opens as fast as a
+10-node one. Every control carries stable CSS classes so a browser test can find a node's row by name
+(`glan-node-<slug>`) and press its toggles.
 """
 
 from __future__ import annotations
 
-import re
+import html
+from collections.abc import Callable
 from pathlib import Path
 
 import ipywidgets as w
+import pandas as pd
 
-from glan_utils.core.records import TaxonomyNode, child_level
-from glan_utils.stages.review import Review, reviews_dir
+from glan_utils.core.aio import run
+from glan_utils.core.records import LEVELS, TaxonomyNode, child_level
+from glan_utils.settings import Settings
+from glan_utils.stages.grow import DuplicatePair, cross_branch_duplicates, propose_children
+from glan_utils.stages.review import (
+    NodeVotes,
+    Review,
+    apply_review,
+    diff_reviews,
+    disciplines,
+    load_reviews,
+    merge,
+    reviews_dir,
+    save_version,
+    slug,
+    tally,
+    versions,
+)
+
+MAX_ROWS = 300  # rows on screen at once; a filter narrows the rest
+INDENT_PX = 22
 
 
-def slug(name: str) -> str:
-    """A CSS-safe class suffix for a node name ("Computer Science" -> "computer-science")."""
-    return re.sub(r"[^a-z0-9]+", "-", name.casefold()).strip("-") or "node"
+class Tree:
+    """The taxonomy's shape: children per node, tree order, ancestors; built once per widget."""
+
+    def __init__(self, nodes: list[TaxonomyNode]) -> None:
+        self.by_id = {n.id: n for n in nodes}
+        self.children: dict[str | None, list[TaxonomyNode]] = {}
+        for node in nodes:
+            parent = node.parent_id if node.parent_id in self.by_id else None
+            self.children.setdefault(parent, []).append(node)
+        self.order = list(self._walk(None))
+
+    def _walk(self, parent: str | None):
+        for child in self.children.get(parent, []):
+            yield child
+            yield from self._walk(child.id)
+
+    def ancestors(self, node_id: str) -> list[str]:
+        chain, parent = [], self.by_id[node_id].parent_id
+        while parent in self.by_id:
+            chain.append(parent)
+            parent = self.by_id[parent].parent_id
+        return chain
+
+    def descendants(self, node_id: str) -> list[TaxonomyNode]:
+        return list(self._walk(node_id))
 
 
 class NodeRow:
-    """The controls of one node: remove toggle, rename box, and (above disciplines) an add-child box."""
+    """The controls of one node: expand toggle (above disciplines), label with counts and description, remove
+    toggle, rename box; above disciplines also an add-child box and "propose more" (when a model is set)."""
 
-    def __init__(self, node: TaxonomyNode, review: Review) -> None:
-        self.node, self.review = node, review
+    def __init__(self, node: TaxonomyNode, widget: ReviewWidget) -> None:
+        self.node, self.owner, self._syncing = node, widget, False
         depth = len(node.path) - 1
-        self.label = w.Label(value=node.name, layout=w.Layout(margin=f"0 0 0 {24 * depth}px", width="320px"))
+        has_children = child_level(node.level) is not None
+        shown = "visible" if has_children else "hidden"
+        self.toggle = w.Button(description="▸", layout=w.Layout(width="32px", visibility=shown))
+        self.toggle.add_class("glan-toggle")
+        self.toggle.on_click(lambda _: widget.toggle(node.id))
+        self.label = w.HTML(layout=w.Layout(width="420px"))
+        self.label.add_class("glan-label")
         self.remove = w.ToggleButton(value=False, description="remove", tooltip=f"remove {node.name} and its subtree")
-        self.rename = w.Text(placeholder="rename", layout=w.Layout(width="200px"))
+        self.rename = w.Text(placeholder="rename", layout=w.Layout(width="180px"))
         self.remove.add_class("glan-remove")
         self.rename.add_class("glan-rename")
-        controls: list[w.Widget] = [self.label, self.remove, self.rename]
-        self.child_name = self.add = None
-        if child_level(node.level):
-            self.child_name = w.Text(placeholder=f"new {child_level(node.level)}", layout=w.Layout(width="180px"))
-            self.add = w.Button(description="add child")
+        controls: list[w.Widget] = [self.toggle, self.label, self.remove, self.rename]
+        self.child_name = self.add = self.propose = None
+        self.suggestions = w.VBox(layout=w.Layout(margin=f"0 0 0 {INDENT_PX * (depth + 2)}px"))
+        if has_children:
+            self.child_name = w.Text(placeholder=f"new {child_level(node.level)}", layout=w.Layout(width="160px"))
+            self.add = w.Button(description="add child", layout=w.Layout(width="90px"))
             self.child_name.add_class("glan-child-name")
             self.add.add_class("glan-add")
             self.add.on_click(self._on_add)
             controls += [self.child_name, self.add]
-        self.box = w.HBox(controls)
+            if widget.settings is not None:
+                self.propose = w.Button(description="propose more", tooltip="ask the model for more children")
+                self.propose.add_class("glan-propose")
+                self.propose.on_click(lambda _: widget.propose(node.id))
+                controls.append(self.propose)
+        line = w.HBox(controls, layout=w.Layout(margin=f"0 0 0 {INDENT_PX * depth}px"))
+        self.box = w.VBox([line, self.suggestions])
         for css in ("glan-row", f"glan-node-{slug(node.name)}", f"glan-id-{node.id}", f"glan-{node.level}"):
             self.box.add_class(css)
+        self.load(widget.review)
         self.remove.observe(self._on_change, names="value")
         self.rename.observe(self._on_change, names="value")
 
+    def load(self, review: Review) -> None:
+        """Show the reviewer's decision on this node (made elsewhere: a saved file, the votes list)."""
+        decision = review.decisions.get(self.node.id)
+        self._syncing = True
+        try:
+            self.remove.value = bool(decision and decision.action == "remove")
+            self.rename.value = (decision.new_name or "") if decision and decision.action == "rename" else ""
+        finally:
+            self._syncing = False
+
     def _on_change(self, _: object = None) -> None:
+        if self._syncing:
+            return
         if self.remove.value:
-            self.review.decide(self.node.id, "remove")
+            self.owner.review.decide(self.node.id, "remove")
         elif self.rename.value.strip():
-            self.review.decide(self.node.id, "rename", self.rename.value.strip())
+            self.owner.review.decide(self.node.id, "rename", self.rename.value.strip())
         else:
-            self.review.decide(self.node.id, "keep")
+            self.owner.review.decide(self.node.id, "keep")
+        self.owner.refresh()
 
     def _on_add(self, _: object) -> None:
         if self.child_name is not None and self.child_name.value.strip():
-            self.review.add(self.node.id, self.child_name.value)
+            self.owner.review.add(self.node.id, self.child_name.value)
             self.child_name.value = ""
+            self.owner.refresh()
 
 
 class ReviewWidget:
-    """The review form: reviewer name, one row per node (a tree), Save writing `reviews/<name>.json`."""
+    """The review form: reviewer, tree tools (filter, expand per level), the tree, the other reviewers' votes
+    with conflicts first, duplicates, the merged result that later stages will use, versions, and Save.
 
-    def __init__(self, nodes: list[TaxonomyNode], run_dir: str | Path, reviewer: str = "") -> None:
-        self.review = Review(reviewer=reviewer)
-        self.run_dir = Path(run_dir)
-        self.rows = [NodeRow(node, self.review) for node in _tree_order(nodes)]
-        self.reviewer = w.Text(value=reviewer, description="Reviewer", placeholder="your name")
-        self.reviewer.add_class("glan-reviewer")
-        self.save_button = w.Button(description="Save", button_style="success")
-        self.save_button.add_class("glan-save")
+    `settings` (optional) enables "propose more": suggestions come through the taxonomy stage's client, cache and
+    ledger. Other reviewers' saved files in the run's `reviews/` folder are loaded and merged with this one.
+    """
+
+    def __init__(
+        self, nodes: list[TaxonomyNode], run_dir: str | Path, reviewer: str = "", settings: Settings | None = None
+    ) -> None:
+        self.tree, self.run_dir, self.settings = Tree(list(nodes)), Path(run_dir), settings
+        self.nodes = self.tree.order
+        saved = _saved(self.run_dir)
+        mine = [r for r in saved if reviewer and slug(r.reviewer) == slug(reviewer)]
+        self.others = [r for r in saved if r not in mine]
+        self.review = mine[0] if mine else Review(reviewer=reviewer)
+        self.rows: dict[str, NodeRow] = {}
+        self.expanded: set[str] = set()
+        self.votes: dict[str, NodeVotes] = {}
+        self._kept_ids = {n.id for n in self.nodes}
+        self._build_controls(reviewer)
+        self.refresh()
+
+    # ----- layout -----
+
+    def _build_controls(self, reviewer: str) -> None:
+        self.reviewer = _css(w.Text(value=reviewer, description="Reviewer", placeholder="your name"), "glan-reviewer")
+        self.filter = _css(w.Text(placeholder="filter by name or description", continuous_update=False), "glan-filter")
+        self.filter.observe(lambda _: self.refresh(), names="value")
+        level_buttons = [
+            _button(f"expand to {level}s", f"glan-expand-{level}", lambda level=level: self.expand_to(level))
+            for level in LEVELS[1:]
+        ]
+        collapse = _button("collapse all", "glan-collapse-all", lambda: self.expand_to(LEVELS[0]))
+        self.shown = _css(w.HTML(), "glan-shown")
+        self.tree_box = _css(w.VBox(), "glan-tree")
+        self.conflicts = _css(w.VBox(), "glan-conflicts")
+        self.duplicates = _css(w.VBox(), "glan-duplicates")
+        find = _button("find duplicates", "glan-find-duplicates", self.find_duplicates)
+        self.merged = _css(w.HTML(), "glan-merged")
+        self.save_button = _css(w.Button(description="Save", button_style="success"), "glan-save")
         self.save_button.on_click(lambda _: self.save())
-        self.status = w.Label(value="")
-        self.status.add_class("glan-status")
-        for row in self.rows:
-            row.remove.observe(lambda _: self._grey_out(), names="value")
-        self.widget = w.VBox([self.reviewer, *(r.box for r in self.rows), w.HBox([self.save_button, self.status])])
+        self.status = _css(w.Label(value=""), "glan-status")
+        self.diff_a, self.diff_b = (_css(w.Dropdown(description=d), f"glan-diff-{d}") for d in ("from", "to"))
+        diff = _button("diff", "glan-diff", self.show_diff)
+        self.diff_out = _css(w.HTML(), "glan-diff-out")
+        self._fill_versions()
+        self.widget = w.VBox(
+            [
+                self.reviewer,
+                w.HBox([self.filter, *level_buttons, collapse]),
+                self.shown,
+                self.tree_box,
+                w.HTML("<b>Votes</b> (conflicts first: your vote decides a tie)"),
+                self.conflicts,
+                w.HBox([find, w.HTML("same or near-same discipline under two parents")]),
+                self.duplicates,
+                self.merged,
+                w.HBox([self.save_button, self.status]),
+                w.HBox([self.diff_a, self.diff_b, diff]),
+                self.diff_out,
+            ]
+        )
         self.widget.add_class("glan-review")
 
+    # ----- the tree -----
+
+    def toggle(self, node_id: str) -> None:
+        """Expand or collapse one node."""
+        self.expanded ^= {node_id}
+        self.refresh()
+
+    def expand_to(self, level: str) -> None:
+        """Show every node down to `level` (fields: everything collapsed)."""
+        depth = LEVELS.index(level)
+        self.expanded = {n.id for n in self.nodes if LEVELS.index(n.level) < depth}
+        self.refresh()
+
+    def visible(self) -> list[TaxonomyNode]:
+        """Nodes on screen in tree order: filter matches with their ancestors, else the expanded branches."""
+        needle = self.filter.value.strip().casefold()
+        if needle:
+            hits = [n.id for n in self.nodes if needle in n.name.casefold() or needle in n.description.casefold()]
+            wanted = set(hits).union(*(self.tree.ancestors(h) for h in hits))
+            return [n for n in self.nodes if n.id in wanted]
+        return [n for n in self.nodes if all(a in self.expanded for a in self.tree.ancestors(n.id))]
+
     def row(self, name: str) -> NodeRow:
-        """The row of the node called `name` (first in tree order)."""
-        return next(r for r in self.rows if r.node.name == name)
+        """The row of the node called `name` (first in tree order), built if it was not shown yet."""
+        node = next(n for n in self.nodes if n.name == name)
+        return self._row(node)
+
+    def _row(self, node: TaxonomyNode) -> NodeRow:
+        if node.id not in self.rows:
+            self.rows[node.id] = NodeRow(node, self)
+            self._label(self.rows[node.id])
+        return self.rows[node.id]
+
+    # ----- refreshing what depends on the decisions -----
+
+    def refresh(self) -> None:
+        """Recompute votes, counts and the merged result; rebuild the visible rows list."""
+        self.review.reviewer = self.reviewer.value.strip()
+        others = [r for r in self.others if slug(r.reviewer) != slug(self.review.reviewer or "anonymous")]
+        reviews = [*others, self.review]
+        self.votes = {v.node.id: v for v in tally(self.nodes, others)}  # conflicts among the saved reviews
+        merged = merge(reviews)
+        self._kept_ids = {n.id for n in apply_review(self.nodes, _keep_ids(merged))}
+        shown = self.visible()
+        rows = [self._row(n) for n in shown[:MAX_ROWS]]
+        for row in self.rows.values():  # hidden rows too, so they are right when shown again
+            self._label(row)
+        self.tree_box.children = [r.box for r in rows]
+        more = f" (first {MAX_ROWS}: filter to narrow)" if len(shown) > MAX_ROWS else ""
+        self.shown.value = f"{len(shown)} of {len(self.nodes)} nodes shown{more}"
+        self._show_conflicts(others)
+        self._show_merged(merged, reviews)
+
+    def _label(self, row: NodeRow) -> None:
+        """Name (struck through when the merged result removes it), counts below it, description and votes."""
+        node, below, kept_ids = row.node, self.tree.descendants(row.node.id), self._kept_ids
+        row.toggle.description = "▾" if node.id in self.expanded or self.filter.value.strip() else "▸"
+        removed = sum(d.id not in kept_ids for d in below)
+        children = len(self.tree.children.get(node.id, []))
+        counts = f"{children} children · {len(below) - removed} kept · {removed} removed"
+        gone = node.id not in kept_ids
+        text = f"<s>{html.escape(node.name)}</s>" if gone else f"<b>{html.escape(node.name)}</b>"
+        parts = [text, f"<small>({counts})</small>" if below else ""]
+        if node.description:
+            parts.append(f"<small style='color:#666'>{html.escape(node.description[:80])}</small>")
+        if node.id in self.votes and self.votes[node.id].contested:
+            parts.append(f"<small class='glan-votes'>{html.escape(_votes_text(self.votes[node.id]))}</small>")
+        title = html.escape(node.description or node.name, quote=True)
+        row.label.value = f'<span title="{title}">{" ".join(p for p in parts if p)}</span>'
+        locked = any(a not in kept_ids for a in self.tree.ancestors(node.id))
+        row.remove.disabled = row.rename.disabled = locked  # removal cascades: nothing to decide below it
+
+    def _show_conflicts(self, others: list[Review]) -> None:
+        contested = [v for v in self.votes.values() if v.contested]  # tally's order: conflicts first
+        self.conflicts.children = [self._conflict_row(v) for v in contested[:MAX_ROWS]] or [
+            w.HTML("every node kept by all reviewers" if others else "no other reviewer's votes yet")
+        ]
+
+    def _conflict_row(self, votes: NodeVotes) -> w.Widget:
+        node = votes.node
+        where = html.escape(" / ".join(node.path))
+        mine = self.review.decisions.get(node.id)
+        text = (
+            f"<b>{where}</b>: {html.escape(_votes_text(votes))} → <b>{html.escape(votes.outcome)}</b>"
+            f" · your vote: <span class='glan-my-vote'>{html.escape(mine.label() if mine else 'keep')}</span>"
+        )
+        if votes.conflict:
+            text = f"⚠ {text} <i>({html.escape(votes.conflict)})</i>"
+        choices = {"keep": ("keep", None), "remove": ("remove", None)}
+        for label in votes.votes.values():
+            if label.startswith("rename: "):
+                choices[label] = ("rename", label.removeprefix("rename: "))
+        buttons = [
+            _button(
+                label if action != "rename" else f"name it {value}",
+                f"glan-resolve-{action}",
+                lambda action=action, value=value: self.vote(node.id, action, value),
+            )
+            for label, (action, value) in choices.items()
+        ]
+        box = w.HBox([w.HTML(text), *buttons])
+        for css in ("glan-vote", f"glan-vote-{slug(node.name)}", "glan-conflict" if votes.conflict else "glan-agreed"):
+            box.add_class(css)
+        return box
+
+    def _show_merged(self, merged: Review, reviews: list[Review]) -> None:
+        kept = disciplines(apply_review(self.nodes, merged))
+        total = len(disciplines(self.nodes))
+        changes = diff_reviews(Review(), merged, self.nodes)
+        listed = "".join(f"<li>{html.escape(c)}</li>" for c in changes[:40])
+        extra = f"<li>… {len(changes) - 40} more</li>" if len(changes) > 40 else ""
+        who = ", ".join(r.reviewer or "you" for r in reviews)
+        self.merged.value = (
+            f"<b>Merged result</b> of {html.escape(who)} (what later stages use once saved): "
+            f"<span class='glan-kept-count'>{len(kept)}</span> of {total} disciplines kept"
+            f"<ul>{listed}{extra}</ul>"
+        )
+
+    # ----- actions -----
+
+    def vote(self, node_id: str, action: str, new_name: str | None = None) -> None:
+        """Cast this reviewer's vote on a node (from the votes list or a duplicate's "keep one")."""
+        self.review.decide(node_id, action, new_name)  # type: ignore[arg-type]
+        self._row(self.tree.by_id[node_id]).load(self.review)
+        self.refresh()
+
+    def propose(self, node_id: str) -> None:
+        """Ask the model for more children of a node and list them under it to accept or reject."""
+        node = self.tree.by_id[node_id]
+        row = self._row(node)
+        siblings = [c.name for c in self.tree.children.get(node_id, [])] + [
+            a.name for a in self.review.additions if a.parent_id == node_id
+        ]
+        proposals = run(propose_children(self.settings, node, siblings))
+        self.status.value = proposals.summary()
+        row.suggestions.children = [self._suggestion(row, s) for s in proposals.suggestions]
+
+    def _suggestion(self, row: NodeRow, node: TaxonomyNode) -> w.Widget:
+        box = w.HBox()
+
+        def decide(accept: bool) -> None:
+            if accept:
+                self.review.add(row.node.id, node.name, node.description)
+            row.suggestions.children = tuple(c for c in row.suggestions.children if c is not box)
+            self.refresh()
+
+        text = f"suggested: <b>{html.escape(node.name)}</b> <small>{html.escape(node.description[:80])}</small>"
+        box.children = [
+            w.HTML(text),
+            _button("accept", "glan-accept", lambda: decide(True)),
+            _button("reject", "glan-reject", lambda: decide(False)),
+        ]
+        box.add_class("glan-suggestion")
+        box.add_class(f"glan-suggestion-{slug(node.name)}")
+        return box
+
+    def find_duplicates(self) -> list[DuplicatePair]:
+        """Flag the same discipline under two parents, each with a one-click "keep one"."""
+        pairs = cross_branch_duplicates(self.nodes)
+        self.duplicates.children = [self._duplicate_row(p) for p in pairs[:MAX_ROWS]] or [w.HTML("no duplicates")]
+        return pairs
+
+    def _duplicate_row(self, pair: DuplicatePair) -> w.Widget:
+        a, b = pair.first, pair.second
+        text = f"{html.escape(' / '.join(a.path))} ≈ {html.escape(' / '.join(b.path))} ({pair.similarity:.2f})"
+        box = w.HBox(
+            [
+                w.HTML(text),
+                _button(f"keep {a.path[-2]}'s", "glan-keep-first", lambda: self.vote(b.id, "remove")),
+                _button(f"keep {b.path[-2]}'s", "glan-keep-second", lambda: self.vote(a.id, "remove")),
+            ]
+        )
+        box.add_class("glan-duplicate")
+        return box
 
     def save(self) -> Path:
-        """Write this reviewer's decisions to the run's reviews folder and say where."""
+        """Save this reviewer's decisions as their next version and say where."""
         self.review.reviewer = self.reviewer.value.strip() or "anonymous"
-        for decision in self.review.decisions.values():
-            decision.reviewer = self.review.reviewer
-        path = self.review.save(reviews_dir(self.run_dir) / f"{slug(self.review.reviewer)}.json")
-        self.status.value = f"saved to {path}"
+        version = save_version(self.run_dir, self.review, self.nodes)
+        path = reviews_dir(self.run_dir) / f"{slug(version.reviewer)}.json"
+        self.status.value = f"saved to {path} (version {version.version}, {len(version.changes)} changes)"
+        self._fill_versions()
         return path
 
-    def _grey_out(self) -> None:
-        """Disable the rows under a removed node, since removal cascades."""
-        removed = {r.node.id for r in self.rows if r.remove.value}
-        by_id = {r.node.id: r.node for r in self.rows}
-        for row in self.rows:
-            parent, hidden = row.node.parent_id, False
-            while parent and not hidden:
-                hidden, parent = parent in removed, by_id[parent].parent_id if parent in by_id else None
-            row.remove.disabled = row.rename.disabled = hidden
+    def _choices(self) -> dict[tuple[str, int], Review]:
+        """Every saved version, plus reviewers' files that were copied in without a history."""
+        chosen = {(v.reviewer, v.version): v.review for v in versions(self.run_dir)}
+        for review in _saved(self.run_dir):
+            chosen.setdefault((review.reviewer, review.version), review)
+        return chosen
+
+    def _fill_versions(self) -> None:
+        options = [(f"{who} v{number}", (who, number)) for who, number in self._choices()]
+        for dropdown in (self.diff_a, self.diff_b):
+            dropdown.options = options
+        if len(options) > 1:
+            self.diff_a.value, self.diff_b.value = options[-2][1], options[-1][1]
+
+    def show_diff(self) -> list[str]:
+        """What changed between the two chosen versions (of one reviewer, or of two reviewers)."""
+        if self.diff_a.value is None or self.diff_b.value is None:
+            return []
+        chosen = self._choices()
+        lines = diff_reviews(chosen[self.diff_a.value], chosen[self.diff_b.value], self.nodes)
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+        self.diff_out.value = f"<ul>{items}</ul>" if lines else "no differences"
+        return lines
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -109,15 +415,38 @@ class ReviewWidget:
         display(self.widget)
 
 
-def _tree_order(nodes: list[TaxonomyNode]) -> list[TaxonomyNode]:
-    """Depth-first, each parent followed by its children."""
-    children: dict[str | None, list[TaxonomyNode]] = {}
-    for node in nodes:
-        children.setdefault(node.parent_id, []).append(node)
-    ordered: list[TaxonomyNode] = []
-    stack = list(reversed(children.get(None, [])))
-    while stack:
-        node = stack.pop()
-        ordered.append(node)
-        stack.extend(reversed(children.get(node.id, [])))
-    return ordered
+def _saved(run_dir: Path) -> list[Review]:
+    return load_reviews(reviews_dir(run_dir)) if reviews_dir(run_dir).is_dir() else []
+
+
+def _keep_ids(review: Review) -> Review:
+    """The review's removals only: which original ids survive (renames would change the ids)."""
+    return Review(decisions={k: d for k, d in review.decisions.items() if d.action == "remove"})
+
+
+def _votes_text(votes: NodeVotes) -> str:
+    return ", ".join(f"{who}: {label}" for who, label in votes.votes.items())
+
+
+def _css(widget: w.Widget, css: str) -> w.Widget:
+    widget.add_class(css)
+    return widget
+
+
+def _button(description: str, css: str, action: Callable[[], object]) -> w.Button:
+    button = _css(w.Button(description=description, layout=w.Layout(width="auto")), css)
+    button.on_click(lambda _: action())
+    return button
+
+
+def votes_frame(nodes: list[TaxonomyNode], source: Path | None) -> pd.DataFrame:
+    """One row per node some reviewer changed in the reviews at `source` (a file or folder; None: no review):
+    each reviewer's vote, the majority outcome and the conflict, conflicts first. For notebooks and batch runs
+    that show the votes without the widget."""
+    reviews = load_reviews(source) if source else []
+    rows = [
+        {"path": " / ".join(v.node.path), **v.votes, "outcome": v.outcome, "conflict": v.conflict}
+        for v in tally(nodes, reviews)
+        if v.contested
+    ]
+    return pd.DataFrame(rows, columns=["path", *(r.reviewer or "?" for r in reviews), "outcome", "conflict"])
