@@ -368,3 +368,17 @@ def test_widget_keeps_one_of_a_duplicate(nodes, tmp_path):
     keep_first.click()
     assert widget.review.decisions[twin.id].action == "remove"
     assert widget.review.decisions.get(named(nodes, "Organic Chemistry").id) is None
+
+
+def test_a_returning_reviewer_continues_from_their_saved_version(nodes, tmp_path):
+    ann = Review(reviewer="ann")
+    ann.decide(named(nodes, "Physics").id, "remove")
+    save_version(tmp_path, ann, nodes)
+    widget = ReviewWidget(nodes, tmp_path)
+    widget.reviewer.value = "Ann"
+    assert widget.row("Physics").remove.value  # ann's saved vote, loaded
+    assert widget.conflicts.children[0].value == "no other reviewer's votes yet"  # her own file is not "another"
+    widget.row("Physics").remove.value = False
+    widget.save()
+    assert [v.version for v in versions(tmp_path, "ann")] == [1, 2]
+    assert RunStore(tmp_path).read_manifest()["stages"][MANIFEST_ENTRY]["versions"] == {"Ann": 2}

@@ -17,6 +17,7 @@ import ipywidgets as w
 import pandas as pd
 
 from glan_utils.core.aio import run
+from glan_utils.core.errors import GlanError
 from glan_utils.core.records import LEVELS, TaxonomyNode, child_level
 from glan_utils.settings import Settings
 from glan_utils.stages.grow import DuplicatePair, cross_branch_duplicates, propose_children
@@ -28,14 +29,17 @@ from glan_utils.stages.review import (
     disciplines,
     load_reviews,
     merge,
+    record_in_manifest,
     reviews_dir,
     save_version,
     slug,
     tally,
     versions,
 )
+from glan_utils.stages.selection import review_path
 
 MAX_ROWS = 300  # rows on screen at once; a filter narrows the rest
+VOTE_ROWS = 60  # nodes listed in the votes list (conflicts first)
 INDENT_PX = 22
 
 
@@ -148,13 +152,12 @@ class ReviewWidget:
     ) -> None:
         self.tree, self.run_dir, self.settings = Tree(list(nodes)), Path(run_dir), settings
         self.nodes = self.tree.order
-        saved = _saved(self.run_dir)
-        mine = [r for r in saved if reviewer and slug(r.reviewer) == slug(reviewer)]
-        self.others = [r for r in saved if r not in mine]
-        self.review = mine[0] if mine else Review(reviewer=reviewer)
+        self.saved = _saved(self.run_dir)
+        self.review = self._saved_review(reviewer) or Review(reviewer=reviewer)
         self.rows: dict[str, NodeRow] = {}
         self.expanded: set[str] = set()
         self.votes: dict[str, NodeVotes] = {}
+        self._vote_rows: dict[tuple, w.HBox] = {}
         self._kept_ids = {n.id for n in self.nodes}
         self._build_controls(reviewer)
         self.refresh()
@@ -163,6 +166,7 @@ class ReviewWidget:
 
     def _build_controls(self, reviewer: str) -> None:
         self.reviewer = _css(w.Text(value=reviewer, description="Reviewer", placeholder="your name"), "glan-reviewer")
+        self.reviewer.observe(lambda _: self._switch_reviewer(), names="value")
         self.filter = _css(w.Text(placeholder="filter by name or description", continuous_update=False), "glan-filter")
         self.filter.observe(lambda _: self.refresh(), names="value")
         level_buttons = [
@@ -200,6 +204,19 @@ class ReviewWidget:
             ]
         )
         self.widget.add_class("glan-review")
+
+    def _saved_review(self, reviewer: str) -> Review | None:
+        """This reviewer's latest saved version, to continue from it."""
+        return next((r for r in self.saved if reviewer.strip() and slug(r.reviewer) == slug(reviewer)), None)
+
+    def _switch_reviewer(self) -> None:
+        """A returning reviewer who has not decided anything yet here continues from their saved version."""
+        saved = self._saved_review(self.reviewer.value)
+        if saved is not None and not self.review.decisions and not self.review.additions:
+            self.review = saved.model_copy(deep=True)
+            for row in self.rows.values():
+                row.load(self.review)
+        self.refresh()
 
     # ----- the tree -----
 
@@ -239,7 +256,7 @@ class ReviewWidget:
     def refresh(self) -> None:
         """Recompute votes, counts and the merged result; rebuild the visible rows list."""
         self.review.reviewer = self.reviewer.value.strip()
-        others = [r for r in self.others if slug(r.reviewer) != slug(self.review.reviewer or "anonymous")]
+        others = [r for r in self.saved if slug(r.reviewer) != slug(self.review.reviewer or "anonymous")]
         reviews = [*others, self.review]
         self.votes = {v.node.id: v for v in tally(self.nodes, others)}  # conflicts among the saved reviews
         merged = merge(reviews)
@@ -274,21 +291,27 @@ class ReviewWidget:
         row.remove.disabled = row.rename.disabled = locked  # removal cascades: nothing to decide below it
 
     def _show_conflicts(self, others: list[Review]) -> None:
-        contested = [v for v in self.votes.values() if v.contested]  # tally's order: conflicts first
-        self.conflicts.children = [self._conflict_row(v) for v in contested[:MAX_ROWS]] or [
+        """The nodes other reviewers changed, conflicts first (tally's order); rows are reused, only the text
+        (which shows this reviewer's vote) is refreshed."""
+        contested = [v for v in self.votes.values() if v.contested]
+        rows = [self._vote_row(v) for v in contested[:VOTE_ROWS]]
+        if len(contested) > VOTE_ROWS:
+            rows.append(w.HTML(f"… {len(contested) - VOTE_ROWS} more nodes changed by other reviewers"))
+        self.conflicts.children = rows or [
             w.HTML("every node kept by all reviewers" if others else "no other reviewer's votes yet")
         ]
 
-    def _conflict_row(self, votes: NodeVotes) -> w.Widget:
+    def _vote_row(self, votes: NodeVotes) -> w.Widget:
+        key = (votes.node.id, tuple(votes.votes.items()))
+        if key not in self._vote_rows:
+            self._vote_rows[key] = self._new_vote_row(votes)
+        box = self._vote_rows[key]
+        mine = self.review.decisions.get(votes.node.id)
+        box.children[0].value = _vote_text(votes, mine.label() if mine else "keep")
+        return box
+
+    def _new_vote_row(self, votes: NodeVotes) -> w.HBox:
         node = votes.node
-        where = html.escape(" / ".join(node.path))
-        mine = self.review.decisions.get(node.id)
-        text = (
-            f"<b>{where}</b>: {html.escape(_votes_text(votes))} → <b>{html.escape(votes.outcome)}</b>"
-            f" · your vote: <span class='glan-my-vote'>{html.escape(mine.label() if mine else 'keep')}</span>"
-        )
-        if votes.conflict:
-            text = f"⚠ {text} <i>({html.escape(votes.conflict)})</i>"
         choices = {"keep": ("keep", None), "remove": ("remove", None)}
         for label in votes.votes.values():
             if label.startswith("rename: "):
@@ -301,7 +324,7 @@ class ReviewWidget:
             )
             for label, (action, value) in choices.items()
         ]
-        box = w.HBox([w.HTML(text), *buttons])
+        box = w.HBox([w.HTML(), *buttons])
         for css in ("glan-vote", f"glan-vote-{slug(node.name)}", "glan-conflict" if votes.conflict else "glan-agreed"):
             box.add_class(css)
         return box
@@ -334,7 +357,11 @@ class ReviewWidget:
         siblings = [c.name for c in self.tree.children.get(node_id, [])] + [
             a.name for a in self.review.additions if a.parent_id == node_id
         ]
-        proposals = run(propose_children(self.settings, node, siblings))
+        try:
+            proposals = run(propose_children(self.settings, node, siblings))
+        except GlanError as exc:  # no endpoint, bad settings: one line, the widget stays usable
+            self.status.value = f"cannot propose children of {node.name}: {exc}"
+            return
         self.status.value = proposals.summary()
         row.suggestions.children = [self._suggestion(row, s) for s in proposals.suggestions]
 
@@ -381,6 +408,9 @@ class ReviewWidget:
         self.review.reviewer = self.reviewer.value.strip() or "anonymous"
         version = save_version(self.run_dir, self.review, self.nodes)
         path = reviews_dir(self.run_dir) / f"{slug(version.reviewer)}.json"
+        source = review_path(self.settings) if self.settings is not None else reviews_dir(self.run_dir)
+        record_in_manifest(self.run_dir, source)  # the versions later stages now apply
+        self.saved = _saved(self.run_dir)
         self.status.value = f"saved to {path} (version {version.version}, {len(version.changes)} changes)"
         self._fill_versions()
         return path
@@ -426,6 +456,16 @@ def _keep_ids(review: Review) -> Review:
 
 def _votes_text(votes: NodeVotes) -> str:
     return ", ".join(f"{who}: {label}" for who, label in votes.votes.items())
+
+
+def _vote_text(votes: NodeVotes, mine: str) -> str:
+    """One line of the votes list: path, everyone's vote, the outcome, this reviewer's vote, the conflict."""
+    where = html.escape(" / ".join(votes.node.path))
+    text = (
+        f"<b>{where}</b>: {html.escape(_votes_text(votes))} → <b>{html.escape(votes.outcome)}</b>"
+        f" · your vote: <span class='glan-my-vote'>{html.escape(mine)}</span>"
+    )
+    return f"⚠ {text} <i>({html.escape(votes.conflict)})</i>" if votes.conflict else text
 
 
 def _css(widget: w.Widget, css: str) -> w.Widget:
