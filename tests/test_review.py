@@ -323,10 +323,10 @@ def test_widget_shows_votes_conflicts_first_and_resolves_them(nodes, tmp_path):
     rows = widget.conflicts.children
     assert [("glan-conflict" in r._dom_classes) for r in rows] == [True, True, False]
     assert "glan-vote-physics" in rows[0]._dom_classes and "ann: remove, bob: keep" in rows[0].children[0].value
-    assert ">5</span> of 5 disciplines kept" in widget.merged.value
+    assert ">5</span> disciplines after review (5 before)" in widget.merged.value
     remove = next(b for b in rows[0].children[1:] if "glan-resolve-remove" in b._dom_classes)
     remove.click()
-    assert ">3</span> of 5 disciplines kept" in widget.merged.value  # shown before Save
+    assert ">3</span> disciplines after review (5 before)" in widget.merged.value  # shown before Save
     name_it = next(b for b in widget.conflicts.children[1].children[1:] if b.description == "name it World History")
     name_it.click()
     widget.save_button.click()
@@ -382,3 +382,17 @@ def test_a_returning_reviewer_continues_from_their_saved_version(nodes, tmp_path
     widget.save()
     assert [v.version for v in versions(tmp_path, "ann")] == [1, 2]
     assert RunStore(tmp_path).read_manifest()["stages"][MANIFEST_ENTRY]["versions"] == {"Ann": 2}
+
+
+def test_widget_lists_other_reviewers_additions_to_support(nodes, tmp_path):
+    ann = Review(reviewer="ann")
+    ann.add(named(nodes, "Physics").id, "Optics", "Light")
+    save_version(tmp_path, ann, nodes)
+    widget = ReviewWidget(nodes, tmp_path, reviewer="cid")
+    assert "Optics (1 of 2 reviewers)" in widget.merged.value  # one of two is not a majority
+    row = next(r for r in widget.conflicts.children if "glan-addition-vote" in r._dom_classes)
+    assert "Optics</b> added under Natural Sciences / Physics by ann" in row.children[0].value
+    row.children[1].click()
+    assert "glan-pending" not in widget.merged.value
+    assert ">6</span> disciplines after review (5 before)" in widget.merged.value
+    assert [(a.name, a.description) for a in widget.review.additions] == [("Optics", "Light")]

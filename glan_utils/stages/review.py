@@ -150,7 +150,8 @@ def outcome(votes: Sequence[Decision]) -> Outcome:
 
 
 def merge(reviews: Iterable[Review]) -> Review:
-    """One review from many by majority (see `outcome`); an addition needs more than half of the reviewers."""
+    """One review from many by majority (see `outcome`); an addition needs more than half of the reviewers
+    (leaving the tree as it was is a vote against a change, for additions as for renames)."""
     reviews = list(reviews)
     if len(reviews) <= 1:
         return reviews[0] if reviews else Review()
@@ -159,10 +160,34 @@ def merge(reviews: Iterable[Review]) -> Review:
         decision = outcome([r.decisions.get(node_id, Decision()) for r in reviews]).decision
         if decision is not None:
             merged.decisions[node_id] = decision.model_copy(update={"reviewer": merged.reviewer})
-    proposals = Counter(key for r in reviews for key in {a.key for a in r.additions})
-    firsts = {a.key: a for r in reversed(reviews) for a in r.additions}
-    merged.additions = [firsts[key] for key, n in proposals.items() if n * 2 > len(reviews)]
+    merged.additions = [v.addition for v in addition_votes(reviews) if v.accepted]
     return merged
+
+
+@dataclass(frozen=True)
+class AdditionVotes:
+    """Who proposed one new node; like any change it needs more than half of the reviewers."""
+
+    addition: Addition
+    supporters: list[str]
+    reviewers: int
+
+    @property
+    def accepted(self) -> bool:
+        return len(self.supporters) * 2 > self.reviewers
+
+
+def addition_votes(reviews: Sequence[Review]) -> list[AdditionVotes]:
+    """Every proposed node (same parent, same name ignoring case) with its supporters, in proposal order."""
+    supporters: dict[tuple[str, str], list[str]] = {}
+    firsts: dict[tuple[str, str], Addition] = {}
+    for review in reviews:
+        for addition in review.additions:
+            firsts.setdefault(addition.key, addition)
+            names, who = supporters.setdefault(addition.key, []), review.reviewer or "?"
+            if who not in names:
+                names.append(who)
+    return [AdditionVotes(firsts[key], names, len(reviews)) for key, names in supporters.items()]
 
 
 @dataclass(frozen=True)

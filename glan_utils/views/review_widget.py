@@ -22,8 +22,10 @@ from glan_utils.core.records import LEVELS, TaxonomyNode, child_level
 from glan_utils.settings import Settings
 from glan_utils.stages.grow import DuplicatePair, cross_branch_duplicates, propose_children
 from glan_utils.stages.review import (
+    AdditionVotes,
     NodeVotes,
     Review,
+    addition_votes,
     apply_review,
     diff_reviews,
     disciplines,
@@ -41,6 +43,8 @@ from glan_utils.stages.selection import review_path
 MAX_ROWS = 300  # rows on screen at once; a filter narrows the rest
 VOTE_ROWS = 60  # nodes listed in the votes list (conflicts first)
 INDENT_PX = 22
+TOGGLE_PX = 32
+LABEL_PX = 460
 
 
 class Tree:
@@ -76,35 +80,32 @@ class NodeRow:
 
     def __init__(self, node: TaxonomyNode, widget: ReviewWidget) -> None:
         self.node, self.owner, self._syncing = node, widget, False
-        depth = len(node.path) - 1
-        has_children = child_level(node.level) is not None
-        shown = "visible" if has_children else "hidden"
-        self.toggle = w.Button(description="▸", layout=w.Layout(width="32px", visibility=shown))
-        self.toggle.add_class("glan-toggle")
-        self.toggle.on_click(lambda _: widget.toggle(node.id))
-        self.label = w.HTML(layout=w.Layout(width="420px"))
-        self.label.add_class("glan-label")
+        indent = INDENT_PX * (len(node.path) - 1)
+        level = child_level(node.level)
+        self.label = _css(w.HTML(layout=w.Layout(width=f"{LABEL_PX - indent - TOGGLE_PX}px")), "glan-label")
         self.remove = w.ToggleButton(value=False, description="remove", tooltip=f"remove {node.name} and its subtree")
         self.rename = w.Text(placeholder="rename", layout=w.Layout(width="180px"))
         self.remove.add_class("glan-remove")
         self.rename.add_class("glan-rename")
-        controls: list[w.Widget] = [self.toggle, self.label, self.remove, self.rename]
-        self.child_name = self.add = self.propose = None
-        self.suggestions = w.VBox(layout=w.Layout(margin=f"0 0 0 {INDENT_PX * (depth + 2)}px"))
-        if has_children:
-            self.child_name = w.Text(placeholder=f"new {child_level(node.level)}", layout=w.Layout(width="160px"))
-            self.add = w.Button(description="add child", layout=w.Layout(width="90px"))
-            self.child_name.add_class("glan-child-name")
-            self.add.add_class("glan-add")
-            self.add.on_click(self._on_add)
-            controls += [self.child_name, self.add]
+        self.toggle = self.child_name = self.add = self.propose = self.suggestions = None
+        if level is None:  # a discipline: most rows are, so they get the fewest widgets
+            self.label.layout.margin = f"0 0 0 {indent + TOGGLE_PX}px"
+            self.box = w.HBox([self.label, self.remove, self.rename])
+        else:
+            self.toggle = w.Button(description="▸", layout=w.Layout(width=f"{TOGGLE_PX}px", margin=f"0 0 0 {indent}px"))
+            self.toggle.add_class("glan-toggle")
+            self.toggle.on_click(lambda _: widget.toggle(node.id))
+            self.child_name = _css(
+                w.Text(placeholder=f"new {level}", layout=w.Layout(width="160px")), "glan-child-name"
+            )
+            self.add = _button("add child", "glan-add", self._on_add)
+            controls = [self.toggle, self.label, self.remove, self.rename, self.child_name, self.add]
             if widget.settings is not None:
-                self.propose = w.Button(description="propose more", tooltip="ask the model for more children")
-                self.propose.add_class("glan-propose")
-                self.propose.on_click(lambda _: widget.propose(node.id))
+                self.propose = _button("propose more", "glan-propose", lambda: widget.propose(node.id))
+                self.propose.tooltip = "ask the model for more children"
                 controls.append(self.propose)
-        line = w.HBox(controls, layout=w.Layout(margin=f"0 0 0 {INDENT_PX * depth}px"))
-        self.box = w.VBox([line, self.suggestions])
+            self.suggestions = w.VBox(layout=w.Layout(margin=f"0 0 0 {indent + 2 * TOGGLE_PX}px"))
+            self.box = w.VBox([w.HBox(controls), self.suggestions])
         for css in ("glan-row", f"glan-node-{slug(node.name)}", f"glan-id-{node.id}", f"glan-{node.level}"):
             self.box.add_class(css)
         self.load(widget.review)
@@ -132,7 +133,7 @@ class NodeRow:
             self.owner.review.decide(self.node.id, "keep")
         self.owner.refresh()
 
-    def _on_add(self, _: object) -> None:
+    def _on_add(self) -> None:
         if self.child_name is not None and self.child_name.value.strip():
             self.owner.review.add(self.node.id, self.child_name.value)
             self.child_name.value = ""
@@ -274,7 +275,8 @@ class ReviewWidget:
     def _label(self, row: NodeRow) -> None:
         """Name (struck through when the merged result removes it), counts below it, description and votes."""
         node, below, kept_ids = row.node, self.tree.descendants(row.node.id), self._kept_ids
-        row.toggle.description = "▾" if node.id in self.expanded or self.filter.value.strip() else "▸"
+        if row.toggle is not None:
+            row.toggle.description = "▾" if node.id in self.expanded or self.filter.value.strip() else "▸"
         removed = sum(d.id not in kept_ids for d in below)
         children = len(self.tree.children.get(node.id, []))
         counts = f"{children} children · {len(below) - removed} kept · {removed} removed"
@@ -295,6 +297,7 @@ class ReviewWidget:
         (which shows this reviewer's vote) is refreshed."""
         contested = [v for v in self.votes.values() if v.contested]
         rows = [self._vote_row(v) for v in contested[:VOTE_ROWS]]
+        rows += [self._addition_row(v) for v in addition_votes(others)]
         if len(contested) > VOTE_ROWS:
             rows.append(w.HTML(f"… {len(contested) - VOTE_ROWS} more nodes changed by other reviewers"))
         self.conflicts.children = rows or [
@@ -329,6 +332,21 @@ class ReviewWidget:
             box.add_class(css)
         return box
 
+    def _addition_row(self, votes: AdditionVotes) -> w.Widget:
+        """A node another reviewer added: who proposed it, and a button to support it (it needs a majority)."""
+        addition, parent = votes.addition, self.tree.by_id.get(votes.addition.parent_id)
+        where = html.escape(" / ".join(parent.path) if parent else addition.parent_id)
+        text = f"<b>{html.escape(addition.name)}</b> added under {where} by {html.escape(', '.join(votes.supporters))}"
+        support = _button("add it too", "glan-second", lambda: self._second(addition.parent_id, addition.name))
+        box = w.HBox([w.HTML(text), support])
+        box.add_class("glan-addition-vote")
+        return box
+
+    def _second(self, parent_id: str, name: str) -> None:
+        source = next(a for r in self.saved for a in r.additions if a.key == (parent_id, name.casefold()))
+        self.review.add(parent_id, name, source.description)
+        self.refresh()
+
     def _show_merged(self, merged: Review, reviews: list[Review]) -> None:
         kept = disciplines(apply_review(self.nodes, merged))
         total = len(disciplines(self.nodes))
@@ -336,10 +354,16 @@ class ReviewWidget:
         listed = "".join(f"<li>{html.escape(c)}</li>" for c in changes[:40])
         extra = f"<li>… {len(changes) - 40} more</li>" if len(changes) > 40 else ""
         who = ", ".join(r.reviewer or "you" for r in reviews)
+        pending = [
+            f"<li>{html.escape(v.addition.name)} ({len(v.supporters)} of {v.reviewers} reviewers)</li>"
+            for v in addition_votes(reviews)
+            if not v.accepted
+        ]
+        waiting = f"Added but short of a majority: <ul class='glan-pending'>{''.join(pending)}</ul>" if pending else ""
         self.merged.value = (
             f"<b>Merged result</b> of {html.escape(who)} (what later stages use once saved): "
-            f"<span class='glan-kept-count'>{len(kept)}</span> of {total} disciplines kept"
-            f"<ul>{listed}{extra}</ul>"
+            f"<span class='glan-kept-count'>{len(kept)}</span> disciplines after review ({total} before)"
+            f"<ul>{listed}{extra}</ul>{waiting}"
         )
 
     # ----- actions -----
@@ -474,7 +498,7 @@ def _css(widget: w.Widget, css: str) -> w.Widget:
 
 
 def _button(description: str, css: str, action: Callable[[], object]) -> w.Button:
-    button = _css(w.Button(description=description, layout=w.Layout(width="auto")), css)
+    button = _css(w.Button(description=description, layout=w.Layout(width="auto", flex="0 0 auto")), css)
     button.on_click(lambda _: action())
     return button
 

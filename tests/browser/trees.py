@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from glan_utils.core.records import TaxonomyNode
 from glan_utils.stages.taxonomy import load_taxonomy_file
 
@@ -53,3 +55,15 @@ def synthetic_tree(fields: int = 10, subfields: int = 9, disciplines: int = 10) 
     """fields + fields*subfields + fields*subfields*disciplines nodes (defaults: 1,000)."""
     names = [f"Discipline {i + 1}" for i in range(fields * subfields * disciplines)]
     return grouped(names, fields, subfields)
+
+
+def write_yaml(nodes: list[TaxonomyNode], path: Path) -> Path:
+    """`nodes` as a nested taxonomy file (`{field: {sub-field: {discipline: description}}}`)."""
+    tree: dict = {}
+    for node in nodes:
+        branch = tree
+        for name in node.path[:-1]:
+            branch = branch.setdefault(name, {})
+        branch[node.name] = node.description or None if node.level == "discipline" else branch.get(node.name, {})
+    path.write_text(yaml.safe_dump(tree, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
