@@ -166,7 +166,9 @@ def test_review_widget_on_the_paper_tree(tmp_path: Path) -> None:
             filter_box.fill("")
             filter_box.press("Enter")
             page.locator(f".glan-node-{slug(fields[0].name)} .glan-toggle").first.click()
-            expect(rows).to_have_count(len(fields) + 4, timeout=30_000)
+            page.locator(f".glan-node-{slug(contested.path[1])} .glan-toggle").first.click()
+            expect(rows).to_have_count(len(fields) + 4 + 4, timeout=30_000)
+            expect(page.locator(f".glan-node-{slug(contested.name)} .glan-label s")).to_have_count(1)  # struck out
             page.locator(".glan-save").click()
             page.locator(".glan-status", has_text="saved to").wait_for(timeout=30_000)
             shots = Path(os.environ.get("GLAN_SCREENSHOTS", tmp_path))

@@ -31,7 +31,7 @@ from glan_utils.stages.review import (
 )
 from glan_utils.stages.taxonomy import load_taxonomy_file
 from glan_utils.testing.openai_server import Behavior
-from glan_utils.views.review_widget import MAX_ROWS, ReviewWidget
+from glan_utils.views.review_widget import MAX_ROWS, ReviewWidget, history_frame
 
 DATA = Path(__file__).parent / "data" / "taxonomy"
 
@@ -396,3 +396,22 @@ def test_widget_lists_other_reviewers_additions_to_support(nodes, tmp_path):
     assert "glan-pending" not in widget.merged.value
     assert ">6</span> disciplines after review (5 before)" in widget.merged.value
     assert [(a.name, a.description) for a in widget.review.additions] == [("Optics", "Light")]
+    row = next(r for r in widget.conflicts.children if "glan-addition-vote" in r._dom_classes)
+    assert "by ann, you" in row.children[0].value and len(row.children) == 1  # nothing left to support
+
+
+def test_history_lists_saved_versions_and_copied_in_files(nodes, tmp_path):
+    ann = Review(reviewer="ann")
+    ann.decide(named(nodes, "Physics").id, "remove")
+    save_version(tmp_path, ann, nodes)
+    bob = Review(reviewer="bob")  # a colleague's file copied in by hand: no history line
+    bob.decide(named(nodes, "History").id, "remove")
+    bob.save(reviews_dir(tmp_path) / "bob.json")
+    frame = history_frame(tmp_path)
+    assert frame[["reviewer", "version", "changes"]].values.tolist() == [
+        ["ann", 1, "Physics: keep -> remove"],
+        ["bob", 0, ""],
+    ]
+    widget = ReviewWidget(nodes, tmp_path)
+    assert [label.split(" (")[0] for label, _ in widget.diff_a.options] == ["ann v1", "bob v0"]
+    assert widget.show_diff() == ["History: keep -> remove", "Physics: remove -> keep"]

@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -238,6 +238,24 @@ def versions(run_dir: str | Path, reviewer: str | None = None) -> list[Version]:
     """Every saved version in the run (of one reviewer if named), oldest first."""
     rows = (Version.model_validate(row) for row in iter_jsonl(reviews_dir(run_dir) / HISTORY))
     return [v for v in rows if reviewer is None or slug(v.reviewer) == slug(reviewer)]
+
+
+def known_versions(run_dir: str | Path) -> list[Version]:
+    """Every saved version, plus reviewers' files copied into `reviews/` without a history (dated by the file)."""
+    found = {(slug(v.reviewer), v.version): v for v in versions(run_dir)}
+    folder = reviews_dir(run_dir)
+    for file in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        for review in load_reviews(file):
+            at = datetime.fromtimestamp(file.stat().st_mtime, tz=UTC)
+            version = Version(
+                reviewer=review.reviewer or file.stem,
+                version=review.version,
+                at=at,
+                content_id=review.content_id(),
+                review=review,
+            )
+            found.setdefault((slug(version.reviewer), review.version), version)
+    return list(found.values())
 
 
 def save_version(run_dir: str | Path, review: Review, nodes: Iterable[TaxonomyNode] = ()) -> Version:

@@ -20,15 +20,17 @@ from glan_utils.core.aio import run
 from glan_utils.core.errors import GlanError
 from glan_utils.core.records import LEVELS, TaxonomyNode, child_level
 from glan_utils.settings import Settings
-from glan_utils.stages.grow import DuplicatePair, cross_branch_duplicates, propose_children
+from glan_utils.stages.grow import DUPLICATE_THRESHOLD, DuplicatePair, cross_branch_duplicates, propose_children
 from glan_utils.stages.review import (
     AdditionVotes,
     NodeVotes,
     Review,
+    Version,
     addition_votes,
     apply_review,
     diff_reviews,
     disciplines,
+    known_versions,
     load_reviews,
     merge,
     record_in_manifest,
@@ -36,7 +38,6 @@ from glan_utils.stages.review import (
     save_version,
     slug,
     tally,
-    versions,
 )
 from glan_utils.stages.selection import review_path
 
@@ -84,7 +85,7 @@ class NodeRow:
         level = child_level(node.level)
         self.label = _css(w.HTML(layout=w.Layout(width=f"{LABEL_PX - indent - TOGGLE_PX}px")), "glan-label")
         self.remove = w.ToggleButton(value=False, description="remove", tooltip=f"remove {node.name} and its subtree")
-        self.rename = w.Text(placeholder="rename", layout=w.Layout(width="180px"))
+        self.rename = w.Text(placeholder="rename", layout=w.Layout(width="180px"), continuous_update=False)
         self.remove.add_class("glan-remove")
         self.rename.add_class("glan-rename")
         self.toggle = self.child_name = self.add = self.propose = self.suggestions = None
@@ -180,6 +181,10 @@ class ReviewWidget:
         self.conflicts = _css(w.VBox(), "glan-conflicts")
         self.duplicates = _css(w.VBox(), "glan-duplicates")
         find = _button("find duplicates", "glan-find-duplicates", self.find_duplicates)
+        self.threshold = _css(
+            w.BoundedFloatText(value=DUPLICATE_THRESHOLD, min=0.5, max=1.0, step=0.01, description="cosine ≥"),
+            "glan-duplicate-threshold",
+        )
         self.merged = _css(w.HTML(), "glan-merged")
         self.save_button = _css(w.Button(description="Save", button_style="success"), "glan-save")
         self.save_button.on_click(lambda _: self.save())
@@ -196,7 +201,7 @@ class ReviewWidget:
                 self.tree_box,
                 w.HTML("<b>Votes</b> (conflicts first: your vote decides a tie)"),
                 self.conflicts,
-                w.HBox([find, w.HTML("same or near-same discipline under two parents")]),
+                w.HBox([find, self.threshold, w.HTML("same or near-same discipline under two parents")]),
                 self.duplicates,
                 self.merged,
                 w.HBox([self.save_button, self.status]),
@@ -336,9 +341,11 @@ class ReviewWidget:
         """A node another reviewer added: who proposed it, and a button to support it (it needs a majority)."""
         addition, parent = votes.addition, self.tree.by_id.get(votes.addition.parent_id)
         where = html.escape(" / ".join(parent.path) if parent else addition.parent_id)
-        text = f"<b>{html.escape(addition.name)}</b> added under {where} by {html.escape(', '.join(votes.supporters))}"
+        mine = addition.key in {a.key for a in self.review.additions}
+        who = html.escape(", ".join([*votes.supporters, *(["you"] if mine else [])]))
+        text = f"<b>{html.escape(addition.name)}</b> added under {where} by {who}"
         support = _button("add it too", "glan-second", lambda: self._second(addition.parent_id, addition.name))
-        box = w.HBox([w.HTML(text), support])
+        box = w.HBox([w.HTML(text), *([] if mine else [support])])
         box.add_class("glan-addition-vote")
         return box
 
@@ -410,8 +417,10 @@ class ReviewWidget:
 
     def find_duplicates(self) -> list[DuplicatePair]:
         """Flag the same discipline under two parents, each with a one-click "keep one"."""
-        pairs = cross_branch_duplicates(self.nodes)
-        self.duplicates.children = [self._duplicate_row(p) for p in pairs[:MAX_ROWS]] or [w.HTML("no duplicates")]
+        self.status.value = "comparing disciplines (the first use loads the embedding model) …"
+        pairs = cross_branch_duplicates(self.nodes, self.threshold.value)
+        self.duplicates.children = [self._duplicate_row(p) for p in pairs[:VOTE_ROWS]] or [w.HTML("no duplicates")]
+        self.status.value = f"{len(pairs)} near-duplicate pairs at cosine ≥ {self.threshold.value:.2f}"
         return pairs
 
     def _duplicate_row(self, pair: DuplicatePair) -> w.Widget:
@@ -439,26 +448,23 @@ class ReviewWidget:
         self._fill_versions()
         return path
 
-    def _choices(self) -> dict[tuple[str, int], Review]:
-        """Every saved version, plus reviewers' files that were copied in without a history."""
-        chosen = {(v.reviewer, v.version): v.review for v in versions(self.run_dir)}
-        for review in _saved(self.run_dir):
-            chosen.setdefault((review.reviewer, review.version), review)
-        return chosen
-
     def _fill_versions(self) -> None:
-        options = [(f"{who} v{number}", (who, number)) for who, number in self._choices()]
+        """The diff menus: every version of every reviewer, with when it was saved."""
+        options = [(f"{v.reviewer} v{v.version} ({v.at:%Y-%m-%d %H:%M})", key) for key, v in self._known().items()]
         for dropdown in (self.diff_a, self.diff_b):
             dropdown.options = options
         if len(options) > 1:
             self.diff_a.value, self.diff_b.value = options[-2][1], options[-1][1]
 
+    def _known(self) -> dict[tuple[str, int], Version]:
+        return {(v.reviewer, v.version): v for v in known_versions(self.run_dir)}
+
     def show_diff(self) -> list[str]:
         """What changed between the two chosen versions (of one reviewer, or of two reviewers)."""
         if self.diff_a.value is None or self.diff_b.value is None:
             return []
-        chosen = self._choices()
-        lines = diff_reviews(chosen[self.diff_a.value], chosen[self.diff_b.value], self.nodes)
+        known = self._known()
+        lines = diff_reviews(known[self.diff_a.value].review, known[self.diff_b.value].review, self.nodes)
         items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
         self.diff_out.value = f"<ul>{items}</ul>" if lines else "no differences"
         return lines
@@ -514,3 +520,12 @@ def votes_frame(nodes: list[TaxonomyNode], source: Path | None) -> pd.DataFrame:
         if v.contested
     ]
     return pd.DataFrame(rows, columns=["path", *(r.reviewer or "?" for r in reviews), "outcome", "conflict"])
+
+
+def history_frame(run_dir: str | Path) -> pd.DataFrame:
+    """Every saved review version: who, which version, when, and what changed against their previous one."""
+    rows = [
+        {"reviewer": v.reviewer, "version": v.version, "saved_at": v.at, "changes": "; ".join(v.changes)}
+        for v in known_versions(run_dir)
+    ]
+    return pd.DataFrame(rows, columns=["reviewer", "version", "saved_at", "changes"])
