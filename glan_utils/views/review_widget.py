@@ -1,16 +1,15 @@
 """An ipywidgets tree for reviewing the taxonomy in a notebook, sized for the paper's tree and beyond.
 
 Only the binding lives here: decisions are a `review.Review`, votes and versions come from `stages.review`,
-suggestions and duplicates from `stages.grow`. Rows are built lazily, only when a node is first shown (its parent
-expanded, or a filter match), and at most `MAX_ROWS` are on screen, so a 1,000-node tree opens as fast as a
-10-node one. Every control carries stable CSS classes so a browser test can find a node's row by name
-(`glan-node-<slug>`) and press its toggles.
+suggestions and duplicates from `stages.grow`, the rows from `views.review_tree`. Rows are built lazily, only
+when a node is first shown (its parent expanded, or a filter match), and at most `MAX_ROWS` are on screen, so a
+1,000-node tree opens as fast as a 10-node one. Every control carries a stable CSS class (`glan-save`,
+`glan-conflict`, `glan-accept`, ...) for browser tests.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
 from pathlib import Path
 
 import ipywidgets as w
@@ -18,7 +17,7 @@ import pandas as pd
 
 from glan_utils.core.aio import run
 from glan_utils.core.errors import GlanError
-from glan_utils.core.records import LEVELS, TaxonomyNode, child_level
+from glan_utils.core.records import LEVELS, TaxonomyNode
 from glan_utils.settings import Settings
 from glan_utils.stages.grow import DUPLICATE_THRESHOLD, DuplicatePair, cross_branch_duplicates, propose_children
 from glan_utils.stages.review import (
@@ -40,105 +39,10 @@ from glan_utils.stages.review import (
     tally,
 )
 from glan_utils.stages.selection import review_path
+from glan_utils.views.review_tree import NodeRow, Tree, button, with_class
 
 MAX_ROWS = 300  # rows on screen at once; a filter narrows the rest
 VOTE_ROWS = 60  # nodes listed in the votes list (conflicts first)
-INDENT_PX = 22
-TOGGLE_PX = 32
-LABEL_PX = 460
-
-
-class Tree:
-    """The taxonomy's shape: children per node, tree order, ancestors; built once per widget."""
-
-    def __init__(self, nodes: list[TaxonomyNode]) -> None:
-        self.by_id = {n.id: n for n in nodes}
-        self.children: dict[str | None, list[TaxonomyNode]] = {}
-        for node in nodes:
-            parent = node.parent_id if node.parent_id in self.by_id else None
-            self.children.setdefault(parent, []).append(node)
-        self.order = list(self._walk(None))
-
-    def _walk(self, parent: str | None):
-        for child in self.children.get(parent, []):
-            yield child
-            yield from self._walk(child.id)
-
-    def ancestors(self, node_id: str) -> list[str]:
-        chain, parent = [], self.by_id[node_id].parent_id
-        while parent in self.by_id:
-            chain.append(parent)
-            parent = self.by_id[parent].parent_id
-        return chain
-
-    def descendants(self, node_id: str) -> list[TaxonomyNode]:
-        return list(self._walk(node_id))
-
-
-class NodeRow:
-    """The controls of one node: expand toggle (above disciplines), label with counts and description, remove
-    toggle, rename box; above disciplines also an add-child box and "propose more" (when a model is set)."""
-
-    def __init__(self, node: TaxonomyNode, widget: ReviewWidget) -> None:
-        self.node, self.owner, self._syncing = node, widget, False
-        indent = INDENT_PX * (len(node.path) - 1)
-        level = child_level(node.level)
-        self.label = _css(w.HTML(layout=w.Layout(width=f"{LABEL_PX - indent - TOGGLE_PX}px")), "glan-label")
-        self.remove = w.ToggleButton(value=False, description="remove", tooltip=f"remove {node.name} and its subtree")
-        self.rename = w.Text(placeholder="rename", layout=w.Layout(width="180px"), continuous_update=False)
-        self.remove.add_class("glan-remove")
-        self.rename.add_class("glan-rename")
-        self.toggle = self.child_name = self.add = self.propose = self.suggestions = None
-        if level is None:  # a discipline: most rows are, so they get the fewest widgets
-            self.label.layout.margin = f"0 0 0 {indent + TOGGLE_PX}px"
-            self.box = w.HBox([self.label, self.remove, self.rename])
-        else:
-            self.toggle = w.Button(description="▸", layout=w.Layout(width=f"{TOGGLE_PX}px", margin=f"0 0 0 {indent}px"))
-            self.toggle.add_class("glan-toggle")
-            self.toggle.on_click(lambda _: widget.toggle(node.id))
-            self.child_name = _css(
-                w.Text(placeholder=f"new {level}", layout=w.Layout(width="160px")), "glan-child-name"
-            )
-            self.add = _button("add child", "glan-add", self._on_add)
-            controls = [self.toggle, self.label, self.remove, self.rename, self.child_name, self.add]
-            if widget.settings is not None:
-                self.propose = _button("propose more", "glan-propose", lambda: widget.propose(node.id))
-                self.propose.tooltip = "ask the model for more children"
-                controls.append(self.propose)
-            self.suggestions = w.VBox(layout=w.Layout(margin=f"0 0 0 {indent + 2 * TOGGLE_PX}px"))
-            self.box = w.VBox([w.HBox(controls), self.suggestions])
-        for css in ("glan-row", f"glan-node-{slug(node.name)}", f"glan-id-{node.id}", f"glan-{node.level}"):
-            self.box.add_class(css)
-        self.load(widget.review)
-        self.remove.observe(self._on_change, names="value")
-        self.rename.observe(self._on_change, names="value")
-
-    def load(self, review: Review) -> None:
-        """Show the reviewer's decision on this node (made elsewhere: a saved file, the votes list)."""
-        decision = review.decisions.get(self.node.id)
-        self._syncing = True
-        try:
-            self.remove.value = bool(decision and decision.action == "remove")
-            self.rename.value = (decision.new_name or "") if decision and decision.action == "rename" else ""
-        finally:
-            self._syncing = False
-
-    def _on_change(self, _: object = None) -> None:
-        if self._syncing:
-            return
-        if self.remove.value:
-            self.owner.review.decide(self.node.id, "remove")
-        elif self.rename.value.strip():
-            self.owner.review.decide(self.node.id, "rename", self.rename.value.strip())
-        else:
-            self.owner.review.decide(self.node.id, "keep")
-        self.owner.refresh()
-
-    def _on_add(self) -> None:
-        if self.child_name is not None and self.child_name.value.strip():
-            self.owner.review.add(self.node.id, self.child_name.value)
-            self.child_name.value = ""
-            self.owner.refresh()
 
 
 class ReviewWidget:
@@ -167,31 +71,35 @@ class ReviewWidget:
     # ----- layout -----
 
     def _build_controls(self, reviewer: str) -> None:
-        self.reviewer = _css(w.Text(value=reviewer, description="Reviewer", placeholder="your name"), "glan-reviewer")
+        self.reviewer = with_class(
+            w.Text(value=reviewer, description="Reviewer", placeholder="your name"), "glan-reviewer"
+        )
         self.reviewer.observe(lambda _: self._switch_reviewer(), names="value")
-        self.filter = _css(w.Text(placeholder="filter by name or description", continuous_update=False), "glan-filter")
+        self.filter = with_class(
+            w.Text(placeholder="filter by name or description", continuous_update=False), "glan-filter"
+        )
         self.filter.observe(lambda _: self.refresh(), names="value")
         level_buttons = [
-            _button(f"expand to {level}s", f"glan-expand-{level}", lambda level=level: self.expand_to(level))
+            button(f"expand to {level}s", f"glan-expand-{level}", lambda level=level: self.expand_to(level))
             for level in LEVELS[1:]
         ]
-        collapse = _button("collapse all", "glan-collapse-all", lambda: self.expand_to(LEVELS[0]))
-        self.shown = _css(w.HTML(), "glan-shown")
-        self.tree_box = _css(w.VBox(), "glan-tree")
-        self.conflicts = _css(w.VBox(), "glan-conflicts")
-        self.duplicates = _css(w.VBox(), "glan-duplicates")
-        find = _button("find duplicates", "glan-find-duplicates", self.find_duplicates)
-        self.threshold = _css(
+        collapse = button("collapse all", "glan-collapse-all", lambda: self.expand_to(LEVELS[0]))
+        self.shown = with_class(w.HTML(), "glan-shown")
+        self.tree_box = with_class(w.VBox(), "glan-tree")
+        self.conflicts = with_class(w.VBox(), "glan-conflicts")
+        self.duplicates = with_class(w.VBox(), "glan-duplicates")
+        find = button("find duplicates", "glan-find-duplicates", self.find_duplicates)
+        self.threshold = with_class(
             w.BoundedFloatText(value=DUPLICATE_THRESHOLD, min=0.5, max=1.0, step=0.01, description="cosine ≥"),
             "glan-duplicate-threshold",
         )
-        self.merged = _css(w.HTML(), "glan-merged")
-        self.save_button = _css(w.Button(description="Save", button_style="success"), "glan-save")
+        self.merged = with_class(w.HTML(), "glan-merged")
+        self.save_button = with_class(w.Button(description="Save", button_style="success"), "glan-save")
         self.save_button.on_click(lambda _: self.save())
-        self.status = _css(w.Label(value=""), "glan-status")
-        self.diff_a, self.diff_b = (_css(w.Dropdown(description=d), f"glan-diff-{d}") for d in ("from", "to"))
-        diff = _button("diff", "glan-diff", self.show_diff)
-        self.diff_out = _css(w.HTML(), "glan-diff-out")
+        self.status = with_class(w.Label(value=""), "glan-status")
+        self.diff_a, self.diff_b = (with_class(w.Dropdown(description=d), f"glan-diff-{d}") for d in ("from", "to"))
+        diff = button("diff", "glan-diff", self.show_diff)
+        self.diff_out = with_class(w.HTML(), "glan-diff-out")
         self._fill_versions()
         self.widget = w.VBox(
             [
@@ -325,7 +233,7 @@ class ReviewWidget:
             if label.startswith("rename: "):
                 choices[label] = ("rename", label.removeprefix("rename: "))
         buttons = [
-            _button(
+            button(
                 label if action != "rename" else f"name it {value}",
                 f"glan-resolve-{action}",
                 lambda action=action, value=value: self.vote(node.id, action, value),
@@ -344,7 +252,7 @@ class ReviewWidget:
         mine = addition.key in {a.key for a in self.review.additions}
         who = html.escape(", ".join([*votes.supporters, *(["you"] if mine else [])]))
         text = f"<b>{html.escape(addition.name)}</b> added under {where} by {who}"
-        support = _button("add it too", "glan-second", lambda: self._second(addition.parent_id, addition.name))
+        support = button("add it too", "glan-second", lambda: self._second(addition.parent_id, addition.name))
         box = w.HBox([w.HTML(text), *([] if mine else [support])])
         box.add_class("glan-addition-vote")
         return box
@@ -408,8 +316,8 @@ class ReviewWidget:
         text = f"suggested: <b>{html.escape(node.name)}</b> <small>{html.escape(node.description[:80])}</small>"
         box.children = [
             w.HTML(text),
-            _button("accept", "glan-accept", lambda: decide(True)),
-            _button("reject", "glan-reject", lambda: decide(False)),
+            button("accept", "glan-accept", lambda: decide(True)),
+            button("reject", "glan-reject", lambda: decide(False)),
         ]
         box.add_class("glan-suggestion")
         box.add_class(f"glan-suggestion-{slug(node.name)}")
@@ -429,8 +337,8 @@ class ReviewWidget:
         box = w.HBox(
             [
                 w.HTML(text),
-                _button(f"keep {a.path[-2]}'s", "glan-keep-first", lambda: self.vote(b.id, "remove")),
-                _button(f"keep {b.path[-2]}'s", "glan-keep-second", lambda: self.vote(a.id, "remove")),
+                button(f"keep {a.path[-2]}'s", "glan-keep-first", lambda: self.vote(b.id, "remove")),
+                button(f"keep {b.path[-2]}'s", "glan-keep-second", lambda: self.vote(a.id, "remove")),
             ]
         )
         box.add_class("glan-duplicate")
@@ -496,17 +404,6 @@ def _vote_text(votes: NodeVotes, mine: str) -> str:
         f" · your vote: <span class='glan-my-vote'>{html.escape(mine)}</span>"
     )
     return f"⚠ {text} <i>({html.escape(votes.conflict)})</i>" if votes.conflict else text
-
-
-def _css(widget: w.Widget, css: str) -> w.Widget:
-    widget.add_class(css)
-    return widget
-
-
-def _button(description: str, css: str, action: Callable[[], object]) -> w.Button:
-    button = _css(w.Button(description=description, layout=w.Layout(width="auto", flex="0 0 auto")), css)
-    button.on_click(lambda _: action())
-    return button
 
 
 def votes_frame(nodes: list[TaxonomyNode], source: Path | None) -> pd.DataFrame:
