@@ -2,10 +2,10 @@
 
 Trees: the paper's (~160 nodes, `tests/browser/trees.paper_tree`) and a synthetic 1,000-node one (10 fields x 9
 sub-fields x 10 disciplines). Each figure is the median of `--repeat` fresh widgets; "rows built" is how many
-node rows exist after the step (rows are built lazily, at most `MAX_ROWS` on screen). Browser-side rendering is
-timed by `tests/test_browser.py` (it prints its figures).
+node rows exist after the step (rows are built lazily, at most `MAX_ROWS` on screen). `--browser` also times the
+same steps as a reviewer sees them: JupyterLab in headless Chromium, from the click until the page shows the result.
 
-    .venv/bin/python benchmarks/bench_review.py --repeat 5 --out benchmarks/results/review.md
+    .venv/bin/python benchmarks/bench_review.py --repeat 5 --browser --out benchmarks/results/review.md
 """
 
 from __future__ import annotations
@@ -64,10 +64,63 @@ def measure(nodes: list, repeat: int) -> dict[str, float]:
     return {label: (statistics.median(times), rows[label]) for label, times in steps.items()}
 
 
+BROWSER_CELL = """import sys
+sys.path.insert(0, {tests!r})
+from browser.trees import {tree}
+from glan_utils.views.review_widget import ReviewWidget
+ReviewWidget({tree}(), {run_dir!r}, reviewer="cid")
+"""
+
+
+def _seconds(page: object, action: Callable[[], object], selector: str, count: int) -> float:
+    """Seconds from `action` until `selector` matches `count` elements on the page."""
+    started = time.perf_counter()
+    action()
+    page.wait_for_function(
+        "([sel, n]) => document.querySelectorAll(sel).length === n", arg=[selector, count], timeout=120_000
+    )
+    return time.perf_counter() - started
+
+
+def measure_browser(tree: str, nodes: list) -> dict[str, float]:
+    """The widget in JupyterLab + Chromium: seconds per step as the page shows it."""
+    import nbformat
+    from browser.chromium import browser_page
+    from browser.jupyter import jupyter_lab
+
+    from glan_utils.views.review_widget import MAX_ROWS
+
+    fields = sum(n.level == "field" for n in nodes)
+    rows = ".glan-tree .glan-row"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "lab"
+        root.mkdir()
+        cell = BROWSER_CELL.format(tests=str(ROOT / "tests"), tree=tree, run_dir=str(Path(tmp) / "run"))
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(notebook, root / "review.ipynb")
+        with jupyter_lab(root, {"PYTHONPATH": str(ROOT)}) as lab, browser_page() as page:
+            page.goto(lab.notebook_url("review.ipynb"))
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            page.wait_for_selector("text=/\\| Idle$/", timeout=90_000)
+            page.locator(".jp-Cell .jp-InputArea-editor").first.click()
+            times = {"open (collapsed)": _seconds(page, lambda: page.keyboard.press("Shift+Enter"), rows, fields)}
+            expand = page.locator(".glan-expand-discipline")
+            shown = min(len(nodes), MAX_ROWS)
+            times["expand to disciplines"] = _seconds(page, expand.click, rows, shown)
+            first_remove = page.locator(f"{rows} .glan-remove").first
+            struck = sum(n.path[0] == nodes[0].name for n in nodes)  # the field and its subtree, all on screen
+            times["vote (remove a field)"] = _seconds(page, first_remove.click, ".glan-tree .glan-label s", struck)
+            collapse = page.locator(".glan-collapse-all")
+            times["collapse all"] = _seconds(page, collapse.click, rows, fields)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--browser", action="store_true", help="also time the widget in JupyterLab + Chromium")
     args = parser.parse_args()
     trees = {"paper (~160 nodes)": paper_tree(), "synthetic (1,000 nodes)": synthetic_tree()}
     load = os.getloadavg()[0]
@@ -80,6 +133,12 @@ def main() -> None:
     for tree_name, nodes in trees.items():
         for step, (ms, rows) in measure(nodes, args.repeat).items():
             lines.append(f"| {tree_name} ({len(nodes)}) | {step} | {ms:.0f} | {rows} |")
+    if args.browser:
+        lines += ["", "In the browser (JupyterLab + headless Chromium, one run each), seconds until the page shows it:"]
+        lines += ["", "| tree | step | s |", "|---|---|---:|"]
+        for (tree_name, nodes), maker in zip(trees.items(), ("paper_tree", "synthetic_tree"), strict=True):
+            for step, seconds in measure_browser(maker, nodes).items():
+                lines.append(f"| {tree_name} ({len(nodes)}) | {step} | {seconds:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -8,9 +8,12 @@ recomputes counts and the merged result. Every control carries stable CSS classe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import cache
 from typing import Protocol
 
 import ipywidgets as w
+from ipywidgets.widgets.widget_bool import ToggleButtonStyle
+from ipywidgets.widgets.widget_string import HTMLStyle, TextStyle
 
 from glan_utils.core.records import TaxonomyNode, child_level
 from glan_utils.settings import Settings
@@ -69,15 +72,26 @@ class NodeRow:
         self.node, self.owner, self._syncing = node, widget, False
         indent = INDENT_PX * (len(node.path) - 1)
         level = child_level(node.level)
-        self.label = with_class(w.HTML(layout=w.Layout(width=f"{LABEL_PX - indent - TOGGLE_PX}px")), "glan-label")
-        self.remove = w.ToggleButton(value=False, description="remove", tooltip=f"remove {node.name} and its subtree")
-        self.rename = w.Text(placeholder="rename", layout=w.Layout(width="180px"), continuous_update=False)
+        margin = f"0 0 0 {indent + (0 if level else TOGGLE_PX)}px"  # a discipline has no toggle before it
+        label_layout = shared(w.Layout, width=f"{LABEL_PX - indent - TOGGLE_PX}px", margin=margin)
+        self.label = with_class(w.HTML(layout=label_layout, style=shared(HTMLStyle)), "glan-label")
+        self.remove = w.ToggleButton(
+            description="remove",
+            tooltip=f"remove {node.name} and its subtree",
+            layout=shared(w.Layout),
+            style=shared(ToggleButtonStyle),
+        )
+        self.rename = w.Text(
+            placeholder="rename",
+            continuous_update=False,
+            layout=shared(w.Layout, width="180px"),
+            style=shared(TextStyle),
+        )
         self.remove.add_class("glan-remove")
         self.rename.add_class("glan-rename")
         self.toggle = self.child_name = self.add = self.propose = self.suggestions = None
         if level is None:  # a discipline: most rows are, so they get the fewest widgets
-            self.label.layout.margin = f"0 0 0 {indent + TOGGLE_PX}px"
-            self.box = w.HBox([self.label, self.remove, self.rename])
+            self.box = w.HBox([self.label, self.remove, self.rename], layout=shared(w.Layout))
         else:
             self.toggle = w.Button(description="▸", layout=w.Layout(width=f"{TOGGLE_PX}px", margin=f"0 0 0 {indent}px"))
             self.toggle.add_class("glan-toggle")
@@ -125,6 +139,17 @@ class NodeRow:
             self.owner.review.add(self.node.id, self.child_name.value)
             self.child_name.value = ""
             self.owner.refresh()
+
+
+@cache
+def _shared(kind: type[w.Widget], settings: tuple[tuple[str, str], ...]) -> w.Widget:
+    return kind(**dict(settings))
+
+
+def shared(kind: type[w.Widget], **settings: str) -> w.Widget:
+    """One layout or style model for every row that looks alike: each model is a message to the browser and an
+    object there, so sharing them makes a page of rows several times lighter. Never mutate what it returns."""
+    return _shared(kind, tuple(sorted(settings.items())))
 
 
 def with_class(widget: w.Widget, css: str) -> w.Widget:

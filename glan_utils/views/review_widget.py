@@ -41,7 +41,7 @@ from glan_utils.stages.review import (
 from glan_utils.stages.selection import review_path
 from glan_utils.views.review_tree import NodeRow, Tree, button, with_class
 
-MAX_ROWS = 300  # rows on screen at once; a filter narrows the rest
+MAX_ROWS = 200  # rows on screen at once (200 render in a few seconds on 2 busy cores); a filter narrows the rest
 VOTE_ROWS = 60  # nodes listed in the votes list (conflicts first)
 
 
