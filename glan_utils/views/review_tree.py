@@ -21,7 +21,7 @@ from glan_utils.stages.review import Review, slug
 
 INDENT_PX = 22  # per level of depth
 TOGGLE_PX = 32
-LABEL_PX = 460  # the label column, indentation included, so every row's controls line up
+LABEL_PX = 420  # the label column, indentation included, so every row's controls line up
 
 
 class RowOwner(Protocol):
@@ -72,19 +72,19 @@ class NodeRow:
         self.node, self.owner, self._syncing = node, widget, False
         indent = INDENT_PX * (len(node.path) - 1)
         level = child_level(node.level)
-        margin = f"0 0 0 {indent + (0 if level else TOGGLE_PX)}px"  # a discipline has no toggle before it
-        label_layout = shared(w.Layout, width=f"{LABEL_PX - indent - TOGGLE_PX}px", margin=margin)
+        margin = "0" if level else f"0 0 0 {indent + TOGGLE_PX}px"  # above disciplines the toggle is indented
+        label_layout = shared(w.Layout, width=f"{LABEL_PX - indent - TOGGLE_PX}px", margin=margin, flex="0 0 auto")
         self.label = with_class(w.HTML(layout=label_layout, style=shared(HTMLStyle)), "glan-label")
         self.remove = w.ToggleButton(
             description="remove",
             tooltip=f"remove {node.name} and its subtree",
-            layout=shared(w.Layout),
+            layout=shared(w.Layout, width="80px", flex="0 0 auto"),
             style=shared(ToggleButtonStyle),
         )
         self.rename = w.Text(
             placeholder="rename",
             continuous_update=False,
-            layout=shared(w.Layout, width="180px"),
+            layout=shared(w.Layout, width="150px", flex="0 0 auto"),
             style=shared(TextStyle),
         )
         self.remove.add_class("glan-remove")
@@ -93,11 +93,13 @@ class NodeRow:
         if level is None:  # a discipline: most rows are, so they get the fewest widgets
             self.box = w.HBox([self.label, self.remove, self.rename], layout=shared(w.Layout))
         else:
-            self.toggle = w.Button(description="▸", layout=w.Layout(width=f"{TOGGLE_PX}px", margin=f"0 0 0 {indent}px"))
+            self.toggle = w.Button(
+                description="▸", layout=w.Layout(width=f"{TOGGLE_PX}px", margin=f"0 0 0 {indent}px", flex="0 0 auto")
+            )
             self.toggle.add_class("glan-toggle")
             self.toggle.on_click(lambda _: widget.toggle(node.id))
             self.child_name = with_class(
-                w.Text(placeholder=f"new {level}", layout=w.Layout(width="160px")), "glan-child-name"
+                w.Text(placeholder=f"new {level}", layout=w.Layout(width="140px", flex="0 0 auto")), "glan-child-name"
             )
             self.add = button("add child", "glan-add", self._on_add)
             controls = [self.toggle, self.label, self.remove, self.rename, self.child_name, self.add]
