@@ -1,25 +1,37 @@
-"""Human review of the taxonomy (paper §2.1): keep/remove/rename/add per node, majority merge, cascade.
+"""Human review of the taxonomy (paper §2.1): keep/remove/rename/add per node, majority merge, cascade, versions.
 
 A `Review` is one reviewer's decisions, saved as JSON so it can be shared; several reviews merge by majority
 (a reviewer who left a node untouched votes to keep it; ties keep). Applying a review removes each removed
 node with its whole subtree, renames nodes (their paths and ids follow) and adds new nodes; the next stage
 expands only the kept disciplines.
+
+`tally` shows every reviewer's vote per node with the majority outcome, conflicts (remove ties, rename
+disagreements) first. Each save is a version: `reviews/<reviewer>.json` holds the latest one (what the merge
+reads, so batch reruns need nothing else) and `reviews/history.jsonl` keeps every version, append-only and
+keyed by content, with who, when and what changed; `diff_reviews` compares any two.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from glan_utils.core.errors import InputError
+from glan_utils.core.ids import content_hash
+from glan_utils.core.jsonl import JsonlWriter, iter_jsonl
 from glan_utils.core.records import TaxonomyNode, child_level, utc_now
+from glan_utils.runs.store import RunStore
 
 Action = Literal["keep", "remove", "rename"]
+HISTORY = "history.jsonl"
+MANIFEST_ENTRY = "taxonomy_review"
 
 
 class Decision(BaseModel):
@@ -30,34 +42,57 @@ class Decision(BaseModel):
     reviewer: str = ""
     at: datetime = Field(default_factory=utc_now)
 
+    def label(self) -> str:
+        """ "keep", "remove" or "rename: <name>", as shown in vote tables and diffs."""
+        return f"rename: {self.new_name}" if self.action == "rename" else self.action
+
 
 class Addition(BaseModel):
-    """A node a reviewer added under `parent_id`."""
+    """A node a reviewer added under `parent_id` (typed in, or a model suggestion the reviewer accepted)."""
 
     parent_id: str
     name: str = Field(min_length=1)
+    description: str = ""
     reviewer: str = ""
     at: datetime = Field(default_factory=utc_now)
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.parent_id, self.name.casefold()
+
 
 class Review(BaseModel):
-    """Everything one reviewer decided; nodes without a decision are kept."""
+    """Everything one reviewer decided; nodes without a decision are kept. `version` counts this reviewer's
+    saves (0: never saved)."""
 
     reviewer: str = ""
+    version: int = 0
     decisions: dict[str, Decision] = Field(default_factory=dict)
     additions: list[Addition] = Field(default_factory=list)
 
     def decide(self, node_id: str, action: Action, new_name: str | None = None) -> None:
         self.decisions[node_id] = Decision(action=action, new_name=new_name, reviewer=self.reviewer)
 
-    def add(self, parent_id: str, name: str) -> None:
-        self.additions.append(Addition(parent_id=parent_id, name=name.strip(), reviewer=self.reviewer))
+    def add(self, parent_id: str, name: str, description: str = "") -> None:
+        addition = Addition(parent_id=parent_id, name=name.strip(), description=description, reviewer=self.reviewer)
+        if addition.key not in {a.key for a in self.additions}:
+            self.additions.append(addition)
+
+    def content_id(self) -> str:
+        """A hash of what the review decides (not who or when), so an unchanged save is not a new version."""
+        decided = {k: d.label() for k, d in sorted(self.decisions.items()) if d.action != "keep"}
+        return content_hash(decided, sorted(a.key for a in self.additions))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.model_dump_json(indent=2), encoding="utf-8")
         return path
+
+
+def slug(name: str) -> str:
+    """A file- and CSS-safe form of a name ("Ann Lee" -> "ann-lee")."""
+    return re.sub(r"[^a-z0-9]+", "-", name.casefold()).strip("-") or "node"
 
 
 def reviews_dir(run_dir: str | Path) -> Path:
@@ -85,30 +120,199 @@ def load_reviews(path: str | Path) -> list[Review]:
     return reviews
 
 
+# ----- votes and the majority merge -----
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The majority verdict on one node and, when the vote was not clear, why it needs a human look."""
+
+    decision: Decision | None  # None: kept under its own name
+    conflict: str = ""
+
+
+def outcome(votes: Sequence[Decision]) -> Outcome:
+    """Majority of one node's votes: remove needs more than half; the one most voted name wins; ties keep."""
+    removes = sum(v.action == "remove" for v in votes)
+    if removes * 2 > len(votes):
+        return Outcome(Decision(action="remove"))
+    tie = f"tie: {removes} remove vs {len(votes) - removes} keep" if removes and removes * 2 == len(votes) else ""
+    names = Counter(v.new_name if v.action == "rename" else None for v in votes if v.action != "remove")
+    top = max(names.values())
+    tied_names = [n for n, count in names.items() if count == top]
+    winner = tied_names[0] if len(tied_names) == 1 else None  # a tie, even between two new names, keeps the name
+    renames = sorted({n for n in names if n is not None})
+    if renames and (len(renames) > 1 or len(tied_names) > 1):
+        shown = " vs ".join(repr(n) if n else "keep the name" for n in sorted(names, key=lambda n: n or ""))
+        tie = "; ".join(filter(None, [tie, f"rename disagreement: {shown}"]))
+    decision = Decision(action="rename", new_name=winner) if winner is not None else None
+    return Outcome(decision, tie)
+
+
 def merge(reviews: Iterable[Review]) -> Review:
-    """One review from many by majority: remove needs more than half; the most voted name wins a rename."""
+    """One review from many by majority (see `outcome`); an addition needs more than half of the reviewers
+    (leaving the tree as it was is a vote against a change, for additions as for renames)."""
     reviews = list(reviews)
     if len(reviews) <= 1:
         return reviews[0] if reviews else Review()
     merged = Review(reviewer="+".join(r.reviewer or "?" for r in reviews))
-    for node_id in {node_id for r in reviews for node_id in r.decisions}:
-        votes = [r.decisions.get(node_id, Decision()) for r in reviews]
-        removes = sum(v.action == "remove" for v in votes)
-        if removes * 2 > len(votes):
-            merged.decisions[node_id] = Decision(action="remove", reviewer=merged.reviewer)
-            continue
-        names = Counter(v.new_name if v.action == "rename" else None for v in votes if v.action != "remove")
-        winner, _ = max(names.items(), key=lambda kv: (kv[1], kv[0] is None))  # ties keep the name
-        if winner is not None:
-            merged.decisions[node_id] = Decision(action="rename", new_name=winner, reviewer=merged.reviewer)
-    proposals = Counter((a.parent_id, a.name.casefold()) for r in reviews for a in _unique(r.additions))
-    firsts = {(a.parent_id, a.name.casefold()): a for r in reviews for a in r.additions}
-    merged.additions = [firsts[key] for key, n in proposals.items() if n * 2 > len(reviews)]
+    for node_id in sorted({node_id for r in reviews for node_id in r.decisions}):
+        decision = outcome([r.decisions.get(node_id, Decision()) for r in reviews]).decision
+        if decision is not None:
+            merged.decisions[node_id] = decision.model_copy(update={"reviewer": merged.reviewer})
+    merged.additions = [v.addition for v in addition_votes(reviews) if v.accepted]
     return merged
 
 
-def _unique(additions: list[Addition]) -> list[Addition]:
-    return list({(a.parent_id, a.name.casefold()): a for a in additions}.values())
+@dataclass(frozen=True)
+class AdditionVotes:
+    """Who proposed one new node; like any change it needs more than half of the reviewers."""
+
+    addition: Addition
+    supporters: list[str]
+    reviewers: int
+
+    @property
+    def accepted(self) -> bool:
+        return len(self.supporters) * 2 > self.reviewers
+
+
+def addition_votes(reviews: Sequence[Review]) -> list[AdditionVotes]:
+    """Every proposed node (same parent, same name ignoring case) with its supporters, in proposal order."""
+    supporters: dict[tuple[str, str], list[str]] = {}
+    firsts: dict[tuple[str, str], Addition] = {}
+    for review in reviews:
+        for addition in review.additions:
+            firsts.setdefault(addition.key, addition)
+            names, who = supporters.setdefault(addition.key, []), review.reviewer or "?"
+            if who not in names:
+                names.append(who)
+    return [AdditionVotes(firsts[key], names, len(reviews)) for key, names in supporters.items()]
+
+
+@dataclass(frozen=True)
+class NodeVotes:
+    """Who voted what on one node, the majority outcome and the conflict, if any."""
+
+    node: TaxonomyNode
+    votes: dict[str, str]
+    outcome: str
+    conflict: str
+
+    @property
+    def contested(self) -> bool:
+        return any(v != "keep" for v in self.votes.values())
+
+
+def tally(nodes: Iterable[TaxonomyNode], reviews: Sequence[Review]) -> list[NodeVotes]:
+    """Every node's votes by reviewer: conflicts first, then nodes someone changed, then the rest (tree order)."""
+    rows = []
+    for node in nodes:
+        votes = [r.decisions.get(node.id, Decision()) for r in reviews]
+        result = outcome(votes) if votes else Outcome(None)
+        by_reviewer = {
+            r.reviewer or f"reviewer {i + 1}": v.label() for i, (r, v) in enumerate(zip(reviews, votes, strict=True))
+        }
+        rows.append(
+            NodeVotes(node, by_reviewer, result.decision.label() if result.decision else "keep", result.conflict)
+        )
+    order = {id(row): i for i, row in enumerate(rows)}
+    return sorted(rows, key=lambda r: (not r.conflict, not r.contested, order[id(r)]))
+
+
+# ----- versions and diffs -----
+
+
+class Version(BaseModel):
+    """One saved version of one reviewer's review: who, when, what changed since their previous version."""
+
+    reviewer: str
+    version: int
+    at: datetime = Field(default_factory=utc_now)
+    content_id: str
+    changes: list[str] = Field(default_factory=list)
+    review: Review
+
+
+def versions(run_dir: str | Path, reviewer: str | None = None) -> list[Version]:
+    """Every saved version in the run (of one reviewer if named), oldest first."""
+    rows = (Version.model_validate(row) for row in iter_jsonl(reviews_dir(run_dir) / HISTORY))
+    return [v for v in rows if reviewer is None or slug(v.reviewer) == slug(reviewer)]
+
+
+def known_versions(run_dir: str | Path) -> list[Version]:
+    """Every saved version, plus reviewers' files copied into `reviews/` without a history (dated by the file)."""
+    found = {(slug(v.reviewer), v.version): v for v in versions(run_dir)}
+    folder = reviews_dir(run_dir)
+    for file in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        for review in load_reviews(file):
+            at = datetime.fromtimestamp(file.stat().st_mtime, tz=UTC)
+            version = Version(
+                reviewer=review.reviewer or file.stem,
+                version=review.version,
+                at=at,
+                content_id=review.content_id(),
+                review=review,
+            )
+            found.setdefault((slug(version.reviewer), review.version), version)
+    return list(found.values())
+
+
+def save_version(run_dir: str | Path, review: Review, nodes: Iterable[TaxonomyNode] = ()) -> Version:
+    """Save `review` as its reviewer's next version (unchanged content: the last version, nothing written).
+
+    The latest version goes to `reviews/<reviewer>.json` (what merges and batch reruns read) and every version
+    is appended to `reviews/history.jsonl` with the changes against the previous one.
+    """
+    reviewer = review.reviewer.strip() or "anonymous"
+    previous = versions(run_dir, reviewer)
+    last = previous[-1] if previous else None
+    if last is not None and last.content_id == review.content_id():
+        return last
+    number = (last.version if last else 0) + 1
+    saved = review.model_copy(update={"reviewer": reviewer, "version": number}, deep=True)
+    for decision in saved.decisions.values():
+        decision.reviewer = reviewer
+    changes = diff_reviews(last.review if last else Review(), saved, nodes)
+    version = Version(reviewer=reviewer, version=number, content_id=saved.content_id(), changes=changes, review=saved)
+    saved.save(reviews_dir(run_dir) / f"{slug(reviewer)}.json")
+    with JsonlWriter(reviews_dir(run_dir) / HISTORY) as out:
+        out.write(version.model_dump(mode="json"))
+    review.version = number
+    return version
+
+
+def diff_reviews(before: Review, after: Review, nodes: Iterable[TaxonomyNode] = ()) -> list[str]:
+    """What `after` decides differently from `before` (two versions, or two reviewers), one line per node."""
+    names = {n.id: n.name for n in nodes}
+    lines = []
+    for node_id in sorted(set(before.decisions) | set(after.decisions), key=lambda i: names.get(i, i)):
+        old, new = (r.decisions.get(node_id, Decision()).label() for r in (before, after))
+        if old != new:
+            lines.append(f"{names.get(node_id, node_id)}: {old} -> {new}")
+    added = {a.key: a for a in after.additions}
+    dropped = {a.key: a for a in before.additions}
+    for key in sorted(added.keys() - dropped.keys()):
+        lines.append(f"{added[key].name}: added under {names.get(key[0], key[0])}")
+    for key in sorted(dropped.keys() - added.keys()):
+        lines.append(f"{dropped[key].name}: no longer added under {names.get(key[0], key[0])}")
+    return lines
+
+
+def record_in_manifest(run_dir: str | Path, source: Path | None) -> dict[str, Any]:
+    """Write which review versions this run applies into its manifest (the report shows it); returns the entry."""
+    reviews = load_reviews(source) if source else []
+    entry = {
+        "status": "applied" if reviews else "none (all kept)",
+        "source": str(source) if source else None,
+        "versions": {r.reviewer or "?": r.version for r in reviews},
+        "content_id": merge(reviews).content_id() if reviews else None,
+    }
+    RunStore(run_dir).update_manifest(MANIFEST_ENTRY, **entry)
+    return entry
+
+
+# ----- applying a review -----
 
 
 def apply_review(nodes: Iterable[TaxonomyNode], review: Review | None) -> list[TaxonomyNode]:
@@ -148,6 +352,7 @@ def apply_review(nodes: Iterable[TaxonomyNode], review: Review | None) -> list[T
                     level=level,
                     parent_id=node.id,
                     path=[*node.path, addition.name],
+                    description=addition.description,
                     source="user",
                 )
             )
