@@ -9,6 +9,7 @@ chosen session.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,12 +51,28 @@ def question_rng(seed: int, syllabus_id: str, sample_index: int) -> random.Rando
     return random.Random(int(content_hash(seed, syllabus_id, sample_index), 16))
 
 
-def difficulties(n: int, challenging_ratio: float, rng: random.Random) -> list[Difficulty]:
-    """round(n x ratio) challenging and the rest basic, in a seeded random order."""
-    k = round(n * challenging_ratio)
-    mix: list[Difficulty] = ["challenging"] * k + ["basic"] * (n - k)
-    rng.shuffle(mix)
-    return mix
+def difficulty(index: int, challenging_ratio: float, phase: float) -> Difficulty:
+    """Slot `index`'s difficulty from its index alone: challenging when floor((i+1)r+phase) > floor(ir+phase).
+
+    A rotation sequence: every prefix of n slots holds round(n x ratio) challenging ones, give or take one, and
+    slot i never depends on how many slots there are, so raising `questions_per_syllabus` keeps every existing
+    slot (and its question id). `phase` (from the seed and syllabus) varies which slots are challenging.
+    """
+    return (
+        "challenging"
+        if math.floor((index + 1) * challenging_ratio + phase) > math.floor(index * challenging_ratio + phase)
+        else "basic"
+    )
+
+
+def difficulties(n: int, challenging_ratio: float, phase: float) -> list[Difficulty]:
+    """The first `n` slots' difficulties; a prefix of the list for any larger `n`."""
+    return [difficulty(i, challenging_ratio, phase) for i in range(n)]
+
+
+def slot_phase(seed: int, syllabus_id: str) -> float:
+    """The syllabus's offset in [0, 1) of the difficulty sequence, from its own seeded stream."""
+    return question_rng(seed, syllabus_id, -1).random()
 
 
 def draw(syllabus: Syllabus, sample_index: int, difficulty: Difficulty, rng: random.Random) -> Draw:
@@ -79,9 +96,11 @@ def _has_distinct(a: list[str], b: list[str]) -> bool:
 
 
 def draws(syllabus: Syllabus, n: int, challenging_ratio: float, seed: int) -> list[Draw]:
-    """The `n` draws of one syllabus: the difficulty mix from one seeded stream, each draw from its own."""
-    mix = difficulties(n, challenging_ratio, question_rng(seed, syllabus.id, -1))
-    return [draw(syllabus, i, level, question_rng(seed, syllabus.id, i)) for i, level in enumerate(mix)]
+    """The first `n` draws of one syllabus; slot i depends only on (seed, syllabus, i), never on `n`."""
+    phase = slot_phase(seed, syllabus.id)
+    return [
+        draw(syllabus, i, difficulty(i, challenging_ratio, phase), question_rng(seed, syllabus.id, i)) for i in range(n)
+    ]
 
 
 @dataclass(frozen=True)
@@ -168,12 +187,24 @@ def question_tasks(settings: Settings) -> Iterator[QuestionTask]:
             yield QuestionTask(s, d, field=field, subfield=subfield)
 
 
+def current_questions(settings: Settings) -> Iterator[Question]:
+    """The kept questions of the current plan: a slot dropped by a smaller `questions_per_syllabus` (or a
+    question of an older plan) stays on disk but is not answered or counted."""
+    planned = {task.id for task in question_tasks(settings)}
+    return (q for q in kept_records(settings, NAME) if q.task_id in planned)
+
+
+def outside_plan(settings: Settings) -> int:
+    """Question records on disk (under kept disciplines) that the current plan no longer has."""
+    return count_kept(settings, NAME) - sum(1 for _ in current_questions(settings))
+
+
 async def run(settings: Settings) -> StageReport:
     """`questions_per_syllabus` questions per kept syllabus, each from its own draw."""
     total = count_kept(settings, "syllabi") * settings.questions.questions_per_syllabus
-    return finish(
-        settings, await run_pending(settings, NAME, NAME, lambda: question_tasks(settings), write_question, total)
-    )
+    report = await run_pending(settings, NAME, NAME, lambda: question_tasks(settings), write_question, total)
+    report.extra["outside_plan"] = outside_plan(settings)
+    return finish(settings, report)
 
 
 def preview(settings: Settings) -> RenderedPrompt:
@@ -204,6 +235,6 @@ STAGE = Stage(
     run=run,
     plan=plan,
     preview=preview,
-    count=lambda settings: count_kept(settings, NAME),
+    count=lambda settings: sum(1 for _ in current_questions(settings)),
     notebook="04_questions",
 )
