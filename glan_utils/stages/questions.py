@@ -209,19 +209,31 @@ async def run(settings: Settings) -> StageReport:
 
 def preview(settings: Settings) -> RenderedPrompt:
     task = next(iter(question_tasks(settings)), None) or QuestionTask(
-        _example_syllabus(example_subject(settings)), Draw(0, "basic", (1,), ("basis",))
+        _example_syllabus(example_subject(settings), settings), Draw(0, "basic", (1,), ("key concept 1.1",))
     )
     return question_prompt(task, settings.language)
 
 
-def _example_syllabus(subject: Subject) -> Syllabus:
+def _example_syllabus(subject: Subject, settings: Settings) -> Syllabus:
+    """A stand-in syllabus of the planned size (mid-range sessions x concepts), so the estimate's prompt tokens
+    match what the real prompts will carry before any syllabus exists."""
+    cfg = settings.syllabi
+    sessions = (cfg.min_sessions + cfg.max_sessions) // 2
     return Syllabus(
         subject_id=subject.id,
         discipline_id=subject.discipline_id,
         discipline=subject.discipline,
         subject_name=subject.subject_name,
         level=subject.level,
-        sessions=[ClassSession(index=1, title="Bases", key_concepts=["basis", "span"])],
+        sessions=[
+            ClassSession(
+                index=i,
+                title=f"Session {i} of the course",
+                description="What this class session covers and why it matters.",
+                key_concepts=[f"key concept {i}.{c}" for c in range(1, cfg.concepts_per_session + 1)],
+            )
+            for i in range(1, sessions + 1)
+        ],
     )
 
 
