@@ -3,8 +3,9 @@
 basic: exactly one class session and 1-5 of its key concepts; challenging: exactly two distinct sessions and
 2-5 concepts with at least one from each. Every question gets a FRESH draw from its own seed (run seed +
 syllabus id + sample index), so no sample is reused across questions (the public attempt's near-duplicate
-bug). The prompt holds the whole syllabus and "the student has learned up to session N", N being the last
-chosen session.
+bug). A slot's difficulty comes from its own index too, so raising `questions_per_syllabus` keeps every
+existing question. The prompt holds the whole syllabus and "the student has learned up to session N", N being
+the last chosen session.
 """
 
 from __future__ import annotations
@@ -95,12 +96,15 @@ def _has_distinct(a: list[str], b: list[str]) -> bool:
     return len({*a, *b}) >= 2 and any(x != y for x in a for y in b)
 
 
+def slot(syllabus: Syllabus, index: int, challenging_ratio: float, seed: int) -> Draw:
+    """Question slot `index` of a syllabus: its difficulty and draw depend only on (seed, syllabus, index)."""
+    level = difficulty(index, challenging_ratio, slot_phase(seed, syllabus.id))
+    return draw(syllabus, index, level, question_rng(seed, syllabus.id, index))
+
+
 def draws(syllabus: Syllabus, n: int, challenging_ratio: float, seed: int) -> list[Draw]:
-    """The first `n` draws of one syllabus; slot i depends only on (seed, syllabus, i), never on `n`."""
-    phase = slot_phase(seed, syllabus.id)
-    return [
-        draw(syllabus, i, difficulty(i, challenging_ratio, phase), question_rng(seed, syllabus.id, i)) for i in range(n)
-    ]
+    """The first `n` slots of one syllabus; a prefix of the slots for any larger `n`."""
+    return [slot(syllabus, i, challenging_ratio, seed) for i in range(n)]
 
 
 @dataclass(frozen=True)
@@ -189,9 +193,17 @@ def question_tasks(settings: Settings) -> Iterator[QuestionTask]:
 
 def current_questions(settings: Settings) -> Iterator[Question]:
     """The kept questions of the current plan: a slot dropped by a smaller `questions_per_syllabus` (or a
-    question of an older plan) stays on disk but is not answered or counted."""
-    planned = {task.id for task in question_tasks(settings)}
-    return (q for q in kept_records(settings, NAME) if q.task_id in planned)
+    question of another seed or ratio) stays on disk but is not answered or counted. Each question's slot is
+    recomputed from its own syllabus and index, so this streams at any scale."""
+    cfg = settings.questions
+    syllabi = {s.id: s for s in kept_records(settings, "syllabi")}
+    for question in kept_records(settings, NAME):
+        syllabus = syllabi.get(question.syllabus_id)
+        if syllabus is None or question.sample_index >= cfg.questions_per_syllabus:
+            continue
+        planned = slot(syllabus, question.sample_index, cfg.challenging_ratio, settings.seed)
+        if question.task_id == QuestionTask(syllabus, planned).id:
+            yield question
 
 
 def outside_plan(settings: Settings) -> int:
