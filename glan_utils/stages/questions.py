@@ -14,7 +14,7 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 from pydantic import BaseModel, Field
 
@@ -71,6 +71,7 @@ def difficulties(n: int, challenging_ratio: float, phase: float) -> list[Difficu
     return [difficulty(i, challenging_ratio, phase) for i in range(n)]
 
 
+@lru_cache(maxsize=4096)  # every slot of a syllabus asks for it; seeding a Random is the costly part
 def slot_phase(seed: int, syllabus_id: str) -> float:
     """The syllabus's offset in [0, 1) of the difficulty sequence, from its own seeded stream."""
     return question_rng(seed, syllabus_id, -1).random()
@@ -80,10 +81,10 @@ def draw(syllabus: Syllabus, sample_index: int, difficulty: Difficulty, rng: ran
     """Sample sessions and concepts by the paper's rules; one session only gives basic questions."""
     sessions = {s.index: s.key_concepts for s in syllabus.sessions}
     if difficulty == "challenging" and len(sessions) >= 2:
-        pairs = [(a, b) for a in sessions for b in sessions if a < b and _has_distinct(sessions[a], sessions[b])]
-        if pairs:
-            a, b = rng.choice(pairs)
-            first, second = rng.choice([(x, y) for x in sessions[a] for y in sessions[b] if x != y])
+        pair = _session_pair(sessions, rng)
+        if pair:
+            a, b = pair
+            first, second = _concept_pair(sessions[a], sessions[b], rng)
             pool = sorted({*sessions[a], *sessions[b]} - {first, second})
             extra = rng.sample(pool, rng.randint(0, min(MAX_CONCEPTS - 2, len(pool))))
             return Draw(sample_index, "challenging", (a, b), (first, second, *extra))
@@ -94,6 +95,32 @@ def draw(syllabus: Syllabus, sample_index: int, difficulty: Difficulty, rng: ran
 
 def _has_distinct(a: list[str], b: list[str]) -> bool:
     return len({*a, *b}) >= 2 and any(x != y for x in a for y in b)
+
+
+TRIES = 16  # rejection-sampling attempts before enumerating: uniform either way, enumeration is the rare case
+
+
+def _session_pair(sessions: dict[int, list[str]], rng: random.Random) -> tuple[int, int] | None:
+    """Two sessions, uniform over the pairs that can give two distinct concepts; None when no pair can.
+
+    Rejection sampling keeps a draw O(1) for a 30-session syllabus (enumerating its 435 pairs for each of ~10M
+    questions would cost hours); it falls back to enumeration for degenerate syllabi."""
+    indices = sorted(sessions)
+    for _ in range(TRIES):
+        a, b = sorted(rng.sample(indices, 2))
+        if _has_distinct(sessions[a], sessions[b]):
+            return a, b
+    pairs = [(a, b) for a in indices for b in indices if a < b and _has_distinct(sessions[a], sessions[b])]
+    return rng.choice(pairs) if pairs else None
+
+
+def _concept_pair(a: list[str], b: list[str], rng: random.Random) -> tuple[str, str]:
+    """One concept of each session, different from each other, uniform over such pairs (by rejection)."""
+    for _ in range(TRIES):
+        x, y = rng.choice(a), rng.choice(b)
+        if x != y:
+            return x, y
+    return rng.choice([(x, y) for x in a for y in b if x != y])
 
 
 def slot(syllabus: Syllabus, index: int, challenging_ratio: float, seed: int) -> Draw:
