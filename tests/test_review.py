@@ -415,3 +415,17 @@ def test_history_lists_saved_versions_and_copied_in_files(nodes, tmp_path):
     widget = ReviewWidget(nodes, tmp_path)
     assert [label.split(" (")[0] for label, _ in widget.diff_a.options] == ["ann v1", "bob v0"]
     assert widget.show_diff() == ["History: keep -> remove", "Physics: remove -> keep"]
+
+
+def test_same_discipline_under_two_parents_is_flagged(nodes):
+    from glan_utils.stages.review import repeated_disciplines
+
+    assert repeated_disciplines(nodes) == {}  # a file's names are unique
+    algebra = next(n for n in nodes if n.level == "subfield")
+    other = next(n for n in nodes if n.level == "subfield" and n.parent_id != algebra.parent_id)
+    review = Review(reviewer="r")
+    review.add(algebra.id, "Statistics")
+    review.add(other.id, "statistics ")  # same name, another parent, other case
+    flagged = repeated_disciplines(apply_review(nodes, review))
+    assert list(flagged) == ["Statistics"] and len(flagged["Statistics"]) == 2
+    assert {path.split(" > ")[1] for path in flagged["Statistics"]} == {algebra.name, other.name}

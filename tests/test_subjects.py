@@ -71,7 +71,8 @@ def test_cap_keeps_the_most_proposed():
 
 async def test_rounds_are_separate_calls_at_sampling_temperature(openai_server, make_settings):
     settings = make_settings(
-        openai_server.base_url, {"taxonomy.source": TAXONOMY, "subjects.rounds": 3, "subjects.per_round": 4}
+        openai_server.base_url,
+        {"taxonomy.source": TAXONOMY, "subjects.rounds": 3, "subjects.per_round": 4, "subjects.max_subjects": None},
     )
     await pipeline.run(settings, "taxonomy")
     report = await pipeline.run(settings, "subjects")

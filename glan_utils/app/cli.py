@@ -7,6 +7,7 @@ that raises is one line naming the stage and the saved notebook, and exit code 1
 from __future__ import annotations
 
 import importlib
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,30 +155,63 @@ def status(run: str, config: ConfigOpt = None, notebooks: NotebooksOpt = Path("n
 
 
 @app.command(cls=_PairsCommand)
-def estimate(config: ConfigOpt = None, param: ParamOpt = None, params_file: ParamsFileOpt = None) -> None:
-    """Calls, tokens and cost of a planned run, per stage, before spending anything (settings keys only)."""
+def estimate(
+    config: ConfigOpt = None,
+    param: ParamOpt = None,
+    params_file: ParamsFileOpt = None,
+    run: Annotated[
+        str | None, typer.Option("--run", help="Read this run's records (stages done size the next ones).")
+    ] = None,
+    notebooks: NotebooksOpt = Path("notebooks"),
+) -> None:
+    """Calls, tokens and cost of a planned run, per stage, before spending anything.
+
+    Takes the same settings as `glan run` (file, `GLAN_*`, `-p`/`--params` by notebook name or settings key).
+    Without `--run` it plans from the settings alone and reads no run; with it, stages that have records hand on
+    what they kept, so the estimate after a stage is exact for the next.
+    """
     with _user_errors():
-        settings = load_settings(config, _params(params_file, param))
         try:
             pipeline = importlib.import_module("glan_utils.stages.pipeline")
         except ModuleNotFoundError:
             raise SetupError("estimates need glan_utils.stages.pipeline, which is not installed") from None
-        rows = []
-        for stage in pipeline.STAGES:
-            est = pipeline.estimate_stage(settings, stage)
-            rows.append(
-                {
-                    "stage": stage,
-                    "calls": est.calls,
-                    "prompt_tokens": est.prompt_tokens,
-                    "completion_tokens": est.completion_tokens,
-                    "cost_usd": round(est.cost_usd, 4),
-                    "model": est.model,
-                }
-            )
-        table = pd.DataFrame(rows)
+        catalog = runner.discover(notebooks) if notebooks.is_dir() else []
+        params = _params(params_file, param)
+        settings = runner.RunPlan(run or "estimate", catalog, config, params, catalog).settings
+        if run is not None and not settings.run_dir.is_dir():
+            raise InputError(f"no such run: {settings.run_dir}")
+        with tempfile.TemporaryDirectory() as empty:
+            if run is None:  # plan from settings only: no run's records, not even for the prompt previews
+                settings = settings.model_copy(update={"output_dir": empty})
+            typer.echo(pipeline.plan_source(settings, read_run=run is not None))
+            table = _estimate_table(pipeline, settings, read_run=run is not None)
         typer.echo(markdown_table(table))
-        typer.echo(f"total: {table['calls'].sum():,} calls, ~${table['cost_usd'].sum():,.2f}")
+        pairs = int(table.loc[table["stage"] == "answers", "outputs"].sum())
+        typer.echo(
+            f"total: {table['calls'].sum():,} calls, {pairs:,} pairs, {table['prompt_tokens'].sum():,} prompt + "
+            f"{table['completion_tokens'].sum():,} completion tokens, ~${table['cost_usd'].sum():,.2f}"
+        )
+
+
+def _estimate_table(pipeline: Any, settings: Any, read_run: bool) -> pd.DataFrame:
+    """One row per stage: its plan, where its input count came from, tokens and dollars."""
+    rows = []
+    for stage, planned in pipeline.stage_plans(settings, read_run).items():
+        est = pipeline.estimate_plan(settings, stage, planned.plan.calls)
+        rows.append(
+            {
+                "stage": stage,
+                "inputs": planned.inputs,
+                "inputs_from": planned.inputs_from,
+                "calls": est.calls,
+                "outputs": planned.plan.outputs,
+                "prompt_tokens": est.prompt_tokens,
+                "completion_tokens": est.completion_tokens,
+                "cost_usd": round(est.cost_usd, 2),
+                "model": est.model,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 @app.command()

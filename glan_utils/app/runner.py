@@ -4,9 +4,12 @@ Command-line parameters are routed by name: a name declared in a notebook's `par
 notebooks that declare it; a settings key (`llm.concurrency`, `subjects.rounds`) goes into the `overrides`
 dict parameter of notebooks that declare one (they pass it to `load_settings`), and otherwise into a settings
 file written for the run (`notebooks/settings.yaml`, the validated merge of `--config` and the keys) passed as
-`config_path`; a notebook's own non-None parameter still wins over it. Anything else is an error before any
-notebook starts. Executed notebooks land in `outputs/<run>/notebooks/`, and each notebook's status is recorded
-in the run manifest so `--resume` skips the ones that completed.
+`config_path`. Every setting a notebook exposes defaults to None there, so one precedence holds: defaults <
+settings file < `GLAN_*` environment < explicit parameters (`-p`, `--params`, a value edited in the notebook).
+`RunPlan.settings` applies the same layers, translating a notebook's parameter names into the settings keys its
+settings cell forwards them to, so `glan estimate` plans exactly what the notebooks will run. Anything else is
+an error before any notebook starts. Executed notebooks land in `outputs/<run>/notebooks/`, and each notebook's
+status is recorded in the run manifest so `--resume` skips the ones that completed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from glan_utils.core.errors import ConfigError
 from glan_utils.core.records import utc_now
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings, load_settings
+from glan_utils.settings.config import FILE_RELATIVE
 
 KERNEL = "python3"
 # papermill re-inspects each notebook and warns about comments it cannot parse; `parameters` checks instead.
@@ -75,6 +79,25 @@ class Notebook:
             for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
             if isinstance(target, ast.Name)
         }
+
+    @cached_property
+    def settings_keys(self) -> dict[str, str]:
+        """Parameter name -> the dotted settings key the notebook forwards it to, read from the dict literals of
+        its `notebook_settings(...)` call (`{"subjects.rounds": rounds, ...}`), so the notebook stays the one
+        place that says which parameter sets which key."""
+        cells = nbformat.read(self.path, as_version=4).cells
+        keys: dict[str, str] = {}
+        for cell in cells:
+            if cell.cell_type != "code" or "notebook_settings" not in cell.source:
+                continue
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.Dict):
+                    keys |= {
+                        value.id: key.value
+                        for key, value in zip(node.keys, node.values, strict=True)
+                        if isinstance(key, ast.Constant) and isinstance(key.value, str) and isinstance(value, ast.Name)
+                    }
+        return {name: key for name, key in keys.items() if name in self.parameters}
 
 
 def discover(notebook_dir: str | Path) -> list[Notebook]:
@@ -123,7 +146,9 @@ class RunPlan:
 
     @cached_property
     def routed(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Split `params` into (notebook parameters, settings overrides); unknown names raise ConfigError."""
+        """Split `params` into (notebook parameters, settings overrides); unknown names raise ConfigError.
+
+        A notebook parameter set by name wins over the dotted key it stands for, in every notebook and here."""
         declared = set().union(*(nb.parameters for nb in self.catalog or self.notebooks))
         notebook_params, overrides = {}, {}
         for key, value in self.params.items():
@@ -136,14 +161,31 @@ class RunPlan:
                 )
             else:
                 overrides[key] = value
-        return notebook_params, overrides
+        named = {
+            key
+            for nb in self.catalog or self.notebooks
+            for name, key in nb.settings_keys.items()
+            if notebook_params.get(name) is not None
+        }
+        # A parameter given by its notebook name wins over the same setting as a dotted key (`--params` file).
+        return notebook_params, {k: v for k, v in overrides.items() if k not in named}
 
     @cached_property
     def settings(self) -> Settings:
-        """The settings the notebooks will see, validated now so a bad key fails before any notebook runs."""
+        """The settings the notebooks will see, validated now so a bad key fails before any notebook runs.
+
+        Named notebook parameters count as the settings keys their notebooks forward them to (None keeps the
+        lower layers), then the dotted keys, as in every notebook's settings cell."""
         notebook_params, overrides = self.routed
-        top = {k: v for k, v in notebook_params.items() if k in Settings.model_fields}
-        return load_settings(self.config_path, {**top, **overrides, "run_name": self.run_name})
+        named = {}
+        for nb in self.catalog or self.notebooks:
+            named |= {
+                key: notebook_params[name]
+                for name, key in nb.settings_keys.items()
+                if notebook_params.get(name) is not None
+            }
+        top = {k: v for k, v in notebook_params.items() if k in Settings.model_fields and v is not None}
+        return load_settings(self.config_path, {**named, **top, **overrides, "run_name": self.run_name})
 
     @property
     def run_dir(self) -> Path:
@@ -169,7 +211,12 @@ class RunPlan:
         """`--config` plus the settings keys, validated, as one file for notebooks without `overrides`."""
         path = self.run_dir / "notebooks" / "settings.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.settings.snapshot(), sort_keys=False), encoding="utf-8")
+        snapshot = self.settings.snapshot()
+        for dotted in FILE_RELATIVE:  # relative paths in a settings file are read relative to that file
+            section, leaf = dotted.split(".")
+            if snapshot[section].get(leaf):
+                snapshot[section][leaf] = str(Path(snapshot[section][leaf]).resolve())
+        path.write_text(yaml.safe_dump(snapshot, sort_keys=False), encoding="utf-8")
         return path
 
     def save(self) -> None:

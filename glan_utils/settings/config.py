@@ -1,5 +1,9 @@
 """Settings: one YAML file, `GLAN_*` environment overrides and notebook/CLI parameters map onto one pydantic model.
 
+One precedence everywhere (notebooks, `glan run`, `glan estimate`, sweeps): defaults < settings file < `GLAN_*`
+environment < explicit parameters. A file may nest sections or use dotted keys (`subjects.rounds: 7`), so one
+file serves as `--config` and as `--params`. Paths in a file (`taxonomy.source`, `taxonomy.review_file`) are
+relative to that file, so a config names its taxonomy wherever the command runs (a notebook runs in notebooks/).
 Unknown keys and wrong types are errors naming the key, so a typo never silently falls back to a default. Every
 section lives in a sibling module of this package, which imports nothing above `core`: loading settings stays
 light (no numpy, torch or lm-eval).
@@ -29,6 +33,8 @@ from glan_utils.settings.stages import (
 from glan_utils.settings.train import FinetuneSettings
 
 ENV_PREFIX = "GLAN_"
+# Settings holding a path, resolved against the folder of the settings file that sets them.
+FILE_RELATIVE = ("taxonomy.source", "taxonomy.review_file")
 
 
 class Settings(Section):
@@ -95,23 +101,11 @@ def _describe(error: ValidationError) -> str:
 def load_settings(
     path: str | Path | None = None, overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None
 ) -> Settings:
-    """Merge file < environment < overrides (dotted keys like 'llm.model') and validate once.
+    """Merge defaults < file < environment < overrides (dotted keys like 'llm.model') and validate once.
 
     Raises ConfigError with one line naming the offending key.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config error: file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"config error: {path}{where}: not valid YAML") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config error: {path}: top level must be a mapping")
-        data = loaded or {}
+    data = read_settings_file(path) if path is not None else {}
     for dotted, value in _flatten(_env_overrides(dict(os.environ if environ is None else environ))).items():
         _set_dotted(data, dotted, value)
     for dotted, value in (overrides or {}).items():
@@ -122,7 +116,46 @@ def load_settings(
         raise ConfigError(_describe(exc)) from None
 
 
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """A settings file as a nested mapping: dotted keys expanded, its relative paths made relative to it."""
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config error: file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config error: {path}{where}: not valid YAML") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"config error: {path}: top level must be a mapping")
+    data: dict[str, Any] = {}
+    for key, value in (loaded or {}).items():  # only top-level keys are dotted paths; model names keep their dots
+        _merge(data, str(key).split("."), value)
+    for dotted in FILE_RELATIVE:
+        section, leaf = dotted.split(".")
+        value = data.get(section, {}).get(leaf) if isinstance(data.get(section), dict) else None
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            data[section][leaf] = str((path.parent / value).resolve())
+    return data
+
+
+def _merge(target: dict[str, Any], keys: list[str], value: Any) -> None:
+    """Set `value` at `keys`, merging mappings key by key so nested and dotted forms of a section combine."""
+    *parents, leaf = keys
+    for part in parents:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"config error: {'.'.join(keys)}: '{part}' is not a section")
+    if isinstance(value, dict) and isinstance(target.get(leaf), dict):
+        for key, item in value.items():
+            _merge(target[leaf], [str(key)], item)
+    else:
+        target[leaf] = value
+
+
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}, 'c.d': 2} -> {'a.b': 1, 'c.d': 2}; an empty mapping stays a value."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         dotted = f"{prefix}{key}"

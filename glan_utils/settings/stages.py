@@ -1,54 +1,79 @@
-"""Settings of the generation stages, one section per stage, named as the stage is (taxonomy ... answers)."""
+"""Settings of the generation stages, one section per stage, named as the stage is (taxonomy ... answers).
+
+The defaults are the demo's sizes (`configs/demo.yaml`: a minutes-long run on the embedded model), so a notebook
+opened without a settings file never starts a paper-scale run by accident; `configs/paper.yaml` holds the paper's
+sizes. Sampling settings (temperatures, top-p) default to the paper's values. Every integer has an upper bound,
+so a typo such as `questions_per_syllabus: 99999999999999999999999` is one clear error, not a plan.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, model_validator
 
 from glan_utils.core.section import Section
 
 
 class TaxonomySettings(Section):
-    """Paper §2.1: fields -> sub-fields -> disciplines, generated or supplied by the user."""
+    """Paper §2.1: fields -> sub-fields -> disciplines, generated or supplied by the user (paper: 126 disciplines)."""
 
-    source: str | None = Field(None, description="Path to a user taxonomy (YAML/JSON/CSV); null = generate.")
-    n_fields: int = Field(2, ge=1)
-    n_subfields: int = Field(2, ge=1, description="Sub-fields per field.")
-    n_disciplines: int = Field(2, ge=1, description="Disciplines per sub-field.")
+    source: str | None = Field(
+        None,
+        description="Path to a user taxonomy (YAML/JSON/CSV); null = generate. Relative to the settings file "
+        "that names it.",
+    )
+    n_fields: int = Field(2, ge=1, le=100)
+    n_subfields: int = Field(1, ge=1, le=100, description="Sub-fields per field.")
+    n_disciplines: int = Field(2, ge=1, le=100, description="Disciplines per sub-field.")
+    max_name_chars: int = Field(
+        200, ge=1, le=10_000, description="Longest node name accepted from a file or a review (longer: an error)."
+    )
     review_file: str | None = Field(None, description="Saved review to apply; null = accept all nodes.")
     temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(512, ge=16)
+    max_tokens: int = Field(512, ge=16, le=1_000_000)
 
 
 class SubjectSettings(Section):
-    """Paper §2.2: 10 rounds per discipline at T=1.0, top-p 0.95, merged."""
+    """Paper §2.2: 10 rounds per discipline at T=1.0, top-p 0.95, merged (100-200 subjects per discipline)."""
 
-    rounds: int = Field(10, ge=1)
-    per_round: int = Field(10, ge=1, description="Subjects asked for per round.")
+    rounds: int = Field(2, ge=1, le=100, description="Sampling rounds per discipline (paper: 10).")
+    per_round: int = Field(3, ge=1, le=1_000, description="Subjects asked for per round.")
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)
-    max_tokens: int = Field(1024, ge=16)
+    max_tokens: int = Field(1024, ge=16, le=1_000_000)
     merge_threshold: float = Field(0.85, ge=0, le=1, description="Name similarity at which subjects merge.")
-    max_subjects: int | None = Field(None, ge=1, description="Cap per discipline after merging (demo sizes).")
+    max_subjects: int | None = Field(
+        3, ge=1, le=100_000, description="Cap per discipline after merging (paper: ~150); null = no cap."
+    )
 
 
 class SyllabiSettings(Section):
     """Paper §2.3: one call per subject, 10-30 class sessions with ~5 key concepts each."""
 
-    min_sessions: int = Field(10, ge=1)
-    max_sessions: int = Field(30, ge=1)
-    concepts_per_session: int = Field(5, ge=1)
+    min_sessions: int = Field(3, ge=1, le=200, description="Paper: 10.")
+    max_sessions: int = Field(5, ge=1, le=200, description="Paper: 30.")
+    concepts_per_session: int = Field(3, ge=1, le=50, description="Paper: ~5.")
     temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(4096, ge=16)
+    max_tokens: int = Field(4096, ge=16, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _sessions_ordered(self) -> Self:
+        if self.max_sessions < self.min_sessions:
+            raise ValueError(f"max_sessions ({self.max_sessions}) is below min_sessions ({self.min_sessions})")
+        return self
 
 
 class QuestionSettings(Section):
     """Paper §2.4: basic (1 session, 1-5 concepts) and challenging (2 sessions, 2-5 concepts) questions."""
 
-    questions_per_syllabus: int = Field(10, ge=1)
+    questions_per_syllabus: int = Field(
+        2, ge=1, le=100_000, description="Question slots per syllabus (paper scale: ~540 for 10M pairs)."
+    )
     challenging_ratio: float = Field(0.5, ge=0, le=1)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)
-    max_tokens: int = Field(512, ge=16)
+    max_tokens: int = Field(512, ge=16, le=1_000_000)
 
 
 class AnswerSettings(Section):
@@ -56,4 +81,4 @@ class AnswerSettings(Section):
 
     model: str | None = Field(None, description="Answer model; null = the generation model.")
     temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(1024, ge=16)
+    max_tokens: int = Field(1024, ge=16, le=1_000_000)

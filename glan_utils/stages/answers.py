@@ -12,8 +12,9 @@ from glan_utils.core.records import Failure, Placement, QAPair, Question
 from glan_utils.llm.prompts import RenderedPrompt, render
 from glan_utils.settings import Settings
 from glan_utils.stages.base import Caller, Reply
-from glan_utils.stages.registry import Plan, Stage, StageReport, run_per_record
-from glan_utils.stages.selection import first_record
+from glan_utils.stages.questions import current_questions
+from glan_utils.stages.registry import Plan, Stage, StageReport, finish, run_pending
+from glan_utils.stages.selection import count_kept, first_record
 from glan_utils.stages.syllabi import example_subject
 
 NAME = "answers"
@@ -57,8 +58,12 @@ def _pair(q: Question, reply: Reply) -> list[QAPair]:
 
 
 async def run(settings: Settings) -> StageReport:
-    """One answer per kept question; each question is its own task, so resume is by its id."""
-    return await run_per_record(settings, NAME, "questions", write_answer)
+    """One answer per question of the current plan; each question is its own task, so resume is by its id."""
+    total = sum(1 for _ in current_questions(settings))
+    return finish(
+        settings,
+        await run_pending(settings, NAME, NAME, lambda: current_questions(settings), write_answer, total),
+    )
 
 
 def example_question(settings: Settings) -> Question:
@@ -84,5 +89,6 @@ STAGE = Stage(
     run=run,
     plan=lambda settings, questions: Plan(questions, questions),
     preview=lambda settings: answer_prompt(example_question(settings), settings.language),
+    count=lambda settings: count_kept(settings, NAME),
     notebook="04_questions",
 )

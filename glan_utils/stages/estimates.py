@@ -1,11 +1,16 @@
 """Before spending: the calls each stage will make, their cost, and the first prompt it would send.
 
-Each stage is sized from what the previous stage hands it: the kept records when that stage has run, else its own
-plan. Tokens are the first prompt's length and `max_tokens` (an upper bound). Before a stage's inputs exist, an
-example input stands in for the preview.
+One planner serves `glan estimate`, the notebooks' "before spending" cells and the runs: each stage's
+`plan(settings, inputs)` sizes it from what the previous stage hands it. Planning either reads a run (a stage
+that has records hands on what it really kept, so the estimate made after a stage is exact for the next one) or
+plans from the settings alone (every stage sized from the previous stage's plan, an upper bound where replies
+decide the size). Tokens are the first prompt's length and `max_tokens` (an upper bound). Before a stage's
+inputs exist, an example input stands in for the preview.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from glan_utils.llm.ledger import Estimate, estimate
 from glan_utils.llm.prompts import RenderedPrompt
@@ -15,23 +20,40 @@ from glan_utils.stages import STAGES
 from glan_utils.stages.registry import Plan
 
 
-def plans(settings: Settings) -> dict[str, Plan]:
-    """Every stage's plan, in pipeline order."""
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage's plan and where its input size came from: 'run' (records kept so far) or 'settings'."""
+
+    plan: Plan
+    inputs: int
+    inputs_from: str
+
+
+def plans(settings: Settings, read_run: bool = True) -> dict[str, Plan]:
+    """Every stage's plan, in pipeline order (see `stage_plans`)."""
+    return {name: p.plan for name, p in stage_plans(settings, read_run).items()}
+
+
+def stage_plans(settings: Settings, read_run: bool = True) -> dict[str, StagePlan]:
+    """Every stage's plan; with `read_run`, a stage whose previous stage has records is sized by what that stage
+    kept so far, else by the previous stage's plan. Only the counts a later stage needs are read."""
     store, out = RunStore(settings.run_dir), {}
     previous = None
     for name, stage in STAGES.items():
-        inputs = 0
+        inputs, source = 0, "settings"
         if previous is not None:
-            done = store.records_path(previous.name).exists()
-            inputs = previous.handed_on(settings) if done else out[previous.name].outputs
-        out[name] = stage.plan(settings, inputs)
+            if read_run and store.records_path(previous.name).exists():
+                inputs, source = previous.handed_on(settings), "run"
+            else:
+                inputs = out[previous.name].plan.outputs
+        out[name] = StagePlan(stage.plan(settings, inputs), inputs, source)
         previous = stage
     return out
 
 
-def planned_calls(settings: Settings, stage: str) -> int:
+def planned_calls(settings: Settings, stage: str, read_run: bool = True) -> int:
     """Calls the stage will make at most."""
-    return plans(settings)[stage].calls
+    return plans(settings, read_run)[stage].calls
 
 
 def preview_prompt(settings: Settings, stage: str) -> RenderedPrompt:
@@ -39,14 +61,22 @@ def preview_prompt(settings: Settings, stage: str) -> RenderedPrompt:
     return STAGES[stage].preview(settings)
 
 
-def estimate_stage(settings: Settings, stage: str) -> Estimate:
+def estimate_stage(settings: Settings, stage: str, read_run: bool = True) -> Estimate:
     """Calls x (first prompt's tokens, max_tokens) x price: an upper bound, shown before spending."""
+    return estimate_plan(settings, stage, planned_calls(settings, stage, read_run))
+
+
+def estimate_plan(settings: Settings, stage: str, calls: int) -> Estimate:
+    """`calls` of a stage priced at its first prompt's tokens and its `max_tokens`."""
     spec = STAGES[stage]
     prompt_chars = sum(len(m["content"]) for m in preview_prompt(settings, stage).messages)
-    return estimate(
-        planned_calls(settings, stage),
-        prompt_chars // 4 + 1,
-        spec.max_tokens(settings),
-        spec.model(settings),
-        settings.llm.prices,
-    )
+    return estimate(calls, prompt_chars // 4 + 1, spec.max_tokens(settings), spec.model(settings), settings.llm.prices)
+
+
+def plan_source(settings: Settings, read_run: bool = True) -> str:
+    """One line saying what the plan was made from: the run it read, or the settings alone."""
+    store = RunStore(settings.run_dir)
+    done = [name for name in STAGES if store.records_path(name).exists()] if read_run else []
+    if not done:
+        return f"planned from settings (no records read{'' if read_run else '; no run given'})"
+    return f"read run '{settings.run_name}' ({settings.run_dir}): records of {', '.join(done)}"

@@ -11,9 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from glan_utils.settings import Settings, load_settings
 from glan_utils.stages import STAGES
-from glan_utils.stages.estimates import estimate_stage, planned_calls, plans, preview_prompt
+from glan_utils.stages.estimates import (
+    estimate_plan,
+    estimate_stage,
+    plan_source,
+    planned_calls,
+    plans,
+    preview_prompt,
+    stage_plans,
+)
 from glan_utils.stages.registry import StageReport, open_store
 from glan_utils.stages.selection import (
     count_kept,
@@ -30,18 +40,22 @@ __all__ = [
     "StageReport",
     "count_kept",
     "current_review",
+    "effective_settings",
+    "estimate_plan",
     "estimate_stage",
     "kept_disciplines",
     "kept_records",
     "kept_taxonomy",
     "notebook_settings",
     "open_store",
+    "plan_source",
     "planned_calls",
     "plans",
     "preview_prompt",
     "review_path",
     "run",
     "run_until",
+    "stage_plans",
 ]
 
 RUNNERS = {name: stage.run for name, stage in STAGES.items()}
@@ -50,9 +64,10 @@ RUNNERS = {name: stage.run for name, stage in STAGES.items()}
 def notebook_settings(
     config_path: str | None, parameters: dict[str, Any], overrides: dict[str, Any] | None = None
 ) -> Settings:
-    """Settings from a notebook's papermill parameters: dotted keys, None meaning "keep the file/default".
+    """Settings from a notebook's papermill parameters: dotted keys, None meaning "keep the lower layers".
 
-    `overrides` (dotted keys) wins over both, so any setting can be changed from papermill or `glan run`. A relative
+    The one precedence: defaults (the demo's sizes) < the settings file < `GLAN_*` environment < the non-None
+    parameters < `overrides` (dotted keys), so any setting can be changed from papermill or `glan run`. A relative
     `output_dir` is taken from the repository root when the kernel runs in `notebooks/` (as JupyterLab starts it),
     so interactive and batch runs share one `outputs/`.
     """
@@ -62,6 +77,18 @@ def notebook_settings(
     if not output_dir.is_absolute() and here.name == "notebooks" and (here.parent / "glan_utils").is_dir():
         values["output_dir"] = str(here.parent / output_dir)
     return load_settings(config_path, values)
+
+
+def effective_settings(settings: Settings, *sections: str) -> str:
+    """What a notebook's stage will run with, as YAML, printed before any call (run, sizes, model, sections)."""
+    snapshot = settings.snapshot()
+    shown = {
+        "run": str(settings.run_dir),
+        "model": settings.llm.model or "embedded",
+        "base_url": settings.llm.base_url,
+        **{name: snapshot[name] for name in sections},
+    }
+    return yaml.safe_dump(shown, sort_keys=False, allow_unicode=True).rstrip()
 
 
 async def run(settings: Settings, stage: str) -> StageReport:

@@ -3,16 +3,18 @@
 basic: exactly one class session and 1-5 of its key concepts; challenging: exactly two distinct sessions and
 2-5 concepts with at least one from each. Every question gets a FRESH draw from its own seed (run seed +
 syllabus id + sample index), so no sample is reused across questions (the public attempt's near-duplicate
-bug). The prompt holds the whole syllabus and "the student has learned up to session N", N being the last
-chosen session.
+bug). A slot's difficulty comes from its own index too, so raising `questions_per_syllabus` keeps every
+existing question. The prompt holds the whole syllabus and "the student has learned up to session N", N being
+the last chosen session.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 from pydantic import BaseModel, Field
 
@@ -50,22 +52,39 @@ def question_rng(seed: int, syllabus_id: str, sample_index: int) -> random.Rando
     return random.Random(int(content_hash(seed, syllabus_id, sample_index), 16))
 
 
-def difficulties(n: int, challenging_ratio: float, rng: random.Random) -> list[Difficulty]:
-    """round(n x ratio) challenging and the rest basic, in a seeded random order."""
-    k = round(n * challenging_ratio)
-    mix: list[Difficulty] = ["challenging"] * k + ["basic"] * (n - k)
-    rng.shuffle(mix)
-    return mix
+def difficulty(index: int, challenging_ratio: float, phase: float) -> Difficulty:
+    """Slot `index`'s difficulty from its index alone: challenging when floor((i+1)r+phase) > floor(ir+phase).
+
+    A rotation sequence: every prefix of n slots holds round(n x ratio) challenging ones, give or take one, and
+    slot i never depends on how many slots there are, so raising `questions_per_syllabus` keeps every existing
+    slot (and its question id). `phase` (from the seed and syllabus) varies which slots are challenging.
+    """
+    return (
+        "challenging"
+        if math.floor((index + 1) * challenging_ratio + phase) > math.floor(index * challenging_ratio + phase)
+        else "basic"
+    )
+
+
+def difficulties(n: int, challenging_ratio: float, phase: float) -> list[Difficulty]:
+    """The first `n` slots' difficulties; a prefix of the list for any larger `n`."""
+    return [difficulty(i, challenging_ratio, phase) for i in range(n)]
+
+
+@lru_cache(maxsize=4096)  # every slot of a syllabus asks for it; seeding a Random is the costly part
+def slot_phase(seed: int, syllabus_id: str) -> float:
+    """The syllabus's offset in [0, 1) of the difficulty sequence, from its own seeded stream."""
+    return question_rng(seed, syllabus_id, -1).random()
 
 
 def draw(syllabus: Syllabus, sample_index: int, difficulty: Difficulty, rng: random.Random) -> Draw:
     """Sample sessions and concepts by the paper's rules; one session only gives basic questions."""
     sessions = {s.index: s.key_concepts for s in syllabus.sessions}
     if difficulty == "challenging" and len(sessions) >= 2:
-        pairs = [(a, b) for a in sessions for b in sessions if a < b and _has_distinct(sessions[a], sessions[b])]
-        if pairs:
-            a, b = rng.choice(pairs)
-            first, second = rng.choice([(x, y) for x in sessions[a] for y in sessions[b] if x != y])
+        pair = _session_pair(sessions, rng)
+        if pair:
+            a, b = pair
+            first, second = _concept_pair(sessions[a], sessions[b], rng)
             pool = sorted({*sessions[a], *sessions[b]} - {first, second})
             extra = rng.sample(pool, rng.randint(0, min(MAX_CONCEPTS - 2, len(pool))))
             return Draw(sample_index, "challenging", (a, b), (first, second, *extra))
@@ -78,10 +97,41 @@ def _has_distinct(a: list[str], b: list[str]) -> bool:
     return len({*a, *b}) >= 2 and any(x != y for x in a for y in b)
 
 
+TRIES = 16  # rejection-sampling attempts before enumerating: uniform either way, enumeration is the rare case
+
+
+def _session_pair(sessions: dict[int, list[str]], rng: random.Random) -> tuple[int, int] | None:
+    """Two sessions, uniform over the pairs that can give two distinct concepts; None when no pair can.
+
+    Rejection sampling keeps a draw O(1) for a 30-session syllabus (enumerating its 435 pairs for each of ~10M
+    questions would cost hours); it falls back to enumeration for degenerate syllabi."""
+    indices = sorted(sessions)
+    for _ in range(TRIES):
+        a, b = sorted(rng.sample(indices, 2))
+        if _has_distinct(sessions[a], sessions[b]):
+            return a, b
+    pairs = [(a, b) for a in indices for b in indices if a < b and _has_distinct(sessions[a], sessions[b])]
+    return rng.choice(pairs) if pairs else None
+
+
+def _concept_pair(a: list[str], b: list[str], rng: random.Random) -> tuple[str, str]:
+    """One concept of each session, different from each other, uniform over such pairs (by rejection)."""
+    for _ in range(TRIES):
+        x, y = rng.choice(a), rng.choice(b)
+        if x != y:
+            return x, y
+    return rng.choice([(x, y) for x in a for y in b if x != y])
+
+
+def slot(syllabus: Syllabus, index: int, challenging_ratio: float, seed: int) -> Draw:
+    """Question slot `index` of a syllabus: its difficulty and draw depend only on (seed, syllabus, index)."""
+    level = difficulty(index, challenging_ratio, slot_phase(seed, syllabus.id))
+    return draw(syllabus, index, level, question_rng(seed, syllabus.id, index))
+
+
 def draws(syllabus: Syllabus, n: int, challenging_ratio: float, seed: int) -> list[Draw]:
-    """The `n` draws of one syllabus: the difficulty mix from one seeded stream, each draw from its own."""
-    mix = difficulties(n, challenging_ratio, question_rng(seed, syllabus.id, -1))
-    return [draw(syllabus, i, level, question_rng(seed, syllabus.id, i)) for i, level in enumerate(mix)]
+    """The first `n` slots of one syllabus; a prefix of the slots for any larger `n`."""
+    return [slot(syllabus, i, challenging_ratio, seed) for i in range(n)]
 
 
 @dataclass(frozen=True)
@@ -168,29 +218,61 @@ def question_tasks(settings: Settings) -> Iterator[QuestionTask]:
             yield QuestionTask(s, d, field=field, subfield=subfield)
 
 
+def current_questions(settings: Settings) -> Iterator[Question]:
+    """The kept questions of the current plan: a slot dropped by a smaller `questions_per_syllabus` (or a
+    question of another seed or ratio) stays on disk but is not answered or counted. Each question's slot is
+    recomputed from its own syllabus and index, so this streams at any scale."""
+    cfg = settings.questions
+    syllabi = {s.id: s for s in kept_records(settings, "syllabi")}
+    for question in kept_records(settings, NAME):
+        syllabus = syllabi.get(question.syllabus_id)
+        if syllabus is None or question.sample_index >= cfg.questions_per_syllabus:
+            continue
+        planned = slot(syllabus, question.sample_index, cfg.challenging_ratio, settings.seed)
+        if question.task_id == QuestionTask(syllabus, planned).id:
+            yield question
+
+
+def outside_plan(settings: Settings) -> int:
+    """Question records on disk (under kept disciplines) that the current plan no longer has."""
+    return count_kept(settings, NAME) - sum(1 for _ in current_questions(settings))
+
+
 async def run(settings: Settings) -> StageReport:
     """`questions_per_syllabus` questions per kept syllabus, each from its own draw."""
     total = count_kept(settings, "syllabi") * settings.questions.questions_per_syllabus
-    return finish(
-        settings, await run_pending(settings, NAME, NAME, lambda: question_tasks(settings), write_question, total)
-    )
+    report = await run_pending(settings, NAME, NAME, lambda: question_tasks(settings), write_question, total)
+    report.extra["outside_plan"] = outside_plan(settings)
+    return finish(settings, report)
 
 
 def preview(settings: Settings) -> RenderedPrompt:
     task = next(iter(question_tasks(settings)), None) or QuestionTask(
-        _example_syllabus(example_subject(settings)), Draw(0, "basic", (1,), ("basis",))
+        _example_syllabus(example_subject(settings), settings), Draw(0, "basic", (1,), ("key concept 1.1",))
     )
     return question_prompt(task, settings.language)
 
 
-def _example_syllabus(subject: Subject) -> Syllabus:
+def _example_syllabus(subject: Subject, settings: Settings) -> Syllabus:
+    """A stand-in syllabus of the planned size (mid-range sessions x concepts), so the estimate's prompt tokens
+    match what the real prompts will carry before any syllabus exists."""
+    cfg = settings.syllabi
+    sessions = (cfg.min_sessions + cfg.max_sessions) // 2
     return Syllabus(
         subject_id=subject.id,
         discipline_id=subject.discipline_id,
         discipline=subject.discipline,
         subject_name=subject.subject_name,
         level=subject.level,
-        sessions=[ClassSession(index=1, title="Bases", key_concepts=["basis", "span"])],
+        sessions=[
+            ClassSession(
+                index=i,
+                title=f"Session {i} of the course",
+                description="What this class session covers and why it matters.",
+                key_concepts=[f"key concept {i}.{c}" for c in range(1, cfg.concepts_per_session + 1)],
+            )
+            for i in range(1, sessions + 1)
+        ],
     )
 
 
@@ -204,5 +286,6 @@ STAGE = Stage(
     run=run,
     plan=plan,
     preview=preview,
+    count=lambda settings: sum(1 for _ in current_questions(settings)),
     notebook="04_questions",
 )

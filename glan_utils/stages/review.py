@@ -365,3 +365,17 @@ def apply_review(nodes: Iterable[TaxonomyNode], review: Review | None) -> list[T
 def disciplines(nodes: Iterable[TaxonomyNode]) -> list[TaxonomyNode]:
     """The leaves later stages expand."""
     return [n for n in nodes if n.level == "discipline"]
+
+
+def repeated_disciplines(nodes: Iterable[TaxonomyNode]) -> dict[str, list[str]]:
+    """Discipline names (case-insensitive) found under more than one parent, with every path they sit at.
+
+    A generated taxonomy can list "Statistics" under Mathematics and under Social Sciences; both would be
+    expanded into near-identical subjects, so the notebook and the manifest flag them for the reviewer."""
+    paths: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    for node in disciplines(nodes):
+        key = node.name.casefold()
+        names.setdefault(key, node.name)
+        paths.setdefault(key, []).append(" > ".join(node.path))
+    return {names[key]: found for key, found in paths.items() if len(found) > 1}

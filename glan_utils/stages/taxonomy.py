@@ -25,10 +25,11 @@ from glan_utils.runs.stage import StageSummary
 from glan_utils.settings import Settings
 from glan_utils.stages.base import NAME_MAX, TEXT_MAX, Caller, Reply, bounded_list
 from glan_utils.stages.registry import Plan, Stage, StageReport, finish, open_store, run_pending
-from glan_utils.stages.review import disciplines
+from glan_utils.stages.review import disciplines, repeated_disciplines
 from glan_utils.stages.selection import kept_disciplines
 
 NAME = "taxonomy"
+NULL = "tag:yaml.org,2002:null"
 
 
 class NodeProposal(BaseModel):
@@ -97,29 +98,55 @@ def _children(task: ExpandTask, reply: Reply) -> list[TaxonomyNode]:
 
 
 async def run(settings: Settings) -> StageReport:
-    """Load the user's taxonomy file, or generate fields, sub-fields per field, disciplines per sub-field."""
+    """Load the user's taxonomy file, or generate fields, sub-fields per field, disciplines per sub-field.
+
+    The report (and the manifest) says which parents came back with fewer children than asked and which
+    discipline names sit under two parents, so neither is silent."""
     store = open_store(settings, NAME)
-    if settings.taxonomy.source:
-        nodes = load_taxonomy_file(settings.taxonomy.source)
+    tax = settings.taxonomy
+    if tax.source:
+        nodes = load_taxonomy_file(tax.source, tax.max_name_chars)
         added = store.append(NAME, nodes)
         summary = StageSummary(NAME, planned=len(nodes), skipped=len(nodes) - added, records=added)
-        return finish(settings, StageReport(NAME, summary, extra={"source": settings.taxonomy.source}))
+        return finish(settings, StageReport(NAME, summary, extra={"source": tax.source}))
     report = StageReport(NAME, StageSummary(NAME))
     parents: list[TaxonomyNode | None] = [None]
+    short: list[str] = []
     for level in LEVELS:
         tasks = [ExpandTask(p, level, level_size(settings, level)) for p in parents]
         part = await run_pending(settings, NAME, NAME, lambda t=tasks: t, expand, total=len(tasks))
         report.absorb(part)
         parent_ids = {p.id if p else None for p in parents}
-        parents = [n for n in store.iter_records(NAME) if n.level == level and n.parent_id in parent_ids]
+        children = [n for n in store.iter_records(NAME) if n.level == level and n.parent_id in parent_ids]
+        short += fewer_children(tasks, children)
+        parents = list(children)
+    repeated = repeated_disciplines(store.iter_records(NAME))
+    report.extra = {
+        "fewer_children": "; ".join(short) or "none",
+        "repeated_disciplines": "; ".join(f"{name}: {' | '.join(paths)}" for name, paths in repeated.items()) or "none",
+    }
     return finish(settings, report)
+
+
+def fewer_children(tasks: list[ExpandTask], children: list[TaxonomyNode]) -> list[str]:
+    """'Mathematics: 1 of 2 subfields' for every parent that got fewer children than asked (failures included)."""
+    got: dict[str | None, int] = {}
+    for child in children:
+        got[child.parent_id] = got.get(child.parent_id, 0) + 1
+    lines = []
+    for task in tasks:
+        n = got.get(task.parent.id if task.parent else None, 0)
+        if n < task.count:
+            where = " > ".join(task.parent.path) if task.parent else "top level"
+            lines.append(f"{where}: {n} of {task.count} {task.level}s")
+    return lines
 
 
 def plan(settings: Settings, inputs: int) -> Plan:
     """One call per parent per level; a user file makes no call and hands on its own disciplines."""
     tax = settings.taxonomy
     if tax.source:
-        return Plan(0, len(disciplines(load_taxonomy_file(tax.source))))
+        return Plan(0, len(disciplines(load_taxonomy_file(tax.source, tax.max_name_chars))))
     return Plan(1 + tax.n_fields + tax.n_fields * tax.n_subfields, tax.n_fields * tax.n_subfields * tax.n_disciplines)
 
 
@@ -138,8 +165,11 @@ class _Entry:
     description: str = ""
 
 
-def load_taxonomy_file(path: str | Path) -> list[TaxonomyNode]:
-    """Read a user taxonomy (YAML, JSON or CSV) into validated nodes; raise InputError naming the bad line."""
+def load_taxonomy_file(path: str | Path, max_name_chars: int = 200) -> list[TaxonomyNode]:
+    """Read a user taxonomy (YAML, JSON or CSV) into validated nodes; raise InputError naming the bad line.
+
+    Names are non-empty strings of at most `max_name_chars` (`taxonomy.max_name_chars`): a YAML `null` is not a
+    discipline called "null", and a 10,000-character name would only be sent to the model."""
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8-sig")
@@ -148,7 +178,8 @@ def load_taxonomy_file(path: str | Path) -> list[TaxonomyNode]:
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise InputError(f"{path}: line {line}: not UTF-8 text (bad byte at offset {exc.start})") from None
-    return _build(_csv_entries(text, path) if path.suffix.lower() == ".csv" else _yaml_entries(text, path), path)
+    entries = _csv_entries(text, path) if path.suffix.lower() == ".csv" else _yaml_entries(text, path)
+    return _build(entries, path, max_name_chars)
 
 
 def _csv_entries(text: str, path: Path) -> list[_Entry]:
@@ -202,11 +233,13 @@ def _yaml_entries(text: str, path: Path) -> list[_Entry]:
 def _scalar(node: yaml.Node, path: Path) -> str:
     if not isinstance(node, yaml.ScalarNode):
         raise InputError(f"{path}: line {node.start_mark.line + 1}: expected a name, found a nested structure")
+    if node.tag == NULL:
+        raise InputError(f"{path}: line {node.start_mark.line + 1}: expected a name, found null")
     return str(node.value).strip()
 
 
 def _description(node: yaml.Node, path: Path) -> str:
-    return "" if node.tag == "tag:yaml.org,2002:null" else _scalar(node, path)
+    return "" if node.tag == NULL else _scalar(node, path)
 
 
 def _edge(item: yaml.Node, path: Path) -> _Entry:
@@ -217,14 +250,14 @@ def _edge(item: yaml.Node, path: Path) -> _Entry:
     if "name" not in fields:
         raise InputError(f"{path}: line {line}: entry has no 'name'")
     parent = fields.get("parent")
-    parent_name = _scalar(parent, path) if parent is not None and parent.tag != "tag:yaml.org,2002:null" else None
+    parent_name = _scalar(parent, path) if parent is not None and parent.tag != NULL else None
     description = _description(fields["description"], path) if "description" in fields else ""
     return _Entry(_scalar(fields["name"], path), parent_name or None, line, description)
 
 
 def _nested(node: yaml.Node, parent: str | None, depth: int, path: Path) -> Iterator[_Entry]:
     """Walk `{field: {subfield: [discipline, ...]}}` (a mapping of disciplines to descriptions works too)."""
-    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+    if isinstance(node, yaml.ScalarNode) and node.tag == NULL:
         return
     if depth >= len(LEVELS):
         raise InputError(f"{path}: line {node.start_mark.line + 1}: deeper than field/subfield/discipline")
@@ -245,12 +278,17 @@ def _nested(node: yaml.Node, parent: str | None, depth: int, path: Path) -> Iter
         raise InputError(f"{path}: line {node.start_mark.line + 1}: expected names of {LEVELS[depth]}s")
 
 
-def _build(entries: list[_Entry], path: Path) -> list[TaxonomyNode]:
+def _build(entries: list[_Entry], path: Path, max_name_chars: int) -> list[TaxonomyNode]:
     """Check names, duplicates, parents, cycles and depth, then create nodes top-down."""
     by_name: dict[str, _Entry] = {}
     for entry in entries:
         if not entry.name:
             raise InputError(f"{path}: line {entry.line}: empty name")
+        if len(entry.name) > max_name_chars:
+            raise InputError(
+                f"{path}: line {entry.line}: name of {len(entry.name):,} characters is longer than "
+                f"taxonomy.max_name_chars ({max_name_chars})"
+            )
         if entry.name.casefold() in by_name:  # names are unique, so a parent name is never ambiguous
             raise InputError(
                 f"{path}: line {entry.line}: duplicate '{entry.name}' (first at line "
