@@ -58,7 +58,7 @@ class QualityFilterSettings(Section):
     drop_flags: list[str] | None = Field(None, description="Rule flags that drop a pair; null = every rule flag.")
     drop_disagreement: bool = Field(True, description="Drop pairs whose verifier disagreed with the final answer.")
     semantic_dedup: bool = Field(False, description="Also drop semantic near-duplicates (embedding cosine).")
-    semantic_threshold: float = Field(0.92, gt=0, lt=1, description="Cosine at which two questions are semantic dupes.")
+    semantic_threshold: float = Field(0.9, gt=0, lt=1, description="Cosine at which two questions are semantic dupes.")
     min_words_basic: int = Field(15, ge=0, description="Rule `answer_too_short`: fewest words in a basic answer.")
     min_words_challenging: int = Field(30, ge=0, description="Rule `answer_too_short`: fewest in a challenging one.")
 
