@@ -75,13 +75,15 @@ def _with(settings: Settings, seed: int | None, model: str | None) -> Settings:
 
 
 async def regenerate(
-    settings: Settings, node_id: str, *, seed: int | None = None, model: str | None = None, judge: bool = True
+    settings: Settings, node_id: str | None, *, seed: int | None = None, model: str | None = None, judge: bool = True
 ) -> dict[str, Any]:
     """Redraw, answer and (with `judge`) judge one subject or discipline; its old records leave the data set.
 
     `seed` reseeds the concept draws; `model` answers (and writes questions) with another model. Returns the
-    line written to `regenerations.jsonl`.
+    line written to `regenerations.jsonl`; `node_id=None` does nothing (a notebook's default).
     """
+    if node_id is None:
+        return {"node_id": None, "note": "no node chosen: set regenerate_node to a node_id from the tables above"}
 
     level = _node_level(settings, node_id)
     store = RunStore(settings.run_dir)

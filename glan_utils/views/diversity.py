@@ -24,12 +24,13 @@ import pandas as pd
 from glan_utils.data.quality import semantic_duplicates
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
-from glan_utils.stages.rules import rule_flags
+from glan_utils.stages.rules import RULES, rule_flags
 from glan_utils.stages.superseded import superseded_ids
 from glan_utils.views.quality import near_duplicate_ids
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
 LEVELS = {"discipline": ["discipline"], "subject": ["discipline", "subject"]}
+NODE_ID = {"discipline": "discipline_id", "subject": "subject_id"}
 JUDGED_HARD = 3
 
 
@@ -47,6 +48,8 @@ def quality_frame(settings: Settings) -> pd.DataFrame:
         rows.append(
             {
                 "id": pair.id,
+                "discipline_id": pair.discipline_id,
+                "subject_id": pair.subject_id,
                 "syllabus_id": pair.syllabus_id,
                 "discipline": pair.discipline,
                 "subject": pair.subject,
@@ -71,6 +74,14 @@ def verifier_agreement(frame: pd.DataFrame) -> dict[str, Any]:
     checked = frame[frame["verified"]] if len(frame) else frame
     agreed = int(checked["agreed"].astype(bool).sum()) if len(checked) else 0
     return {"checked": len(checked), "agreed": agreed, "rate": agreed / len(checked) if len(checked) else None}
+
+
+def flag_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Pairs per rule flag and discipline (every flag listed, zero when none failed it)."""
+    exploded = frame[["discipline", "flags"]].explode("flags").dropna() if len(frame) else frame
+    counts = exploded.groupby(["flags", "discipline"]).size().unstack(fill_value=0) if len(exploded) else None
+    table = pd.DataFrame(index=list(RULES)) if counts is None else counts.reindex(list(RULES), fill_value=0)
+    return table.rename_axis("flag")
 
 
 def lowest_pairs(frame: pd.DataFrame, n: int = 10) -> pd.DataFrame:
@@ -117,7 +128,8 @@ def node_table(
     rows = []
     for node, group in frame.groupby(keys, sort=True):
         names = dict(zip(keys, node if isinstance(node, tuple) else (node,), strict=True))
-        rows.append(names | _node_row(group, vectors[group.index.to_numpy()], coverage, settings))
+        node_id = {"node_id": group[NODE_ID[level]].iloc[0]} if NODE_ID[level] in group else {}
+        rows.append(names | node_id | _node_row(group, vectors[group.index.to_numpy()], coverage, settings))
     return pd.DataFrame(rows)
 
 
