@@ -3,7 +3,8 @@
 Not in the paper (GLAN keeps every deduplicated, decontaminated pair): a documented choice, off with
 `dataset.quality.enabled: false`. A pair leaves when a regeneration replaced it (`superseded`), when it fails a
 rule check (`stages.rules`, recomputed here with `dataset.quality`'s limits, so changing a limit needs no call),
-when the quality stage's judge scored it below `min_score`, when a verifier disagreed with its final answer, or
+when the quality stage's judge scored it below `min_score`, when a verifier disagreed with its final answer (the
+closed-answer check of the quality stage, or the code verifier's `code_checks.jsonl`), or
 (optionally) when its question is a *semantic* near-duplicate of an earlier kept one: cosine of all-MiniLM-L6-v2
 embeddings at or above `semantic_threshold`. Lexical near-duplicates are `data.dedup`'s alone (MinHash LSH).
 A pair counts under every reason it has; `removed` counts each pair once.
@@ -38,24 +39,37 @@ def latest_verdicts(run_dir: Path) -> dict[str, dict[str, Any]]:
     return {row["pair_id"]: row for row in iter_jsonl(Path(run_dir) / "quality.jsonl")}
 
 
-def verdict_reasons(verdict: dict[str, Any] | None, cfg: QualityFilterSettings) -> list[str]:
-    """The judge and verifier reasons a verdict gives to drop its pair."""
-    if verdict is None:
-        return []
-    reasons = [LOW_SCORE] if verdict["score"] < cfg.min_score else []
-    if cfg.drop_disagreement and any(v.get("agreed") is False for v in verdict.get("verifications", [])):
+def latest_verifications(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Per pair id: the code verifier's latest check (`code_checks.jsonl`, written by `evaluation.code_checks`)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in iter_jsonl(Path(run_dir) / "code_checks.jsonl"):
+        found[row["pair_id"]] = [row["verification"]]
+    return found
+
+
+def verdict_reasons(
+    verdict: dict[str, Any] | None, cfg: QualityFilterSettings, extra: list[dict[str, Any]] | None = None
+) -> list[str]:
+    """The judge and verifier reasons a verdict (and the code verifier's checks) give to drop a pair."""
+    checks = [*(verdict or {}).get("verifications", []), *(extra or [])]
+    reasons = [LOW_SCORE] if verdict is not None and verdict["score"] < cfg.min_score else []
+    if cfg.drop_disagreement and any(v.get("agreed") is False for v in checks):
         reasons.append(DISAGREED)
     return reasons
 
 
 def pair_reasons(
-    pair: dict[str, Any], verdict: dict[str, Any] | None, gone: set[str], cfg: QualityFilterSettings
+    pair: dict[str, Any],
+    verdict: dict[str, Any] | None,
+    gone: set[str],
+    cfg: QualityFilterSettings,
+    code: list[dict[str, Any]] | None = None,
 ) -> list[str]:
     """Every reason (except semantic duplication, which needs the other pairs) to drop one pair."""
     reasons = [SUPERSEDED] if pair["id"] in gone or pair.get("question_id") in gone else []
     dropping = set(RULES if cfg.drop_flags is None else cfg.drop_flags)
     reasons += [flag for flag in rule_flags(pair, cfg) if flag in dropping]
-    return reasons + verdict_reasons(verdict, cfg)
+    return reasons + verdict_reasons(verdict, cfg, code)
 
 
 def semantic_duplicates(vectors: np.ndarray, threshold: float, block: int = 512) -> np.ndarray:
@@ -89,7 +103,7 @@ def filter_pairs(
     removed = np.zeros(len(alive), bool)
     if not cfg.enabled:
         return removed, _summary(Counter(), Counter(), [], 0)
-    verdicts, gone = latest_verdicts(run_dir), superseded_ids(run_dir)
+    verdicts, gone, code = latest_verdicts(run_dir), superseded_ids(run_dir), latest_verifications(run_dir)
     by_reason: Counter[str] = Counter()
     per_discipline: Counter[tuple[str, str]] = Counter()
     examples: list[dict[str, Any]] = []
@@ -97,7 +111,7 @@ def filter_pairs(
     for i, pair in enumerate(pairs):
         if not alive[i]:
             continue
-        reasons = pair_reasons(pair, verdicts.get(pair["id"]), gone, cfg)
+        reasons = pair_reasons(pair, verdicts.get(pair["id"]), gone, cfg, code.get(pair["id"]))
         if reasons:
             removed[i] = True
             _count(pair, reasons, by_reason, per_discipline, examples, verdicts.get(pair["id"]))

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from glan_utils.data.quality import semantic_duplicates
+from glan_utils.data.quality import latest_verifications, semantic_duplicates
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.rules import RULES, rule_flags
@@ -39,12 +39,14 @@ def quality_frame(settings: Settings) -> pd.DataFrame:
     store = RunStore(settings.run_dir)
     gone = superseded_ids(settings.run_dir)
     verdicts = {v.pair_id: v for v in store.iter_records("quality")} if store.records_path("quality").exists() else {}
+    code = latest_verifications(settings.run_dir)
     rows = []
     for pair in store.iter_records("answers"):
         if pair.id in gone:
             continue
         verdict = verdicts.get(pair.id)
         checks = [v.agreed for v in verdict.verifications] if verdict else []
+        checks += [v["agreed"] for v in code.get(pair.id, [])]
         rows.append(
             {
                 "id": pair.id,
@@ -62,8 +64,8 @@ def quality_frame(settings: Settings) -> pd.DataFrame:
                 "score": verdict.score if verdict else np.nan,
                 "difficulty_fit": verdict.scores.get("difficulty_fit", np.nan) if verdict else np.nan,
                 "rationale": verdict.rationale if verdict else "",
-                "verified": bool(checks) and checks[0] is not None,
-                "agreed": checks[0] if checks else None,
+                "verified": any(c is not None for c in checks),
+                "agreed": all(c is not False for c in checks) if any(c is not None for c in checks) else None,
             }
         )
     return pd.DataFrame(rows)
