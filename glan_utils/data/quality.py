@@ -4,10 +4,10 @@ Not in the paper (GLAN keeps every deduplicated, decontaminated pair): a documen
 `dataset.quality.enabled: false`. A pair leaves when a regeneration replaced it (`superseded`), when it fails a
 rule check (`stages.rules`, recomputed here with `dataset.quality`'s limits, so changing a limit needs no call),
 when the quality stage's judge scored it below `min_score`, when a verifier disagreed with its final answer (the
-closed-answer check of the quality stage, or the code verifier's `code_checks.jsonl`), or
-(optionally) when its question is a *semantic* near-duplicate of an earlier kept one: cosine of all-MiniLM-L6-v2
-embeddings at or above `semantic_threshold`. Lexical near-duplicates are `data.dedup`'s alone (MinHash LSH).
-A pair counts under every reason it has; `removed` counts each pair once.
+closed-answer check of the quality stage, or the code verifier's `code_checks.jsonl`), or (optionally) when its
+question is a *semantic* near-duplicate of an earlier kept one of its discipline: cosine of all-MiniLM-L6-v2
+embeddings at or above `semantic_threshold`. Lexical near-duplicates are `data.dedup`'s alone (MinHash LSH). A
+pair counts under every reason it has; `removed` counts each pair once.
 """
 
 from __future__ import annotations
@@ -118,16 +118,43 @@ def filter_pairs(
         elif cfg.semantic_dedup:
             questions.append((i, pair["question"], pair["discipline"]))
     if questions:
-        vectors = (embedder or _default_embedder)([q for _, q, _ in questions])
-        dup_of = semantic_duplicates(vectors, cfg.semantic_threshold)
-        for (i, text, discipline), other in zip(questions, dup_of, strict=True):
-            if other >= 0:
-                removed[i] = True
-                by_reason[SEMANTIC] += 1
-                per_discipline[(discipline, SEMANTIC)] += 1
-                if len(examples) < 20:
-                    examples.append({"reason": SEMANTIC, "text": text, "matched": questions[other][1]})
+        _semantic(
+            questions,
+            (embedder or _default_embedder),
+            cfg.semantic_threshold,
+            removed,
+            by_reason,
+            per_discipline,
+            examples,
+        )
     return removed, _summary(by_reason, per_discipline, examples, int(removed.sum()))
+
+
+def _semantic(
+    questions: list[tuple[int, str, str]],
+    embedder: Embedder,
+    threshold: float,
+    removed: np.ndarray,
+    by_reason: Counter[str],
+    per_discipline: Counter[tuple[str, str]],
+    examples: list[dict[str, Any]],
+) -> None:
+    """Semantic near-duplicates within each discipline (comparing across all pairs would be quadratic in the whole
+    data set; near-duplicates across disciplines are rare and not what regenerating a branch fixes)."""
+    vectors = embedder([text for _, text, _ in questions])
+    by_discipline: dict[str, list[int]] = {}
+    for k, (_, _, discipline) in enumerate(questions):
+        by_discipline.setdefault(discipline, []).append(k)
+    for discipline, members in by_discipline.items():
+        dup_of = semantic_duplicates(vectors[members], threshold)
+        for k, other in zip(members, dup_of, strict=True):
+            if other < 0:
+                continue
+            removed[questions[k][0]] = True
+            by_reason[SEMANTIC] += 1
+            per_discipline[(discipline, SEMANTIC)] += 1
+            if sum(e["reason"] == SEMANTIC for e in examples) < 3:
+                examples.append({"reason": SEMANTIC, "text": questions[k][1], "matched": questions[members[other]][1]})
 
 
 def _count(
