@@ -75,6 +75,17 @@ _STOPWORDS: dict[str, frozenset[str]] = {
 }
 
 
+_LANGUAGES_OF: dict[str, tuple[str, ...]] = {
+    word: tuple(lang for lang, stop in _STOPWORDS.items() if word in stop)
+    for stop in _STOPWORDS.values()
+    for word in stop
+}
+_PUNCTUATION = ".,;:!?()[]\"'«»“”"
+_SUBMISSION_HINTS = ("submit", "hand in", "turn in", "upload", "due ", "deadline", "good luck")
+_REFUSAL_HINTS = ("sorry", "cannot", "can't", "can’t", "as an ai", "unable", "not able")
+_SYLLABUS_HINTS = ("syllabus", "session", "key concept", "learning objective")
+
+
 def _header(pair: Pair, _: QualityFilterSettings) -> bool:
     first = pair["answer"].lstrip().split("\n", 1)[0]
     return bool(_HEADER.match(first) or _DEAR.match(first))
@@ -84,12 +95,20 @@ def _greeting(pair: Pair, _: QualityFilterSettings) -> bool:
     return bool(_GREETING.match(pair["answer"]) or _GREETING.match(pair["question"]))
 
 
+def _hinted(text: str, hints: tuple[str, ...]) -> bool:
+    """A cheap substring pre-check, so the regular expression runs only on the few texts that may match."""
+    lowered = text.casefold()
+    return any(hint in lowered for hint in hints)
+
+
 def _submission(pair: Pair, _: QualityFilterSettings) -> bool:
-    return bool(_SUBMISSION.search(pair["answer"]) or _SUBMISSION.search(pair["question"]))
+    text = pair["answer"] + "\n" + pair["question"]
+    return _hinted(text, _SUBMISSION_HINTS) and bool(_SUBMISSION.search(text))
 
 
 def _refusal(pair: Pair, _: QualityFilterSettings) -> bool:
-    return bool(_REFUSAL.search(pair["answer"][:400]))
+    head = pair["answer"][:400]
+    return _hinted(head, _REFUSAL_HINTS) and bool(_REFUSAL.search(head))
 
 
 def _truncated(pair: Pair, _: QualityFilterSettings) -> bool:
@@ -106,13 +125,17 @@ def stopword_share(text: str, language: str) -> float:
 
 
 def detected_language(text: str) -> str | None:
-    """The listed language whose function words make up most of `text`; None for too little text."""
-    words = _WORD.findall(text.casefold())
+    """The listed language whose function words are most frequent in the first ~100 words of `text`; None for
+    too little text or none of the listed function words."""
+    words = text[:600].casefold().split()
     if len(words) < 12:
         return None
-    shares = {lang: sum(w in stop for w in words) for lang, stop in _STOPWORDS.items()}
-    best = max(shares, key=shares.__getitem__)
-    return best if shares[best] else None
+    votes: Counter[str] = Counter()
+    for word in words:
+        languages = _LANGUAGES_OF.get(word) or _LANGUAGES_OF.get(word.strip(_PUNCTUATION))
+        if languages:
+            votes.update(languages)
+    return votes.most_common(1)[0][0] if votes else None
 
 
 def _wrong_language(pair: Pair, _: QualityFilterSettings) -> bool:
@@ -135,11 +158,13 @@ def _too_short(pair: Pair, limits: QualityFilterSettings) -> bool:
 def _restates_syllabus(pair: Pair, _: QualityFilterSettings) -> bool:
     """Syllabus vocabulary in the question, or a question that is little more than its concept list."""
     question = pair["question"]
-    if _SYLLABUS.search(question):
+    if _hinted(question, _SYLLABUS_HINTS) and _SYLLABUS.search(question):
         return True
-    words = _WORD.findall(question.casefold())
     concept_words = {w for c in pair.get("concepts") or () for w in _WORD.findall(str(c).casefold())}
-    if not words or len(words) > 2 * len(concept_words):
+    if len(question.split()) > 2 * len(concept_words):
+        return False
+    words = _WORD.findall(question.casefold())
+    if not words:
         return False
     return sum(w in concept_words for w in words) >= 0.6 * len(words)
 

@@ -4,7 +4,7 @@ Per node: the judge's mean score and the share of pairs with a rule flag; the ve
 *semantic* near-duplicate rate (share of questions the data set's semantic dedup would drop: cosine of
 all-MiniLM-L6-v2 embeddings >= threshold with an earlier question of the node) and the mean pairwise cosine
 distance of the node's questions; the *lexical* near-duplicate rate (the data set's MinHash definition,
-`views.quality.near_duplicate_ids`); key-concept coverage (share of a syllabus' key concepts used by at least one
+`views.quality.near_duplicate_pairs`); key-concept coverage (share of a syllabus' key concepts used by at least one
 question, averaged over the node's syllabi); the question-type mix when questions carry a `question_type`; and
 planned vs labelled vs judged difficulty (the planned challenging share, the labelled one, and the share of
 pairs labelled challenging that the judge found as hard as labelled, `difficulty_fit` >= 3).
@@ -26,7 +26,7 @@ from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.rules import RULES, rule_flags
 from glan_utils.stages.superseded import superseded_ids
-from glan_utils.views.quality import near_duplicate_ids
+from glan_utils.views.quality import near_duplicate_pairs
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
 LEVELS = {"discipline": ["discipline"], "subject": ["discipline", "subject"]}
@@ -125,7 +125,9 @@ def node_table(
     if not len(frame):
         return pd.DataFrame()
     keys = LEVELS[level]
+    frame = frame.reset_index(drop=True)
     vectors = (embedder or _embed)(frame["question"].tolist())
+    frame = frame.assign(lexical_duplicate=_lexical_duplicates(frame, keys, settings))
     coverage = concept_coverage(frame, syllabi) if len(syllabi) else pd.Series(dtype=float)
     rows = []
     for node, group in frame.groupby(keys, sort=True):
@@ -139,7 +141,6 @@ def _node_row(group: pd.DataFrame, vectors: np.ndarray, coverage: pd.Series, set
     threshold = settings.dataset.quality.semantic_threshold
     challenging = group["difficulty"] == "challenging"
     judged_hard = challenging & (group["difficulty_fit"] >= JUDGED_HARD)
-    lexical = near_duplicate_ids(dict(zip(group["id"], group["question"], strict=True)), settings.dataset.dedup)
     agreement = verifier_agreement(group)
     row = {
         "pairs": len(group),
@@ -148,7 +149,7 @@ def _node_row(group: pd.DataFrame, vectors: np.ndarray, coverage: pd.Series, set
         "verifier_agreement": agreement["rate"],
         "semantic_near_duplicate_rate": float((semantic_duplicates(vectors, threshold) >= 0).mean()),
         "mean_cosine_distance": mean_cosine_distance(vectors),
-        "lexical_near_duplicate_rate": len(lexical) / len(group),
+        "lexical_near_duplicate_rate": group["lexical_duplicate"].mean(),
         "concept_coverage": coverage.reindex(group["syllabus_id"].unique()).mean(),
         "planned_challenging": settings.questions.challenging_ratio,
         "labelled_challenging": challenging.mean(),
@@ -158,6 +159,17 @@ def _node_row(group: pd.DataFrame, vectors: np.ndarray, coverage: pd.Series, set
     if len(types):
         row |= {f"type_{name}": share for name, share in types.value_counts(normalize=True).items()}
     return row
+
+
+def _lexical_duplicates(frame: pd.DataFrame, keys: list[str], settings: Settings) -> np.ndarray:
+    """Per row: whether it has a lexical near-duplicate in its own node (one dedup pass over all questions; a
+    group spanning nodes counts only its members that share the node of the text they duplicate)."""
+    node = frame[keys].astype(str).agg("\x1f".join, axis=1).to_numpy()
+    marked = np.zeros(len(frame), bool)
+    for dup, kept in near_duplicate_pairs(frame["question"].tolist(), settings.dataset.dedup):
+        if node[dup] == node[kept]:
+            marked[[dup, kept]] = True
+    return marked
 
 
 def _embed(texts: Sequence[str]) -> np.ndarray:

@@ -58,6 +58,15 @@ def stages_frame(settings: Settings) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("stage") if rows else pd.DataFrame()
 
 
+def near_duplicate_pairs(texts: list[str], dedup: DedupSettings | None = None) -> list[tuple[int, int]]:
+    """(duplicate, the kept text it duplicates) index pairs by the data set's definition (`data.dedup`)."""
+    from glan_utils.data.dedup import KEPT, find_duplicates  # numpy/pyarrow/datasketch: imported on use
+
+    with tempfile.TemporaryDirectory(prefix="glan-dedup-") as work:
+        result = find_duplicates(texts, dedup or DedupSettings(), Path(work))
+    return [(int(i), int(result.dup_of[i])) for i in np.flatnonzero(result.reason != KEPT)]
+
+
 def near_duplicate_ids(texts: dict[str, str], dedup: DedupSettings | None = None) -> set[str]:
     """Ids whose text has a lexical near-duplicate (or exact duplicate) among the others.
 
@@ -65,13 +74,8 @@ def near_duplicate_ids(texts: dict[str, str], dedup: DedupSettings | None = None
     word 3-grams, 128 permutations, estimated Jaccard >= 0.8), so the notebook shows what the data set removes;
     here both members of a group count, where the data set keeps the first.
     """
-    from glan_utils.data.dedup import KEPT, find_duplicates  # numpy/pyarrow/datasketch: imported on use
-
     keys = list(texts)
-    with tempfile.TemporaryDirectory(prefix="glan-dedup-") as work:
-        result = find_duplicates([texts[k] for k in keys], dedup or DedupSettings(), Path(work))
-    removed = np.flatnonzero(result.reason != KEPT)
-    return {keys[i] for i in removed} | {keys[int(result.dup_of[i])] for i in removed}
+    return {keys[k] for pair in near_duplicate_pairs([texts[k] for k in keys], dedup) for k in pair}
 
 
 def distinctness(questions: Iterable[Question], dedup: DedupSettings | None = None) -> pd.DataFrame:
