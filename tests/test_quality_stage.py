@@ -254,3 +254,30 @@ def test_estimate_and_preview_cover_the_stage(planted):
     prompt = pipeline.preview_prompt(settings, "quality")
     assert "correctness" in prompt.messages[-1]["content"] and prompt.name == "quality"
     assert re.search(r"difficulty_fit", prompt.messages[-1]["content"])
+
+
+@pytest.mark.embedded
+@pytest.mark.timeout(600)
+async def test_embedded_demo_model_runs_the_stage(tmp_path):
+    """The demo's SmolLM2-135M judges a few pairs: every pair gets a verdict or a failure kept with its raw text.
+    Its scores are low and noisy (notebook 04 says so); only the machinery is checked here."""
+    from glan_utils.settings import load_settings
+
+    settings = load_settings(
+        None,
+        {
+            "output_dir": str(tmp_path / "outputs"),
+            "llm.cache_path": str(tmp_path / "cache.sqlite"),
+            "quality.max_tokens": 256,
+        },
+        environ={},
+    )
+    nodes = taxonomy()
+    store = RunStore(settings.run_dir)
+    store.append("taxonomy", nodes)
+    store.append("answers", [clean_pair(nodes[2], i)[0] for i in range(3)])
+    report = await pipeline.run(settings, "quality")
+    verdicts, failures = list(store.iter_records("quality")), list(store.iter_failures("quality"))
+    assert len(verdicts) + len(failures) == report.summary.planned == 3
+    assert all(1 <= v.score <= 5 and v.rationale for v in verdicts)
+    assert all(f.reason for f in failures)
