@@ -73,9 +73,12 @@ def test_notebooks_run_in_order_and_rerun_makes_no_calls(openai_server, tmp_path
         "subject_levels",
         "concepts_per_question",
         "sessions_per_syllabus",
+        "quality_heatmap",
+        "quality_verifier",
+        "quality_lowest",
     } <= plots
     manifest = store.read_manifest()["stages"]
-    assert all(manifest[s]["status"] == "complete" for s in ("taxonomy", "subjects", "syllabi", "answers"))
+    assert all(manifest[s]["status"] == "complete" for s in ("taxonomy", "subjects", "syllabi", "answers", "quality"))
     sent = openai_server.count
     assert sent > 0
     (tmp_path / "rerun").mkdir()

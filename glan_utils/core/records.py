@@ -174,6 +174,40 @@ class QAPair(Placement, _AnswerOf):
         return [self.question_id, self.answer]
 
 
+class Verification(BaseModel):
+    """An independent check of a QA pair's final answer: a second answer compared with sympy, or code run."""
+
+    kind: Literal["closed_answer", "code"]
+    agreed: bool | None = Field(description="True = the checks agree; False = they disagree; None = undecided.")
+    first: str = Field("", description="The final answer (or code outcome) of the pair.")
+    second: str = Field("", description="The independent answer's final answer (or the test outcome).")
+    detail: str = ""
+
+
+class QualityVerdict(Record):
+    """The quality stage's verdict on one QA pair: rubric scores with a rationale, rule flags, verifications."""
+
+    stage_name: ClassVar[str] = "quality"
+
+    pair_id: str
+    question_id: str
+    discipline_id: str
+    subject_id: str
+    scores: dict[str, int] = Field(description="Rubric criterion -> 1..5, as the judge gave it.")
+    score: float = Field(description="Mean of the rubric scores, 1..5.")
+    rationale: str = ""
+    flags: list[str] = Field(default_factory=list, description="Names of the rule checks the pair failed.")
+    verifications: list[Verification] = Field(default_factory=list)
+
+    @property
+    def disagreed(self) -> bool:
+        """Whether any verifier found the pair's final answer wrong."""
+        return any(v.agreed is False for v in self.verifications)
+
+    def identity(self) -> Any:
+        return [self.pair_id, self.scores, self.rationale, self.flags, [v.model_dump() for v in self.verifications]]
+
+
 class Failure(Record):
     """A unit of work that did not produce a valid record, kept with its reason and raw output (never dropped)."""
 

@@ -1,8 +1,10 @@
-"""Stage 6, the data set: dedup -> decontaminate -> export (+ card), from a run's `answers.jsonl`.
+"""Stage 6, the data set: dedup -> decontaminate -> quality -> export (+ card), from a run's `answers.jsonl`.
 
 Each step streams the records once and leaves its result in `<run>/dataset.work/` (a few bytes per record), so
 the steps can run in separate processes (the scale benchmark does) and memory stays flat as the record count
-grows. `build_dataset` runs all three and returns the `DatasetReport` also saved as `dataset/report.json`.
+grows. The quality step (`data.quality`, not in the paper) drops pairs by rule flags, judge score, verifier
+disagreement, regeneration and optionally semantic near-duplication. `build_dataset` runs all four and returns
+the `DatasetReport` also saved as `dataset/report.json`.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from glan_utils.data.decontaminate import (
 )
 from glan_utils.data.dedup import EXACT, KEPT, NEAR, DedupResult, find_duplicates
 from glan_utils.data.export import flat_row, write_splits, write_table
+from glan_utils.data.quality import filter_pairs
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import DatasetSettings
 
-STEPS = ("dedup", "decontaminate", "export")
+STEPS = ("dedup", "decontaminate", "quality", "export")
 TextSource = Callable[[], Iterable[BenchmarkText]]
 
 
@@ -54,6 +57,7 @@ class DatasetReport(BaseModel):
     exact_duplicates: int
     near_duplicates: int
     contaminated: int
+    quality_removed: int = 0
     kept: int
     train: int
     test: int
@@ -62,6 +66,7 @@ class DatasetReport(BaseModel):
     benchmarks: dict[str, dict[str, int]]
     examples: list[Removal]
     counts: list[dict[str, Any]]
+    quality: dict[str, Any] = Field(default_factory=dict, description="Quality removals by reason and discipline.")
     steps: dict[str, dict[str, float]]
     settings: dict[str, Any]
     dataset_dir: str
@@ -152,9 +157,18 @@ def _decontaminate_step(
     }
 
 
+def _quality_step(store: RunStore, settings: DatasetSettings, work: Path, _: TextSource | None) -> dict[str, Any]:
+    alive = DedupResult.load(work / "dedup.npz").reason == KEPT
+    alive &= ~np.load(work / "contaminated.npy")
+    removed, summary = filter_pairs(iter_answers(store), alive, store.root, settings.quality)
+    np.save(work / "quality.npy", removed)
+    return {"records": len(alive), **summary}
+
+
 def _export_step(store: RunStore, settings: DatasetSettings, work: Path, _: TextSource | None) -> dict[str, Any]:
     keep = DedupResult.load(work / "dedup.npz").reason == KEPT
     keep &= ~np.load(work / "contaminated.npy")
+    keep &= ~np.load(work / "quality.npy")
     out_dir = store.path("dataset")
     out_dir.mkdir(parents=True, exist_ok=True)
     kept_rows = (flat_row(r) for i, r in enumerate(iter_answers(store)) if keep[i])
@@ -164,7 +178,12 @@ def _export_step(store: RunStore, settings: DatasetSettings, work: Path, _: Text
     return {"records": len(keep), "kept": kept, **sizes}
 
 
-_STEP_FUNCTIONS = {"dedup": _dedup_step, "decontaminate": _decontaminate_step, "export": _export_step}
+_STEP_FUNCTIONS = {
+    "dedup": _dedup_step,
+    "decontaminate": _decontaminate_step,
+    "quality": _quality_step,
+    "export": _export_step,
+}
 
 
 def run_step(store: RunStore, settings: DatasetSettings, step: str, texts: TextSource | None = None) -> dict[str, Any]:
@@ -189,22 +208,24 @@ def run_step(store: RunStore, settings: DatasetSettings, step: str, texts: TextS
 def write_report(store: RunStore, settings: DatasetSettings) -> DatasetReport:
     """Assemble the steps' summaries into the report, write the dataset card and `dataset/report.json`."""
     work = _work(store)
-    dedup, decontam, export = (json.loads((work / f"{s}.json").read_text(encoding="utf-8")) for s in STEPS)
+    dedup, decontam, quality, export = (json.loads((work / f"{s}.json").read_text(encoding="utf-8")) for s in STEPS)
     report = DatasetReport(
         run_dir=str(store.root),
         records=dedup["records"],
         exact_duplicates=dedup["exact_duplicates"],
         near_duplicates=dedup["near_duplicates"],
         contaminated=decontam["contaminated"],
+        quality_removed=quality["removed"],
         kept=export["kept"],
         train=export["train"],
         test=export["test"],
         lsh=dedup["lsh"],
         ngram=settings.decontamination.ngram,
         benchmarks=decontam["benchmarks"],
-        examples=dedup["examples"] + decontam["examples"],
+        examples=dedup["examples"] + decontam["examples"] + [_quality_example(e) for e in quality["examples"]],
         counts=[],
-        steps={s: summary["timing"] for s, summary in zip(STEPS, (dedup, decontam, export), strict=True)},
+        quality={k: quality[k] for k in ("by_reason", "by_discipline")},
+        steps={s: summary["timing"] for s, summary in zip(STEPS, (dedup, decontam, quality, export), strict=True)},
         settings=settings.model_dump(mode="json"),
         dataset_dir=str(store.path("dataset")),
     )
@@ -224,10 +245,20 @@ def write_report(store: RunStore, settings: DatasetSettings) -> DatasetReport:
     return report
 
 
+def _quality_example(example: dict[str, Any]) -> dict[str, Any]:
+    return Removal(
+        reason=f"quality: {example['reason']}",
+        record_id=example.get("record_id", ""),
+        text=example["text"],
+        matched=example.get("matched", ""),
+        detail="judge rationale" if example.get("matched") and "record_id" in example else "",
+    ).model_dump()
+
+
 def build_dataset(
     store: RunStore, settings: DatasetSettings | None = None, texts: TextSource | None = None
 ) -> DatasetReport:
-    """Dedup, decontaminate and export a run's QA pairs; writes `dataset/` and returns the report."""
+    """Dedup, decontaminate, quality-filter and export a run's QA pairs; writes `dataset/`, returns the report."""
     settings = settings or DatasetSettings()
     for step in STEPS:
         run_step(store, settings, step, texts)

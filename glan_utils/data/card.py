@@ -142,10 +142,26 @@ def _removals(report: dict[str, Any]) -> str:
         f"- exact duplicates removed (normalised question hash): {report['exact_duplicates']}",
         f"- near duplicates removed (MinHash LSH, {report['lsh']}): {report['near_duplicates']}",
         f"- contaminated records removed ({report['ngram']}-gram overlap): {report['contaminated']}",
+        f"- removed for quality (see below): {report.get('quality_removed', 0)}",
         f"- kept: {report['kept']} (train {report['train']}, test {report['test']})",
     ]
     bench = [{"benchmark": name} | figures for name, figures in report["benchmarks"].items()]
     return "\n".join(lines) + "\n\nPer benchmark:\n\n" + _table(bench, ["benchmark", "flagged", "removed"])
+
+
+def _quality(report: dict[str, Any]) -> str:
+    """Pairs the quality filter removed (not in the paper), by reason and per discipline."""
+    quality = report.get("quality") or {}
+    if not quality.get("by_reason"):
+        return "No pair was removed for quality (rule flags, judge score, verifier disagreement, regeneration)."
+    reasons = [{"reason": reason, "removed": n} for reason, n in quality["by_reason"].items()]
+    return (
+        f"Not in the GLAN paper: {report.get('quality_removed', 0)} pairs removed for quality "
+        "(a pair counts under every reason it has).\n\n"
+        + _table(reasons, ["reason", "removed"])
+        + "\n\nPer discipline:\n\n"
+        + _table(quality["by_discipline"], ["discipline", "reason", "removed"])
+    )
 
 
 def render_card(
@@ -168,6 +184,7 @@ def render_card(
         "## Models and prompts\n\n" + _table(stats["prompts"], ["stage", "prompt", "hash", "model", "records"]),
         "## Sampling settings\n\n" + _sampling(run_dir, stats),
         "## Deduplication and decontamination\n\n" + _removals(report),
+        "## Quality filter\n\n" + _quality(report),
         "## Cost\n\n" + _cost(run_dir),
     ]
     return "\n\n".join(sections) + "\n"

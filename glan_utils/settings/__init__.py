@@ -1,12 +1,19 @@
 """Every knob of a run, one module per wing; imports only `glan_utils.core`, and nothing imports it back."""
 
 from glan_utils.settings.config import ENV_PREFIX, Settings, load_settings
-from glan_utils.settings.data import DatasetSettings, DecontamSettings, DedupSettings, ExportSettings
+from glan_utils.settings.data import (
+    DatasetSettings,
+    DecontamSettings,
+    DedupSettings,
+    ExportSettings,
+    QualityFilterSettings,
+)
 from glan_utils.settings.evaluation import BENCHMARKS, EvalSettings
 from glan_utils.settings.llm import EmbeddedSettings, LLMSettings, Price, api_key
 from glan_utils.settings.scale import BatchSettings, RaySettings
 from glan_utils.settings.stages import (
     AnswerSettings,
+    QualitySettings,
     QuestionSettings,
     SubjectSettings,
     SyllabiSettings,
@@ -29,6 +36,8 @@ __all__ = [
     "FinetuneSettings",
     "LLMSettings",
     "Price",
+    "QualityFilterSettings",
+    "QualitySettings",
     "QuestionSettings",
     "RaySettings",
     "Settings",

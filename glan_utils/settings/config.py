@@ -25,6 +25,7 @@ from glan_utils.settings.evaluation import EvalSettings
 from glan_utils.settings.llm import EmbeddedSettings, LLMSettings
 from glan_utils.settings.stages import (
     AnswerSettings,
+    QualitySettings,
     QuestionSettings,
     SubjectSettings,
     SyllabiSettings,
@@ -51,6 +52,7 @@ class Settings(Section):
     syllabi: SyllabiSettings = Field(default_factory=SyllabiSettings)
     questions: QuestionSettings = Field(default_factory=QuestionSettings)
     answers: AnswerSettings = Field(default_factory=AnswerSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     dataset: DatasetSettings = Field(default_factory=DatasetSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     evaluation: EvalSettings = Field(default_factory=EvalSettings)

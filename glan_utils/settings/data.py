@@ -46,12 +46,30 @@ class ExportSettings(Section):
     chunk_size: int = Field(10_000, ge=1, description="Rows per write batch.")
 
 
+class QualityFilterSettings(Section):
+    """Which QA pairs the data set drops for quality (not in the paper: a documented choice of this workbench).
+
+    Rule checks run on every pair at build time (no calls); the judge score and verifier verdicts come from the
+    quality stage's records and apply only to pairs it judged.
+    """
+
+    enabled: bool = Field(True, description="Apply the quality filters; false = keep every pair as the paper does.")
+    min_score: float = Field(3.0, ge=1, le=5, description="Drop pairs whose mean judge score (1..5) is below this.")
+    drop_flags: list[str] | None = Field(None, description="Rule flags that drop a pair; null = every rule flag.")
+    drop_disagreement: bool = Field(True, description="Drop pairs whose verifier disagreed with the final answer.")
+    semantic_dedup: bool = Field(False, description="Also drop semantic near-duplicates (embedding cosine).")
+    semantic_threshold: float = Field(0.9, gt=0, lt=1, description="Cosine at which two questions are semantic dupes.")
+    min_words_basic: int = Field(15, ge=0, description="Rule `answer_too_short`: fewest words in a basic answer.")
+    min_words_challenging: int = Field(30, ge=0, description="Rule `answer_too_short`: fewest in a challenging one.")
+
+
 class DatasetSettings(Section):
     """Paper §2.6: near-duplicates removed, decontaminated against benchmarks, held-out GLAN-Test split."""
 
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     decontamination: DecontamSettings = Field(default_factory=DecontamSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    quality: QualityFilterSettings = Field(default_factory=QualityFilterSettings)
     examples: int = Field(5, ge=0, description="Removed duplicates shown as examples per reason.")
     license: str = Field("other", description="License id written into the dataset card.")
     pretty_name: str | None = Field(None, description="Card title; null = derived from the run name.")

@@ -82,3 +82,20 @@ class AnswerSettings(Section):
     model: str | None = Field(None, description="Answer model; null = the generation model.")
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(1024, ge=16, le=1_000_000)
+
+
+class QualitySettings(Section):
+    """After answers: an LLM judge scores each QA pair on a rubric; closed final answers get a second answer.
+
+    Not in the paper (GLAN keeps every deduplicated, decontaminated pair); a documented addition of this workbench.
+    """
+
+    enabled: bool = Field(True, description="Judge the pairs; false = skip the stage (as the paper does).")
+    model: str | None = Field(None, description="Judge model; null = the answer model (else the generation model).")
+    base_url: str | None = Field(None, description="Judge endpoint; null = the run's endpoint (llm.base_url).")
+    temperature: float = Field(0.0, ge=0, le=2, description="Judge sampling temperature (0 = most repeatable).")
+    max_tokens: int = Field(256, ge=16, le=1_000_000, description="Scores and a short rationale fit in 256 tokens.")
+    verify: bool = Field(True, description="Answer closed (numeric/symbolic) questions a second time and compare.")
+    verifier_model: str | None = Field(None, description="Model of the second answer; null = the answer model.")
+    verifier_seed: int = Field(1, ge=1, description="Sample index of the second answer (the first answer is 0).")
+    verifier_max_tokens: int = Field(1024, ge=16, le=1_000_000)

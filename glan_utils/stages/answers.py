@@ -20,7 +20,8 @@ from glan_utils.stages.syllabi import example_subject
 NAME = "answers"
 
 
-def answer_prompt(question: Question, language: str) -> RenderedPrompt:
+def answer_prompt(question: Question | QAPair, language: str) -> RenderedPrompt:
+    """The answer prompt of a question (a QA pair carries the same text and placement, for a second answer)."""
     return render(
         "answers",
         question=question.question,

@@ -79,6 +79,7 @@ class Stage:
     preview: Callable[[Settings], RenderedPrompt]
     notebook: str
     count: Callable[[Settings], int] | None = None
+    default_model: Callable[[Settings], str | None] | None = None  # when the section has no model of its own
 
     @property
     def name(self) -> str:
@@ -92,8 +93,10 @@ class Stage:
         return self.section(settings).max_tokens
 
     def model(self, settings: Settings) -> str:
-        """The model the stage's calls go to: its own `model` setting, else the run's."""
-        return getattr(self.section(settings), "model", None) or settings.llm.model or "embedded"
+        """The model the stage's calls go to: its own `model` setting, else its default, else the run's."""
+        own = getattr(self.section(settings), "model", None)
+        fallback = self.default_model(settings) if self.default_model else None
+        return own or fallback or settings.llm.model or "embedded"
 
     def section(self, settings: Settings) -> Any:
         return getattr(settings, self.name)

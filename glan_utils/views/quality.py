@@ -2,26 +2,24 @@
 
 Distinctness is what the public attempt lacked (one concept sample reused per batch gave near-duplicate
 questions): the fraction of questions in a subject that have a near-duplicate among the subject's other
-questions, by MinHash estimates of word-shingle Jaccard similarity.
+questions, by the data set's own definition (`data.dedup`). Quality and diversity per taxonomy node are in
+`views.diversity`.
 """
 
 from __future__ import annotations
 
-import re
+import tempfile
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from glan_utils.core.records import Question, Record
 from glan_utils.llm.ledger import read_ledger
 from glan_utils.runs.store import RunStore
-from glan_utils.settings import Settings
-
-if TYPE_CHECKING:
-    from datasketch import MinHash
-
-NUM_PERM = 64
+from glan_utils.settings import DedupSettings, Settings
 
 
 def frame(records: Iterable[Record]) -> pd.DataFrame:
@@ -60,38 +58,28 @@ def stages_frame(settings: Settings) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("stage") if rows else pd.DataFrame()
 
 
-def shingles(text: str, n: int = 3) -> set[str]:
-    """Word n-grams of the lower-cased text (the words themselves for texts shorter than n)."""
-    words = re.findall(r"\w+", text.casefold())
-    return {" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
+def near_duplicate_pairs(texts: list[str], dedup: DedupSettings | None = None) -> list[tuple[int, int]]:
+    """(duplicate, the kept text it duplicates) index pairs by the data set's definition (`data.dedup`)."""
+    from glan_utils.data.dedup import KEPT, find_duplicates  # numpy/pyarrow/datasketch: imported on use
+
+    with tempfile.TemporaryDirectory(prefix="glan-dedup-") as work:
+        result = find_duplicates(texts, dedup or DedupSettings(), Path(work))
+    return [(int(i), int(result.dup_of[i])) for i in np.flatnonzero(result.reason != KEPT)]
 
 
-def _minhash(text: str) -> MinHash:
-    from datasketch import MinHash  # imported on use: it pulls in scipy, which every notebook would pay for
+def near_duplicate_ids(texts: dict[str, str], dedup: DedupSettings | None = None) -> set[str]:
+    """Ids whose text has a lexical near-duplicate (or exact duplicate) among the others.
 
-    sketch = MinHash(num_perm=NUM_PERM, seed=1)
-    for gram in shingles(text):
-        sketch.update(gram.encode("utf-8"))
-    return sketch
-
-
-def near_duplicate_ids(texts: dict[str, str], threshold: float = 0.7) -> set[str]:
-    """Ids whose text has another text at estimated Jaccard >= threshold."""
-    from datasketch import MinHashLSH
-
-    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
-    sketches = {key: _minhash(text) for key, text in texts.items()}
-    for key, sketch in sketches.items():
-        lsh.insert(key, sketch)
-    return {
-        key
-        for key, sketch in sketches.items()
-        if any(other != key and sketch.jaccard(sketches[other]) >= threshold for other in lsh.query(sketch))
-    }
+    The one definition of the project: `data.dedup.find_duplicates` with the data set's settings (MinHash LSH over
+    word 3-grams, 128 permutations, estimated Jaccard >= 0.8), so the notebook shows what the data set removes;
+    here both members of a group count, where the data set keeps the first.
+    """
+    keys = list(texts)
+    return {keys[k] for pair in near_duplicate_pairs([texts[k] for k in keys], dedup) for k in pair}
 
 
-def distinctness(questions: Iterable[Question], threshold: float = 0.7) -> pd.DataFrame:
-    """Per subject: questions, near-duplicates among them, and the distinct fraction (1 is best)."""
+def distinctness(questions: Iterable[Question], dedup: DedupSettings | None = None) -> pd.DataFrame:
+    """Per subject: questions, lexical near-duplicates among them, and the distinct fraction (1 is best)."""
     by_subject: dict[str, dict[str, str]] = {}
     names: dict[str, str] = {}
     for q in questions:
@@ -99,7 +87,7 @@ def distinctness(questions: Iterable[Question], threshold: float = 0.7) -> pd.Da
         names[q.subject_id] = q.subject
     rows = []
     for subject_id, texts in by_subject.items():
-        dupes = len(near_duplicate_ids(texts, threshold))
+        dupes = len(near_duplicate_ids(texts, dedup))
         rows.append(
             {
                 "subject": names[subject_id],

@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 import plotly.express as px
 
+from glan_utils.core.records import QAPair
 from glan_utils.llm.ledger import Ledger
 from glan_utils.runs.store import RunStore
 
@@ -36,13 +37,31 @@ def _executed_notebook() -> nbformat.NotebookNode:
     return nb
 
 
+def _pair(i: int) -> QAPair:
+    """A valid stored QA pair (estimates read the answers to size the quality stage)."""
+    return QAPair(
+        question_id=f"q{i}",
+        syllabus_id="s",
+        subject_id="sub",
+        discipline_id="d",
+        discipline="Tiny",
+        subject="Tiny I",
+        level="undergraduate",
+        difficulty="basic",
+        session_indices=[1],
+        concepts=["c"],
+        question=f"Question {i}?",
+        answer=f"Answer {i}.",
+    )
+
+
 def make_report_run(run_dir: Path) -> Path:
     """A run with config, manifest, ledger (3 calls, 1 failed, 1 cache hit), records, card and notebook."""
     store = RunStore(run_dir)
     store.write_config({"run_name": run_dir.name, "llm": {"model": "fake-model"}})
     store.update_manifest("01_tiny", kind="notebook", status="complete")
     store.update_manifest("answers", status="complete_with_failures", failed=1)
-    store.records_path("answers").write_text("".join(json.dumps({"id": f"a{i}"}) + "\n" for i in range(2)))
+    store.append("answers", [_pair(i) for i in range(2)])
     ledger = Ledger(store.path("ledger.jsonl"))
     for ok, cached in ((True, False), (True, False), (False, False), (True, True)):
         ledger.record(
