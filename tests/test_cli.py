@@ -19,6 +19,7 @@ cli = CliRunner()
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GLAN_CACHE_DIR", str(tmp_path / "cache"))  # the run index stays in the test
     write_notebooks(tmp_path / "notebooks")
     make_report_run(tmp_path / "outputs" / "demo")
     return tmp_path
@@ -66,7 +67,7 @@ def test_sweep_file_list_and_grid(tmp_path: Path) -> None:
         "grid:\n  llm.temperature: [0.1, 0.9]\n  seed: [2]\n"
     )
     runs = load_sweep(sweep, "base")
-    assert [r.name for r in runs] == ["base-small", "base-2", "base-3"]
+    assert [r.name for r in runs] == ["base-small", "base-temperature_0.1-seed_2", "base-temperature_0.9-seed_2"]
     assert runs[2].params == {"n": 1, "llm.temperature": 0.9, "seed": 2}
     sweep.write_text("grid: {seed: 3}\n")
     with pytest.raises(ConfigError, match="non-empty list"):
@@ -77,17 +78,21 @@ def test_sweep_comparison_table(project: Path) -> None:
     sweep = project / "s.yaml"
     sweep.write_text("- {n: 1}\n- {n: 2}\n")
     runs = load_sweep(sweep, "demo")
-    (project / "outputs" / "demo").rename(project / "outputs" / "demo-1")
-    table = comparison(runs, project / "outputs", {"demo-2": "02_beta failed"}).set_index("run")
-    assert table.loc["demo-1", "answers_records"] == 2 and table.loc["demo-1", "calls"] == 3
-    assert table.loc["demo-2", "outcome"] == "02_beta failed"
+    assert [r.name for r in runs] == ["demo-n_1", "demo-n_2"]
+    (project / "outputs" / "demo").rename(project / "outputs" / "demo-n_1")
+    table = comparison(runs, project / "outputs", {"demo-n_2": "02_beta failed"}, {"demo-n_1": 1.25})
+    table = table.set_index("run")
+    assert table.loc["demo-n_1", "answers_records"] == 2 and table.loc["demo-n_1", "calls"] == 3
+    assert table.loc["demo-n_1", "wall_s"] == 1.2 and table.loc["demo-n_1", "cached"] == "some"
+    assert table.loc["demo-n_2", "outcome"] == "02_beta failed"
 
 
 def test_run_sweep_executes_each_run_and_compares(project: Path) -> None:
     (project / "s.yaml").write_text("grid: {n: [3, 4]}\n")
     result = cli.invoke(app, ["run", "sw", "--sweep", "s.yaml", "--to", "alpha"])
     assert result.exit_code == 0, result.output
-    for i, n in ((1, 3), (2, 4)):
-        assert (project / "outputs" / f"sw-{i}" / "alpha.log").read_text() == f"{n} 0\n"
-        assert (project / "outputs" / f"sw-{i}" / "notebooks" / "01_alpha.ipynb").exists()
-    assert "| sw-1" in result.output and (project / "outputs" / "sw-sweep.csv").exists()
+    for n in (3, 4):
+        assert (project / "outputs" / f"sw-n_{n}" / "alpha.log").read_text() == f"{n} 0\n"
+        assert (project / "outputs" / f"sw-n_{n}" / "notebooks" / "01_alpha.ipynb").exists()
+    assert "| sw-n_3" in result.output and (project / "outputs" / "sw-sweep.csv").exists()
+    assert "sweep 'sw': 2 runs (0 failed) in " in result.output.splitlines()[-1]

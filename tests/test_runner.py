@@ -55,4 +55,6 @@ def test_run_fail_then_resume(notebooks: list[runner.Notebook], tmp_path: Path) 
     assert all(p.exists() for p in executed)
     assert (run_dir / "alpha.log").read_text() == "5 7\n", "the complete stage was skipped"
     assert (run_dir / "beta.log").read_text() == "7\n", "seed reached a notebook without overrides"
-    assert runner.saved_invocation(run_dir)[1]["fail"] is False
+    saved = runner.saved_invocation(run_dir)
+    assert saved is not None and saved.params["fail"] is False
+    assert (saved.start, saved.stop) == ("01_alpha", "02_beta"), "the stage range is kept for --resume"

@@ -6,16 +6,26 @@ dict parameter of notebooks that declare one (they pass it to `load_settings`), 
 file written for the run (`notebooks/settings.yaml`, the validated merge of `--config` and the keys) passed as
 `config_path`; a notebook's own non-None parameter still wins over it. Anything else is an error before any
 notebook starts. Executed notebooks land in `outputs/<run>/notebooks/`, and each notebook's status is recorded
-in the run manifest so `--resume` skips the ones that completed.
+in the run manifest so `--resume` skips the ones that completed; `notebooks/run.yaml` keeps the invocation
+(settings file, parameters, stage range, notebooks folder) so `--resume` continues the same run.
+
+Ctrl-C or SIGTERM interrupts the running kernel (its cell raises KeyboardInterrupt, papermill saves the notebook,
+the kernel shuts down cleanly), marks what was running `interrupted` and raises `Interrupted`, whose message says
+what is saved and how to resume; a second signal stops at once.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
 import logging
+import os
 import re
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +36,7 @@ import papermill
 import yaml
 from nbclient.exceptions import DeadKernelError
 from papermill.exceptions import PapermillExecutionError
+from pydantic import BaseModel
 
 from glan_utils.core.errors import ConfigError
 from glan_utils.core.records import utc_now
@@ -37,6 +48,9 @@ KERNEL = "python3"
 logging.getLogger("papermill").setLevel(logging.ERROR)
 OVERRIDES = "overrides"
 RUN_FILE = "run.yaml"
+# Kernels log "running over TCP without encryption" at WARNING on every start: noise on a batch console. Errors
+# still show; a cell's own output and errors come back through papermill.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 # Batch runs have no one to click widgets: notebooks that declare these get them.
 BATCH_DEFAULTS: dict[str, Any] = {"interactive": False}
 _NOTEBOOK_NAME = re.compile(r"^(\d+)_(\w+)\.ipynb$")
@@ -44,6 +58,19 @@ _NOTEBOOK_NAME = re.compile(r"^(\d+)_(\w+)\.ipynb$")
 
 class StageFailed(RuntimeError):
     """A notebook raised while executing; the message names the stage, the error and the saved notebook."""
+
+
+class Interrupted(RuntimeError):
+    """Ctrl-C or SIGTERM stopped the run; the message names the stage, what is saved and how to resume."""
+
+    def __init__(self, message: str, signal_name: str) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention: 128 + signal number (130 for SIGINT, 143 for SIGTERM)."""
+        return 128 + signal.Signals[self.signal_name].value
 
 
 @dataclass(frozen=True)
@@ -107,6 +134,24 @@ def select(notebooks: list[Notebook], start: str | None = None, stop: str | None
     return notebooks[first : last + 1]
 
 
+def settings_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
+    """Every dotted settings key (`llm.concurrency`, `subjects.rounds`, ...), for "did you mean"."""
+    keys = []
+    for name, info in model.model_fields.items():
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys += settings_keys(sub, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _closest(name: str, known: Iterable[str]) -> str:
+    """'; did you mean x?' with the (at most three) closest names, or '' when none is close."""
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
 @dataclass
 class RunPlan:
     """What to execute: notebooks, the settings file, notebook parameters and settings overrides.
@@ -130,9 +175,9 @@ class RunPlan:
             if key in declared and key != OVERRIDES:
                 notebook_params[key] = value
             elif key.split(".")[0] not in Settings.model_fields:
-                names = ", ".join(sorted(declared - {OVERRIDES}))
                 raise ConfigError(
-                    f"unknown parameter '{key}': neither a notebook parameter ({names}) nor a settings key"
+                    f"unknown parameter '{key}': neither a notebook parameter nor a settings key"
+                    + _closest(key, (declared - {OVERRIDES}) | set(settings_keys()))
                 )
             else:
                 overrides[key] = value
@@ -172,22 +217,48 @@ class RunPlan:
         path.write_text(yaml.safe_dump(self.settings.snapshot(), sort_keys=False), encoding="utf-8")
         return path
 
-    def save(self) -> None:
-        """Remember the invocation so `--resume` continues with the same parameters."""
+    def save(self, notebook_dir: Path | None = None) -> None:
+        """Remember the invocation so `--resume` continues the same run: settings file, parameters, stage range."""
         path = self.run_dir / "notebooks" / RUN_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        saved = {"config_path": str(self.config_path) if self.config_path else None, "params": self.params}
+        folder = notebook_dir or self.notebooks[0].path.parent
+        saved = {
+            "config_path": str(self.config_path.resolve()) if self.config_path else None,
+            "params": self.params,
+            "from": self.notebooks[0].stem,
+            "to": self.notebooks[-1].stem,
+            "notebooks": str(folder.resolve()),
+        }
         path.write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
 
 
-def saved_invocation(run_dir: Path) -> tuple[Path | None, dict[str, Any]]:
-    """The config path and parameters a run was started with (empty for a new run)."""
+@dataclass(frozen=True)
+class SavedRun:
+    """How a run was started, read back from its `notebooks/run.yaml` for `--resume`."""
+
+    run_dir: Path
+    config_path: Path | None
+    params: dict[str, Any]
+    start: str | None = None
+    stop: str | None = None
+    notebooks: Path | None = None
+
+
+def saved_invocation(run_dir: Path) -> SavedRun | None:
+    """The invocation a run was started with, or None when the directory holds no run started by `glan run`."""
     path = run_dir / "notebooks" / RUN_FILE
     if not path.exists():
-        return None, {}
+        return None
     saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    config = saved.get("config_path")
-    return (Path(config) if config else None), dict(saved.get("params") or {})
+    config, folder = saved.get("config_path"), saved.get("notebooks")
+    return SavedRun(
+        run_dir=run_dir.resolve(),
+        config_path=Path(config) if config else None,
+        params=dict(saved.get("params") or {}),
+        start=saved.get("from"),
+        stop=saved.get("to"),
+        notebooks=Path(folder) if folder else None,
+    )
 
 
 def parse_params(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
@@ -224,28 +295,126 @@ def _is_complete(manifest: Mapping[str, Any], notebook: Notebook, output: Path) 
     return entry.get("status") == "complete" and output.exists()
 
 
-def execute(plan: RunPlan, *, resume: bool = False, echo: Callable[[str], None] = print) -> list[Path]:
+def _stages_of(notebook: Notebook) -> list[str]:
+    """The generation stages a notebook runs (none for notebooks outside the GLAN flow)."""
+    from glan_utils.stages import STAGES  # lazily: only resumes and interrupts need the registry
+
+    return [name for name, stage in STAGES.items() if stage.notebook == notebook.stem]
+
+
+def on_disk(store: RunStore, stages: Iterable[str]) -> str:
+    """'questions 70 records (interrupted), answers 0 records' for the given stages."""
+    manifest = store.read_manifest().get("stages", {})
+    parts = []
+    for name in stages:
+        status = manifest.get(name, {}).get("status")
+        parts.append(f"{name} {store.line_count(name):,} records" + (f" ({status})" if status else ""))
+    return ", ".join(parts)
+
+
+def _live_kernels() -> list[int]:
+    """Process ids of the kernels this process started (papermill runs one at a time)."""
+    import psutil  # a dependency of ipykernel
+
+    kernels = []
+    for child in psutil.Process().children():
+        try:
+            if any("ipykernel" in part for part in child.cmdline()):
+                kernels.append(child.pid)
+        except psutil.Error:
+            continue
+    return kernels
+
+
+def _interrupt_kernels() -> None:
+    """Send SIGINT to each kernel's process group, as Jupyter's interrupt button does."""
+    for pid in _live_kernels():
+        try:
+            os.killpg(pid, signal.SIGINT)
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
+@contextmanager
+def _interrupts() -> Iterator[list[str]]:
+    """Catch SIGINT/SIGTERM while notebooks run: the first interrupts the kernel (so the notebook and the run
+    store end cleanly), a second raises KeyboardInterrupt at once. Yields the names of the signals received."""
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handle(signum: int, _frame: Any) -> None:
+        received.append(signal.Signals(signum).name)
+        if len(received) > 1:
+            raise KeyboardInterrupt
+        _interrupt_kernels()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def execute(
+    plan: RunPlan,
+    *,
+    resume: bool = False,
+    echo: Callable[[str], None] = print,
+    resume_command: str | None = None,
+) -> list[Path]:
     """Execute the plan's notebooks in order; returns the executed notebooks' paths.
 
     With `resume`, notebooks marked complete are skipped; a partial stage reruns and its run store skips the
-    work already done. Raises StageFailed at the first notebook that raises (later ones are not started).
+    work already done. Raises StageFailed at the first notebook that raises (later ones are not started), and
+    Interrupted on Ctrl-C/SIGTERM, with `resume_command` in its message.
     """
     store = RunStore(plan.run_dir)
     out_dir = plan.run_dir / "notebooks"
     plan.save()
     executed = []
-    for nb in plan.notebooks:
-        output = out_dir / nb.path.name
-        if resume and _is_complete(store.read_manifest(), nb, output):
-            echo(f"{nb.stem}: complete, skipped")
+    with _interrupts() as received:
+        for nb in plan.notebooks:
+            output = out_dir / nb.path.name
+            if resume and _is_complete(store.read_manifest(), nb, output):
+                echo(f"{nb.stem}: complete, skipped")
+                executed.append(output)
+                continue
+            if resume and (stages := _stages_of(nb)):
+                echo(f"{nb.stem}: resuming; already on disk: {on_disk(store, stages)}")
+            try:
+                _execute_one(plan, nb, output, store, echo, received)
+            except KeyboardInterrupt:
+                received.append(received[0] if received else "SIGINT")
+            if received:
+                raise _interrupted(plan, nb, output, store, received[0], resume_command)
             executed.append(output)
-            continue
-        _execute_one(plan, nb, output, store, echo)
-        executed.append(output)
     return executed
 
 
-def _execute_one(plan: RunPlan, nb: Notebook, output: Path, store: RunStore, echo: Callable[[str], None]) -> None:
+def _interrupted(
+    plan: RunPlan, nb: Notebook, output: Path, store: RunStore, signal_name: str, resume_command: str | None
+) -> Interrupted:
+    """Mark what was running `interrupted` and say, in one line, what is saved and how to go on."""
+    stopped = store.interrupt_running(f"interrupted by {signal_name}")
+    if store.read_manifest().get("stages", {}).get(nb.stem, {}).get("status") != "complete":
+        store.update_manifest(nb.stem, status="interrupted", finished_at=utc_now().isoformat())
+    stages = [s for s in _stages_of(nb) if s in stopped or store.records_path(s).exists()] or [
+        s for s in stopped if s != nb.stem
+    ]
+    saved = f"{on_disk(store, stages)}; " if stages else ""
+    command = resume_command or f"glan run {plan.run_name} --resume"
+    return Interrupted(
+        f"interrupted ({signal_name}) during {nb.stem}; saved: {saved}notebook {output}; resume with: {command}",
+        signal_name,
+    )
+
+
+def _execute_one(
+    plan: RunPlan, nb: Notebook, output: Path, store: RunStore, echo: Callable[[str], None], received: list[str]
+) -> None:
     echo(f"{nb.stem}: running")
     started = time.perf_counter()
     store.update_manifest(
@@ -253,9 +422,16 @@ def _execute_one(plan: RunPlan, nb: Notebook, output: Path, store: RunStore, ech
     )
     try:
         papermill.execute_notebook(
-            str(nb.path), str(output), parameters=plan.parameters_for(nb), kernel_name=KERNEL, progress_bar=False
+            str(nb.path),
+            str(output),
+            parameters=plan.parameters_for(nb),
+            kernel_name=KERNEL,
+            progress_bar=False,
+            extra_arguments=KERNEL_ARGS,
         )
     except (PapermillExecutionError, DeadKernelError) as exc:
+        if received:
+            return  # the interrupt is reported by the caller
         error = f"{exc.ename}: {exc.evalue}".strip() if isinstance(exc, PapermillExecutionError) else str(exc)
         store.update_manifest(nb.stem, status="failed", finished_at=utc_now().isoformat(), error=error)
         raise StageFailed(f"{nb.stem} failed: {error} (see {output})") from None
