@@ -59,7 +59,8 @@ ParamOpt = Annotated[
 ]
 ParamsFileOpt = Annotated[Path | None, typer.Option("--params", help="YAML mapping of parameters.")]
 NotebooksOpt = Annotated[
-    Path | None, typer.Option("--notebooks", help="Folder of numbered notebooks [default: notebooks].")
+    Path | None,
+    typer.Option("--notebooks", help="Folder of numbered notebooks (default: notebooks; on --resume, the run's own)."),
 ]
 RunArg = Annotated[str, typer.Argument(help="Run name: found through the run index, else under <output_dir>/.")]
 

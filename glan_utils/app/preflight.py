@@ -61,9 +61,9 @@ def _models_wanted(settings: Settings) -> set[str]:
     return {m for m in {settings.llm.model, *stage_models} if m}
 
 
-async def _probe(url: str, key: str | None) -> list[str]:
+async def _probe(url: str, key: str | None, timeout_s: float) -> list[str]:
     try:
-        return await list_models(url, key=key, timeout_s=PROBE_TIMEOUT_S)
+        return await list_models(url, key=key, timeout_s=timeout_s)
     except EndpointConnectionError as exc:
         raise SetupError(f"endpoint not reachable: {exc}") from None
     except EndpointTimeout as exc:
@@ -86,7 +86,7 @@ def check_endpoints(settings: Settings) -> None:
     for url in urls:
         if key is None and not is_local(url):
             raise SetupError(f"no API key for {url}: set the environment variable {llm.api_key_env}")
-        served = asyncio.run(_probe(url, key))
+        served = asyncio.run(_probe(url, key, min(llm.timeout_s, PROBE_TIMEOUT_S)))
         missing = sorted(_models_wanted(settings) - set(served)) if served else []
         if missing:
             raise SetupError(f"model '{missing[0]}' is not served by {url} (it serves: {', '.join(served[:5])})")

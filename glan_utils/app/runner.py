@@ -53,6 +53,8 @@ RUN_FILE = "run.yaml"
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 # Batch runs have no one to click widgets: notebooks that declare these get them.
 BATCH_DEFAULTS: dict[str, Any] = {"interactive": False}
+# Top-level settings that notebooks also declare as parameters with a non-None default.
+FILE_WINS = ("seed", "language")
 _NOTEBOOK_NAME = re.compile(r"^(\d+)_(\w+)\.ipynb$")
 
 
@@ -205,6 +207,8 @@ class RunPlan:
             "run_name": self.run_name,
             "config_path": str(config) if config else None,
             "output_dir": str(Path(self.settings.output_dir).resolve()),
+            # a notebook's own default (`seed = 0`) would win over the settings file: pass the resolved values
+            **{name: getattr(self.settings, name) for name in FILE_WINS},
             OVERRIDES: overrides,
             **notebook_params,
         }
@@ -302,6 +306,17 @@ def _stages_of(notebook: Notebook) -> list[str]:
     return [name for name, stage in STAGES.items() if stage.notebook == notebook.stem]
 
 
+def _partial(store: RunStore, nb: Notebook) -> list[str]:
+    """A notebook's stages plus every stage the manifest has left unfinished (sub-stages such as
+    `subject_rounds` included): what a resumed or interrupted notebook reports."""
+    unfinished = [
+        name
+        for name, info in store.read_manifest().get("stages", {}).items()
+        if info.get("kind") != "notebook" and info.get("status") in ("running", "interrupted", "stopped")
+    ]
+    return list(dict.fromkeys([*unfinished, *_stages_of(nb)]))
+
+
 def on_disk(store: RunStore, stages: Iterable[str]) -> str:
     """'questions 70 records (interrupted), answers 0 records' for the given stages."""
     manifest = store.read_manifest().get("stages", {})
@@ -382,7 +397,7 @@ def execute(
                 echo(f"{nb.stem}: complete, skipped")
                 executed.append(output)
                 continue
-            if resume and (stages := _stages_of(nb)):
+            if resume and (stages := _partial(store, nb)):
                 echo(f"{nb.stem}: resuming; already on disk: {on_disk(store, stages)}")
             try:
                 _execute_one(plan, nb, output, store, echo, received)
@@ -398,12 +413,10 @@ def _interrupted(
     plan: RunPlan, nb: Notebook, output: Path, store: RunStore, signal_name: str, resume_command: str | None
 ) -> Interrupted:
     """Mark what was running `interrupted` and say, in one line, what is saved and how to go on."""
-    stopped = store.interrupt_running(f"interrupted by {signal_name}")
+    store.interrupt_running(f"interrupted by {signal_name}")
     if store.read_manifest().get("stages", {}).get(nb.stem, {}).get("status") != "complete":
         store.update_manifest(nb.stem, status="interrupted", finished_at=utc_now().isoformat())
-    stages = [s for s in _stages_of(nb) if s in stopped or store.records_path(s).exists()] or [
-        s for s in stopped if s != nb.stem
-    ]
+    stages = [s for s in _partial(store, nb) if store.records_path(s).exists()]
     saved = f"{on_disk(store, stages)}; " if stages else ""
     command = resume_command or f"glan run {plan.run_name} --resume"
     return Interrupted(
