@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,8 +13,10 @@ from browser.runs import make_report_run
 from typer.testing import CliRunner
 
 from glan_utils.app.cli import app
+from glan_utils.app.index import remember
 from glan_utils.app.sweep import comparison, load_sweep
 from glan_utils.core.errors import ConfigError
+from glan_utils.runs.store import RunStore
 
 cli = CliRunner()
 
@@ -96,3 +101,34 @@ def test_run_sweep_executes_each_run_and_compares(project: Path) -> None:
         assert (project / "outputs" / f"sw-n_{n}" / "notebooks" / "01_alpha.ipynb").exists()
     assert "| sw-n_3" in result.output and (project / "outputs" / "sw-sweep.csv").exists()
     assert "sweep 'sw': 2 runs (0 failed) in " in result.output.splitlines()[-1]
+
+
+def test_status_never_calls_a_dead_process_running(project: Path) -> None:
+    store = RunStore(project / "outputs" / "demo")
+    store.update_manifest("02_beta", kind="notebook", status="running")
+    store.update_manifest("questions", status="running")
+    assert store.read_manifest()["stages"]["questions"]["pid"] == os.getpid()
+    gone = _dead_pid()
+    manifest = json.loads(store.path("manifest.json").read_text())
+    manifest["stages"]["02_beta"]["pid"] = gone
+    store.path("manifest.json").write_text(json.dumps(manifest))
+    result = cli.invoke(app, ["status", "demo"])
+    assert result.exit_code == 0, result.output
+    assert "| 02_beta   | interrupted (process gone)" in result.output
+    assert "| questions | running" in result.output, "this test process is alive"
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_status_and_report_find_a_run_through_the_index(project: Path, tmp_path: Path) -> None:
+    far = tmp_path / "far" / "outputs"
+    far.mkdir(parents=True)
+    (project / "outputs" / "demo").rename(far / "demo")
+    _one_line_error(cli.invoke(app, ["status", "demo"]), "run index")
+    remember("demo", far / "demo", None)
+    assert cli.invoke(app, ["status", "demo"]).exit_code == 0
+    assert cli.invoke(app, ["report", "demo"]).exit_code == 0 and (far / "demo" / "report.html").exists()
