@@ -254,11 +254,12 @@ def _run_sweep(
         _prepare(plan)  # every run checked before spending anything
     errors: dict[str, str] = {}
     seconds: dict[str, float] = {}
+    again = f"glan run {base} --sweep {sweep} --resume" + (f" -c {config}" if config else "")
     for plan in plans:
         typer.echo(f"== {plan.run_name}")
         started = time.perf_counter()
         try:
-            runner.execute(plan, resume=resume, echo=typer.echo, resume_command=_resume_command(plan.run_name, config))
+            runner.execute(plan, resume=resume, echo=typer.echo, resume_command=again)
         except (runner.StageFailed, GlanError) as exc:
             errors[plan.run_name] = str(exc)
             typer.echo(f"glan: {exc}", err=True)

@@ -19,13 +19,9 @@ from __future__ import annotations
 import ast
 import difflib
 import logging
-import os
 import re
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -38,6 +34,7 @@ from nbclient.exceptions import DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 from pydantic import BaseModel
 
+from glan_utils.app.interrupts import Interrupted, catch_signals
 from glan_utils.core.errors import ConfigError
 from glan_utils.core.records import utc_now
 from glan_utils.runs.store import RunStore
@@ -60,19 +57,6 @@ _NOTEBOOK_NAME = re.compile(r"^(\d+)_(\w+)\.ipynb$")
 
 class StageFailed(RuntimeError):
     """A notebook raised while executing; the message names the stage, the error and the saved notebook."""
-
-
-class Interrupted(RuntimeError):
-    """Ctrl-C or SIGTERM stopped the run; the message names the stage, what is saved and how to resume."""
-
-    def __init__(self, message: str, signal_name: str) -> None:
-        super().__init__(message)
-        self.signal_name = signal_name
-
-    @property
-    def exit_code(self) -> int:
-        """The shell's convention: 128 + signal number (130 for SIGINT, 143 for SIGTERM)."""
-        return 128 + signal.Signals[self.signal_name].value
 
 
 @dataclass(frozen=True)
@@ -327,52 +311,6 @@ def on_disk(store: RunStore, stages: Iterable[str]) -> str:
     return ", ".join(parts)
 
 
-def _live_kernels() -> list[int]:
-    """Process ids of the kernels this process started (papermill runs one at a time)."""
-    import psutil  # a dependency of ipykernel
-
-    kernels = []
-    for child in psutil.Process().children():
-        try:
-            if any("ipykernel" in part for part in child.cmdline()):
-                kernels.append(child.pid)
-        except psutil.Error:
-            continue
-    return kernels
-
-
-def _interrupt_kernels() -> None:
-    """Send SIGINT to each kernel's process group, as Jupyter's interrupt button does."""
-    for pid in _live_kernels():
-        try:
-            os.killpg(pid, signal.SIGINT)
-        except (ProcessLookupError, PermissionError):
-            continue
-
-
-@contextmanager
-def _interrupts() -> Iterator[list[str]]:
-    """Catch SIGINT/SIGTERM while notebooks run: the first interrupts the kernel (so the notebook and the run
-    store end cleanly), a second raises KeyboardInterrupt at once. Yields the names of the signals received."""
-    received: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def handle(signum: int, _frame: Any) -> None:
-        received.append(signal.Signals(signum).name)
-        if len(received) > 1:
-            raise KeyboardInterrupt
-        _interrupt_kernels()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def execute(
     plan: RunPlan,
     *,
@@ -390,7 +328,7 @@ def execute(
     out_dir = plan.run_dir / "notebooks"
     plan.save()
     executed = []
-    with _interrupts() as received:
+    with catch_signals() as received:
         for nb in plan.notebooks:
             output = out_dir / nb.path.name
             if resume and _is_complete(store.read_manifest(), nb, output):
