@@ -101,6 +101,7 @@ def test_run_sweep_executes_each_run_and_compares(project: Path) -> None:
         assert (project / "outputs" / f"sw-n_{n}" / "notebooks" / "01_alpha.ipynb").exists()
     assert "| sw-n_3" in result.output and (project / "outputs" / "sw-sweep.csv").exists()
     assert "sweep 'sw': 2 runs (0 failed) in " in result.output.splitlines()[-1]
+    assert result.output.count("run 'sw-n_") == 2, "a closing line per run"
 
 
 def test_status_never_calls_a_dead_process_running(project: Path) -> None:

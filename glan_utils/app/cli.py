@@ -165,7 +165,8 @@ def _saved_run(run: str, config: Path | None, params: dict[str, Any]) -> SavedRu
 
 
 def _resume_command(run: str, config: Path | None) -> str:
-    return f"glan run {run} --resume" + (f" -c {config}" if config else "")
+    """The command that continues a run from any directory."""
+    return f"glan run {run} --resume" + (f" -c {config.resolve()}" if config else "")
 
 
 def _prepare(plan: RunPlan) -> None:
@@ -181,11 +182,9 @@ def _prepare(plan: RunPlan) -> None:
 def _closing_line(name: str, run_dir: Path, seconds: float, outcome: str) -> str:
     from glan_utils.app.report import run_totals, totals_line
 
-    cached = (
-        " (all answered from the cache)"
-        if (t := run_totals(run_dir))["calls"] and t["cache_hits"] == t["calls"]
-        else ""
-    )
+    totals = run_totals(run_dir)
+    all_cached = totals["calls"] and totals["cache_hits"] == totals["calls"]
+    cached = " (all answered from the cache)" if all_cached else ""
     return f"run '{name}' {outcome} in {seconds:.1f} s: {totals_line(run_dir)}{cached}; outputs in {run_dir}"
 
 
@@ -254,17 +253,19 @@ def _run_sweep(
         _prepare(plan)  # every run checked before spending anything
     errors: dict[str, str] = {}
     seconds: dict[str, float] = {}
-    again = f"glan run {base} --sweep {sweep} --resume" + (f" -c {config}" if config else "")
+    again = f"glan run {base} --sweep {sweep.resolve()} --resume" + (f" -c {config.resolve()}" if config else "")
     for plan in plans:
         typer.echo(f"== {plan.run_name}")
-        started = time.perf_counter()
+        started, outcome = time.perf_counter(), "stopped"
         try:
             runner.execute(plan, resume=resume, echo=typer.echo, resume_command=again)
+            outcome = "done"
         except (runner.StageFailed, GlanError) as exc:
-            errors[plan.run_name] = str(exc)
+            errors[plan.run_name], outcome = str(exc), "failed"
             typer.echo(f"glan: {exc}", err=True)
         finally:
             seconds[plan.run_name] = time.perf_counter() - started
+            typer.echo(_closing_line(plan.run_name, plan.run_dir, seconds[plan.run_name], outcome))
     output_dir = Path(plans[0].settings.output_dir)
     table = comparison(runs, output_dir, errors, seconds)
     csv = output_dir / f"{base}-sweep.csv"
