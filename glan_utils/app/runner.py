@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import json
 import logging
 import re
 import time
@@ -27,11 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import nbformat
-import papermill
 import yaml
-from nbclient.exceptions import DeadKernelError
-from papermill.exceptions import PapermillExecutionError
 from pydantic import BaseModel
 
 from glan_utils.app.interrupts import Interrupted, catch_signals
@@ -59,6 +56,20 @@ class StageFailed(RuntimeError):
     """A notebook raised while executing; the message names the stage, the error and the saved notebook."""
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A notebook as plain JSON: nbformat's validator imports jsonschema, seconds before any check could run."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path.name}: not a readable notebook ({exc})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _text(source: str | list[str]) -> str:
+    """A cell source, stored either as one string or as a list of lines."""
+    return source if isinstance(source, str) else "".join(source)
+
+
 @dataclass(frozen=True)
 class Notebook:
     """One numbered notebook, e.g. `01_taxonomy.ipynb` -> number 1, name 'taxonomy'."""
@@ -75,8 +86,9 @@ class Notebook:
     def parameters(self) -> set[str]:
         """Names assigned in the cell tagged `parameters` (papermill's own inspector misreads comments holding
         '='; Python's parser does not)."""
-        cells = nbformat.read(self.path, as_version=4).cells
-        source = next((c.source for c in cells if "parameters" in c.metadata.get("tags", [])), "")
+        cells = _read_json(self.path).get("cells") or []
+        tagged = (c for c in cells if "parameters" in (c.get("metadata") or {}).get("tags", []))
+        source = _text(next(tagged, {}).get("source", ""))
         try:
             tree = ast.parse(source)
         except SyntaxError as exc:
@@ -366,6 +378,10 @@ def _interrupted(
 def _execute_one(
     plan: RunPlan, nb: Notebook, output: Path, store: RunStore, echo: Callable[[str], None], received: list[str]
 ) -> None:
+    import papermill  # lazily: checks before compute need none of papermill's (many) imports
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
     echo(f"{nb.stem}: running")
     started = time.perf_counter()
     store.update_manifest(
