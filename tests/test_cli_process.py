@@ -129,7 +129,8 @@ def slow_server() -> Iterator[OpenAIServer]:
 def test_sigint_explains_then_resume_continues_the_same_run(
     tmp_path: Path, env: dict[str, str], slow_server: OpenAIServer
 ) -> None:
-    config = settings_file(tmp_path, slow_server.base_url, {"concurrency": 1})
+    # 2 disciplines x 20 rounds at 0.3 s each: the interrupt lands well before the stage could finish
+    config = settings_file(tmp_path, slow_server.base_url, {"concurrency": 1}, subjects={"rounds": 20})
     run_dir = tmp_path / "elsewhere" / "R"
     proc = subprocess.Popen(
         [*GLAN, "run", "R", "-c", str(config), "--to", "2"],
@@ -179,7 +180,7 @@ def test_sigint_explains_then_resume_continues_the_same_run(
         assert manifest[stage]["records_written"] == (run_dir / f"{stage}.jsonl").read_bytes().count(b"\n")
     ids = [json.loads(row)["id"] for row in (run_dir / "subject_rounds.jsonl").read_text().splitlines()]
     assert len(ids) == len(set(ids)), "no record written twice"
-    rounds = 2 * 10  # 2 disciplines x 10 rounds
+    rounds = 2 * 20
     assert slow_server.count - served <= rounds - lines + 1, "only the rounds not yet on disk were asked again"
 
 

@@ -42,9 +42,9 @@ KERNEL = "python3"
 logging.getLogger("papermill").setLevel(logging.ERROR)
 OVERRIDES = "overrides"
 RUN_FILE = "run.yaml"
-# Kernels log "running over TCP without encryption" at WARNING on every start: noise on a batch console. Errors
-# still show; a cell's own output and errors come back through papermill.
-KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+# Kernels log "running over TCP without encryption" on every start and "KeyboardInterrupt caught" on Ctrl-C: noise
+# on a batch console. A cell's own output and errors come back through papermill, and a dead kernel is reported.
+KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 # Batch runs have no one to click widgets: notebooks that declare these get them.
 BATCH_DEFAULTS: dict[str, Any] = {"interactive": False}
 # Top-level settings that notebooks also declare as parameters with a non-None default.
@@ -302,15 +302,17 @@ def _stages_of(notebook: Notebook) -> list[str]:
     return [name for name, stage in STAGES.items() if stage.notebook == notebook.stem]
 
 
-def _partial(store: RunStore, nb: Notebook) -> list[str]:
-    """A notebook's stages plus every stage the manifest has left unfinished (sub-stages such as
-    `subject_rounds` included): what a resumed or interrupted notebook reports."""
-    unfinished = [
+def _touched(store: RunStore, nb: Notebook) -> list[str]:
+    """The stages a notebook's last attempt started (sub-stages such as `subject_rounds` included, found by
+    their start time), then its registered stages: what an interrupted or resumed notebook reports."""
+    stages = store.read_manifest().get("stages", {})
+    since = stages.get(nb.stem, {}).get("started_at")
+    touched = [
         name
-        for name, info in store.read_manifest().get("stages", {}).items()
-        if info.get("kind") != "notebook" and info.get("status") in ("running", "interrupted", "stopped")
+        for name, info in stages.items()
+        if info.get("kind") != "notebook" and since and str(info.get("started_at") or "") >= since
     ]
-    return list(dict.fromkeys([*unfinished, *_stages_of(nb)]))
+    return list(dict.fromkeys([*touched, *_stages_of(nb)]))
 
 
 def on_disk(store: RunStore, stages: Iterable[str]) -> str:
@@ -347,7 +349,7 @@ def execute(
                 echo(f"{nb.stem}: complete, skipped")
                 executed.append(output)
                 continue
-            if resume and (stages := _partial(store, nb)):
+            if resume and (stages := _touched(store, nb)):
                 echo(f"{nb.stem}: resuming; already on disk: {on_disk(store, stages)}")
             try:
                 _execute_one(plan, nb, output, store, echo, received)
@@ -366,7 +368,7 @@ def _interrupted(
     store.interrupt_running(f"interrupted by {signal_name}")
     if store.read_manifest().get("stages", {}).get(nb.stem, {}).get("status") != "complete":
         store.update_manifest(nb.stem, status="interrupted", finished_at=utc_now().isoformat())
-    stages = [s for s in _partial(store, nb) if store.records_path(s).exists()]
+    stages = [s for s in _touched(store, nb) if store.records_path(s).exists()]
     saved = f"{on_disk(store, stages)}; " if stages else ""
     command = resume_command or f"glan run {plan.run_name} --resume"
     return Interrupted(
