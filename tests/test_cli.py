@@ -133,3 +133,10 @@ def test_status_and_report_find_a_run_through_the_index(project: Path, tmp_path:
     remember("demo", far / "demo", None)
     assert cli.invoke(app, ["status", "demo"]).exit_code == 0
     assert cli.invoke(app, ["report", "demo"]).exit_code == 0 and (far / "demo" / "report.html").exists()
+
+
+def test_resume_of_an_unknown_run_is_one_line_naming_where_it_looked(project: Path) -> None:
+    result = cli.invoke(app, ["run", "ghost", "--resume"])
+    _one_line_error(result, "nothing to resume for run 'ghost'")
+    assert str(project / "outputs" / "ghost") in result.stderr and "runs.json" in result.stderr
+    assert not (project / "outputs" / "ghost").exists(), "no fresh run was started instead"

@@ -122,17 +122,15 @@ def _params(params_file: Path | None, pairs: list[Any] | None) -> dict[str, Any]
 
 
 def _candidates(run: str, config: Path | None, params: dict[str, Any] | None = None) -> list[Path]:
-    """Where run `run` may live: under the settings file's output_dir when given, else the run index's entry,
-    then the default output_dir."""
+    """Where run `run` may live, in order: under the output_dir that `-c`/`-p output_dir` name when given, the
+    run index's entry, then the default output_dir."""
     from glan_utils.app import index
     from glan_utils.settings import load_settings
 
     top = {k: v for k, v in (params or {}).items() if k == "output_dir"}
     configured = load_settings(config, {**top, "run_name": run}).run_dir
-    if config is not None or top:
-        return [configured]
-    indexed = index.lookup(run)
-    return [indexed, configured] if indexed and indexed.resolve() != configured.resolve() else [configured]
+    places = [configured, index.lookup(run)] if config is not None or top else [index.lookup(run), configured]
+    return list({p.resolve(): p for p in places if p is not None}.values())
 
 
 def _not_found(what: str, run: str, looked: list[Path]) -> InputError:
