@@ -140,3 +140,15 @@ def test_resume_of_an_unknown_run_is_one_line_naming_where_it_looked(project: Pa
     _one_line_error(result, "nothing to resume for run 'ghost'")
     assert str(project / "outputs" / "ghost") in result.stderr and "runs.json" in result.stderr
     assert not (project / "outputs" / "ghost").exists(), "no fresh run was started instead"
+
+
+def test_a_run_that_is_running_already_is_refused(project: Path) -> None:
+    store = RunStore(project / "outputs" / "demo")
+    store.update_manifest("01_alpha", kind="notebook", status="running")  # this live process "runs" it
+    _one_line_error(
+        cli.invoke(app, ["run", "demo"]), f"run 'demo' is running already: 01_alpha in process {os.getpid()}"
+    )
+    manifest = json.loads(store.path("manifest.json").read_text())
+    manifest["stages"]["01_alpha"]["pid"] = _dead_pid()
+    store.path("manifest.json").write_text(json.dumps(manifest))
+    assert cli.invoke(app, ["run", "demo", "--to", "alpha"]).exit_code == 0, "a dead process holds nothing"

@@ -171,8 +171,10 @@ def _prepare(plan: RunPlan) -> None:
     """Everything checkable before compute: parameters, settings, files, endpoint, model, key; then index it."""
     from glan_utils.app import index
     from glan_utils.app.preflight import preflight
+    from glan_utils.app.runner import check_not_running
 
     plan.routed  # noqa: B018 -- every parameter is known
+    check_not_running(plan.run_dir)
     preflight(plan)
     index.remember(plan.run_name, plan.run_dir, plan.config_path)
 

@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from glan_utils.app.interrupts import Interrupted, catch_signals
 from glan_utils.core.errors import ConfigError
 from glan_utils.core.records import utc_now
-from glan_utils.runs.store import RunStore
+from glan_utils.runs.store import RunStore, is_alive
 from glan_utils.settings import Settings, load_settings
 
 KERNEL = "python3"
@@ -323,6 +323,16 @@ def on_disk(store: RunStore, stages: Iterable[str]) -> str:
         status = manifest.get(name, {}).get("status")
         parts.append(f"{name} {store.line_count(name):,} records" + (f" ({status})" if status else ""))
     return ", ".join(parts)
+
+
+def check_not_running(run_dir: Path) -> None:
+    """Refuse to start a run whose notebook another live `glan` process is executing (two writers, one run)."""
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.exists():
+        return
+    for name, info in RunStore(run_dir).read_manifest().get("stages", {}).items():
+        if info.get("kind") == "notebook" and info.get("status") == "running" and is_alive(info):
+            raise ConfigError(f"run '{run_dir.name}' is running already: {name} in process {info.get('pid')}")
 
 
 def execute(
