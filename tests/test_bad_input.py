@@ -161,7 +161,7 @@ def test_unknown_model_is_one_line(tmp_path: Path, openai_server: OpenAIServer) 
 
 
 def test_cli_run_with_endpoint_down_exits_nonzero_with_one_line(tmp_path: Path) -> None:
-    """The full path a user takes: `glan run` executes notebook 01 (user taxonomy), then 02 cannot connect."""
+    """The full path a user takes: `glan run` finds the endpoint down before any notebook starts."""
     taxonomy = tmp_path / "taxonomy.yaml"
     taxonomy.write_text("Mathematics:\n  Algebra: [Linear Algebra]\n", encoding="utf-8")
     glan = Path(sys.executable).with_name("glan")
@@ -195,9 +195,10 @@ def test_cli_run_with_endpoint_down_exits_nonzero_with_one_line(tmp_path: Path) 
         timeout=300,
         check=False,
     )
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("glan: ")]
-    assert len(errors) == 1 and "02_subjects" in errors[0] and "not reachable" in errors[0], result.stderr
+    assert len(errors) == 1 and "not reachable" in errors[0] and "connection refused" in errors[0], result.stderr
+    assert not (tmp_path / "out" / "down" / "notebooks" / "01_taxonomy.ipynb").exists(), "no notebook started"
 
 
 # ----- the disk -----

@@ -183,7 +183,9 @@ def test_choose_test_is_seeded_and_capped():
 def test_settings_errors_are_one_line():
     with pytest.raises(ConfigError, match=r"dataset\.dedup\.threshold"):
         load_settings(None, {"dataset.dedup.threshold": 3}, environ={})
-    with pytest.raises(ConfigError, match=r"^config error: dataset\.dedupe: unknown key$"):
+    with pytest.raises(
+        ConfigError, match=r"^config error: dataset\.dedupe: unknown key \(did you mean dataset\.dedup\?\)$"
+    ):
         load_settings(None, {"dataset.dedupe.threshold": 0.7}, environ={})
 
 
@@ -198,7 +200,10 @@ def test_yaml_dataset_section_loads_and_overrides(tmp_path):
     path.write_text("dataset:\n  export: {tests_per_discipline: 7}\n")
     with pytest.raises(ConfigError) as error:
         load_settings(path, environ={})
-    assert str(error.value) == "config error: dataset.export.tests_per_discipline: unknown key"
+    assert str(error.value) == (
+        f"config error in {path}: dataset.export.tests_per_discipline: unknown key"
+        " (did you mean dataset.export.test_per_discipline?)"
+    )
 
 
 def test_missing_answers_and_token_are_clear_errors(tmp_path, monkeypatch):

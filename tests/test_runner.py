@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 from browser.notebooks import write_notebooks
 
@@ -55,4 +56,22 @@ def test_run_fail_then_resume(notebooks: list[runner.Notebook], tmp_path: Path) 
     assert all(p.exists() for p in executed)
     assert (run_dir / "alpha.log").read_text() == "5 7\n", "the complete stage was skipped"
     assert (run_dir / "beta.log").read_text() == "7\n", "seed reached a notebook without overrides"
-    assert runner.saved_invocation(run_dir)[1]["fail"] is False
+    saved = runner.saved_invocation(run_dir)
+    assert saved is not None and saved.params["fail"] is False
+    assert (saved.start, saved.stop) == ("01_alpha", "02_beta"), "the stage range is kept for --resume"
+
+
+def test_settings_file_seed_beats_a_notebook_default(tmp_path: Path) -> None:
+    """A notebook declaring `seed = 0` must still run with the settings file's seed (and language)."""
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell('run_name = "demo"\nseed = 0\nlanguage = "English"\nconfig_path = None')
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell]
+    nbformat.write(nb, tmp_path / "01_seeded.ipynb")
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"output_dir: {tmp_path / 'o'}\nseed: 11\nlanguage: French\n")
+    notebooks = runner.discover(tmp_path)
+    params = runner.RunPlan("r", notebooks, config).parameters_for(notebooks[0])
+    assert (params["seed"], params["language"]) == (11, "French")
+    given = runner.RunPlan("r", notebooks, config, {"seed": 41}).parameters_for(notebooks[0])
+    assert given["seed"] == 41, "an explicit -p seed still wins"

@@ -74,3 +74,23 @@ async def test_an_exception_stops_the_stage_but_keeps_written_records(tmp_path):
     with pytest.raises(RuntimeError, match="401"):
         await run_stage(store, "taxonomy", jobs(10), work, concurrency=1)
     assert 1 <= store.count("taxonomy") <= 5  # stopped within the in-flight window, not all 9
+
+
+async def test_a_cancelled_stage_is_recorded_interrupted_with_the_file_count(tmp_path):
+    store = RunStore(tmp_path)
+    started = asyncio.Event()
+
+    async def work(job: Job):
+        if job.id != "t0":
+            started.set()
+            await asyncio.sleep(60)  # still in flight when Ctrl-C arrives
+        return [TaxonomyNode(name=job.name, level="field", path=[job.name])]
+
+    stage = asyncio.create_task(run_stage(store, "taxonomy", jobs(4), work, concurrency=1))
+    await started.wait()
+    stage.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stage
+    entry = store.read_manifest()["stages"]["taxonomy"]
+    assert entry["status"] == "interrupted" and "pid" not in entry
+    assert entry["records_written"] == store.line_count("taxonomy") == 1

@@ -65,3 +65,14 @@ def test_deferred_lines_flush_before_a_plain_line_and_on_close(tmp_path):
     writer.write({"i": 2}, defer=True)
     writer.close()
     assert [r["i"] for r in iter_jsonl(path)] == [0, 1, 2]
+
+
+def test_manifest_counts_equal_the_records_file(tmp_path):
+    """A resumed stage writes only its new records; the manifest still counts what the file holds."""
+    store = RunStore(tmp_path / "run")
+    store.append("taxonomy", [node("Math"), node("Physics"), node("Art")])
+    store.update_manifest("taxonomy", status="running")
+    assert store.read_manifest()["stages"]["taxonomy"]["pid"] == os.getpid()
+    store.update_manifest("taxonomy", status="complete", records_written=1)
+    entry = store.read_manifest()["stages"]["taxonomy"]
+    assert (entry["records_written"], entry["records_new"]) == (3, 1) and "pid" not in entry

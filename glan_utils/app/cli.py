@@ -1,27 +1,35 @@
 """The `glan` command: run the notebooks as a batch job, sweep parameters, check status, estimate, report.
 
-Every user error (bad parameter, bad config, missing run) is one line on stderr and exit code 2; a notebook
-that raises is one line naming the stage and the saved notebook, and exit code 1.
+Every user error (bad parameter, bad config, missing run, endpoint down) is one line on stderr and exit code 2,
+reported before the first notebook starts; a notebook that raises is one line naming the stage and the saved
+notebook, and exit code 1; Ctrl-C or SIGTERM is one line saying what is saved and the resume command, and exit
+code 130/143. Runs are found by name through the run index (`app.index`), wherever their `output_dir` is.
+
+Imports of the heavy layers (pandas, papermill, pydantic settings) happen inside the commands, so `glan --help`
+answers at once.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from typer.core import TyperCommand
 
-from glan_utils.app import runner
-from glan_utils.app.report import markdown_table, render_report, run_table, totals_line
-from glan_utils.app.sweep import comparison, load_sweep
 from glan_utils.core.errors import GlanError, InputError, SetupError
-from glan_utils.settings import load_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from glan_utils.app.runner import Notebook, RunPlan, SavedRun
 
 app = typer.Typer(
     add_completion=False,
@@ -30,6 +38,20 @@ app = typer.Typer(
     help="GLAN workbench: generate instruction data from a taxonomy, fine-tune, evaluate.",
 )
 
+DEFAULT_NOTEBOOKS = Path("notebooks")
+_NOTEBOOK_FILE = re.compile(r"^\d+_\w+\.ipynb$")
+
+
+def _stage_names() -> str:
+    """The numbered notebooks of ./notebooks (else the package's own), for --from/--to help; a glob, no parsing."""
+    for folder in (DEFAULT_NOTEBOOKS, Path(__file__).resolve().parents[2] / "notebooks"):
+        names = sorted(p.stem for p in folder.glob("*.ipynb") if _NOTEBOOK_FILE.match(p.name))
+        if names:
+            return ", ".join(names)
+    return "NN_name notebooks"
+
+
+_STAGES_HELP = _stage_names()
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Settings YAML (see configs/).")]
 # Typer has no repeatable two-value option; `list[Any]` plus `_PairsCommand` gives click's nargs=2, multiple.
 ParamOpt = Annotated[
@@ -39,7 +61,11 @@ ParamOpt = Annotated[
     ),
 ]
 ParamsFileOpt = Annotated[Path | None, typer.Option("--params", help="YAML mapping of parameters.")]
-NotebooksOpt = Annotated[Path, typer.Option("--notebooks", help="Folder of numbered notebooks.")]
+NotebooksOpt = Annotated[
+    Path | None,
+    typer.Option("--notebooks", help="Folder of numbered notebooks (default: notebooks; on --resume, the run's own)."),
+]
+RunArg = Annotated[str, typer.Argument(help="Run name: found through the run index, else under <output_dir>/.")]
 
 
 class _PairsCommand(TyperCommand):
@@ -52,29 +78,117 @@ class _PairsCommand(TyperCommand):
                 option.nargs = 2
 
 
+def _version(value: bool) -> None:
+    if value:
+        try:
+            typer.echo(f"glan {version('glan-workbench')}")
+        except PackageNotFoundError:
+            typer.echo("glan (not installed as a package)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """GLAN workbench: generate instruction data from a taxonomy, fine-tune, evaluate."""
+
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn GlanError into one stderr line and exit 2, a failed notebook into one line and exit 1."""
+    """GlanError: one stderr line, exit 2; a failed notebook: one line, exit 1; an interrupt: one line, 130/143."""
+    from glan_utils.app.runner import Interrupted, StageFailed
+
     try:
         yield
     except GlanError as exc:
         typer.echo(f"glan: {exc}", err=True)
         raise typer.Exit(2) from None
-    except runner.StageFailed as exc:
+    except StageFailed as exc:
         typer.echo(f"glan: {exc}", err=True)
         raise typer.Exit(1) from None
+    except Interrupted as exc:
+        typer.echo(f"glan: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("glan: interrupted before any notebook started; nothing was run", err=True)
+        raise typer.Exit(130) from None
 
 
 def _params(params_file: Path | None, pairs: list[Any] | None) -> dict[str, Any]:
+    from glan_utils.app import runner
+
     base = runner.load_params_file(params_file) if params_file else {}
     return {**base, **runner.parse_params(pairs or [])}
 
 
+def _candidates(run: str, config: Path | None, params: dict[str, Any] | None = None) -> list[Path]:
+    """Where run `run` may live, in order: under the output_dir that `-c`/`-p output_dir` name when given, the
+    run index's entry, then the default output_dir."""
+    from glan_utils.app import index
+    from glan_utils.settings import load_settings
+
+    top = {k: v for k, v in (params or {}).items() if k == "output_dir"}
+    configured = load_settings(config, {**top, "run_name": run}).run_dir
+    places = [configured, index.lookup(run)] if config is not None or top else [index.lookup(run), configured]
+    return list({p.resolve(): p for p in places if p is not None}.values())
+
+
+def _not_found(what: str, run: str, looked: list[Path]) -> InputError:
+    from glan_utils.app.index import index_path
+
+    places = " or ".join(str(p.resolve()) for p in looked)
+    return InputError(
+        f"{what} '{run}': looked in {places} and the run index ({index_path()}); "
+        "pass -c with the settings file the run was started with"
+    )
+
+
 def _run_dir(run: str, config: Path | None) -> Path:
-    run_dir = load_settings(config, {"run_name": run}).run_dir
-    if not run_dir.is_dir():
-        raise InputError(f"no such run: {run_dir}")
-    return run_dir
+    looked = _candidates(run, config)
+    found = next((p for p in looked if p.is_dir()), None)
+    if found is None:
+        raise _not_found("no such run", run, looked)
+    return found
+
+
+def _saved_run(run: str, config: Path | None, params: dict[str, Any]) -> SavedRun:
+    """The invocation of the run `--resume` continues, or one line saying where it looked."""
+    from glan_utils.app import runner
+
+    looked = _candidates(run, config, params)
+    for run_dir in looked:
+        if (saved := runner.saved_invocation(run_dir)) is not None:
+            return saved
+    raise _not_found("nothing to resume for run", run, looked)
+
+
+def _resume_command(run: str, config: Path | None) -> str:
+    """The command that continues a run from any directory."""
+    return f"glan run {run} --resume" + (f" -c {config.resolve()}" if config else "")
+
+
+def _prepare(plan: RunPlan) -> None:
+    """Everything checkable before compute: parameters, settings, files, endpoint, model, key; then index it."""
+    from glan_utils.app import index
+    from glan_utils.app.preflight import preflight
+    from glan_utils.app.runner import check_not_running
+
+    plan.routed  # noqa: B018 -- every parameter is known
+    check_not_running(plan.run_dir)
+    preflight(plan)
+    index.remember(plan.run_name, plan.run_dir, plan.config_path)
+
+
+def _closing_line(name: str, run_dir: Path, seconds: float, outcome: str) -> str:
+    from glan_utils.app.report import run_totals, totals_line
+
+    totals = run_totals(run_dir)
+    all_cached = totals["calls"] and totals["cache_hits"] == totals["calls"]
+    cached = " (all answered from the cache)" if all_cached else ""
+    return f"run '{name}' {outcome} in {seconds:.1f} s: {totals_line(run_dir)}{cached}; outputs in {run_dir}"
 
 
 @app.command(cls=_PairsCommand)
@@ -83,75 +197,131 @@ def run(
     config: ConfigOpt = None,
     param: ParamOpt = None,
     params_file: ParamsFileOpt = None,
-    start: Annotated[str | None, typer.Option("--from", help="First stage (number or name).")] = None,
-    stop: Annotated[str | None, typer.Option("--to", help="Last stage (number or name).")] = None,
-    resume: Annotated[bool, typer.Option(help="Skip stages already complete; rerun partial ones.")] = False,
-    sweep: Annotated[Path | None, typer.Option(help="YAML list/grid of parameter sets.")] = None,
-    notebooks: NotebooksOpt = Path("notebooks"),
+    start: Annotated[str | None, typer.Option("--from", help=f"First stage (number or name): {_STAGES_HELP}.")] = None,
+    stop: Annotated[str | None, typer.Option("--to", help="Last stage (number or name), as --from.")] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Continue the run: same settings file, parameters and stage range; skip what is done."),
+    ] = False,
+    sweep: Annotated[
+        Path | None, typer.Option(help="YAML list/grid of parameter sets (format: README, 'Sweeps').")
+    ] = None,
+    notebooks: NotebooksOpt = None,
 ) -> None:
     """Execute the numbered notebooks in order with papermill; executed copies go to <run>/notebooks/."""
+    from glan_utils.app import runner
+
     with _user_errors():
-        catalog = runner.discover(notebooks)
-        selected = runner.select(catalog, start, stop)
         params = _params(params_file, param)
+        if resume and not sweep:
+            saved = _saved_run(run, config, params)
+            # the run stays where it is, whatever the current directory: its output_dir is pinned
+            pinned = {**saved.params, "output_dir": str(saved.run_dir.parent)}
+            config, params = config or saved.config_path, {**pinned, **params}
+            if not (start or stop):
+                start, stop = saved.start, saved.stop
+            notebooks = notebooks or saved.notebooks
+        catalog = runner.discover(notebooks or DEFAULT_NOTEBOOKS)
+        selected = runner.select(catalog, start, stop)
         if sweep:
             _run_sweep(run, catalog, selected, config, params, sweep, resume)
             return
-        if resume:
-            saved_config, saved_params = runner.saved_invocation(
-                runner.RunPlan(run, selected, config, params, catalog).run_dir
-            )
-            config, params = config or saved_config, {**saved_params, **params}
         plan = runner.RunPlan(run, selected, config, params, catalog)
-        plan.routed  # noqa: B018 -- validate every parameter before the first notebook starts
-        runner.execute(plan, resume=resume, echo=typer.echo)
-        typer.echo(f"run '{run}' done: {plan.run_dir}")
+        _prepare(plan)
+        started, outcome = time.perf_counter(), "stopped"
+        try:
+            runner.execute(plan, resume=resume, echo=typer.echo, resume_command=_resume_command(run, config))
+            outcome = "done"
+        finally:
+            typer.echo(_closing_line(run, plan.run_dir, time.perf_counter() - started, outcome))
 
 
 def _run_sweep(
     base: str,
-    catalog: list[runner.Notebook],
-    selected: list[runner.Notebook],
+    catalog: list[Notebook],
+    selected: list[Notebook],
     config: Path | None,
     params: dict[str, Any],
     sweep: Path,
     resume: bool,
 ) -> None:
-    """Validate every run of the sweep, execute them one by one, then print and save the comparison."""
+    """Validate and check every run of the sweep, execute them one by one, then print and save the comparison."""
+    from glan_utils.app import runner
+    from glan_utils.app.report import markdown_table
+    from glan_utils.app.sweep import comparison, load_sweep
+
     runs = load_sweep(sweep, base)
     plans = [runner.RunPlan(r.name, selected, config, {**params, **r.params}, catalog) for r in runs]
     for plan in plans:
-        plan.settings  # noqa: B018 -- route and validate all runs before spending anything
+        _prepare(plan)  # every run checked before spending anything
     errors: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    again = f"glan run {base} --sweep {sweep.resolve()} --resume" + (f" -c {config.resolve()}" if config else "")
     for plan in plans:
         typer.echo(f"== {plan.run_name}")
+        started, outcome = time.perf_counter(), "stopped"
         try:
-            runner.execute(plan, resume=resume, echo=typer.echo)
+            runner.execute(plan, resume=resume, echo=typer.echo, resume_command=again)
+            outcome = "done"
         except (runner.StageFailed, GlanError) as exc:
-            errors[plan.run_name] = str(exc)
+            errors[plan.run_name], outcome = str(exc), "failed"
             typer.echo(f"glan: {exc}", err=True)
+        finally:
+            seconds[plan.run_name] = time.perf_counter() - started
+            typer.echo(_closing_line(plan.run_name, plan.run_dir, seconds[plan.run_name], outcome))
     output_dir = Path(plans[0].settings.output_dir)
-    table = comparison(runs, output_dir, errors)
+    table = comparison(runs, output_dir, errors, seconds)
     csv = output_dir / f"{base}-sweep.csv"
     table.to_csv(csv, index=False)
     typer.echo(markdown_table(table))
     typer.echo(f"comparison saved to {csv}")
+    typer.echo(_sweep_line(base, table, len(errors), sum(seconds.values())))
     if errors:
         raise typer.Exit(1)
 
 
+def _sweep_line(base: str, table: Any, failed: int, seconds: float) -> str:
+    """The sweep's totals in one sentence."""
+    total = {
+        c: int(table[c].fillna(0).sum()) if c in table else 0
+        for c in ("calls", "cache_hits", "call_failures", "tokens")
+    }
+    cost = float(table["cost_usd"].fillna(0).sum()) if "cost_usd" in table else 0.0
+    return (
+        f"sweep '{base}': {len(table)} runs ({failed} failed) in {seconds:.1f} s: {total['calls']:,} model "
+        f"calls, {total['cache_hits']:,} cache hits, {total['call_failures']:,} failed, {total['tokens']:,} tokens, "
+        f"${cost:,.4f}"
+    )
+
+
 @app.command()
-def status(run: str, config: ConfigOpt = None, notebooks: NotebooksOpt = Path("notebooks")) -> None:
-    """Per stage: done/pending/failed, record counts and cost so far."""
+def status(run: RunArg, config: ConfigOpt = None, notebooks: NotebooksOpt = None) -> None:
+    """Per stage: done/pending/failed/interrupted, record counts and cost so far."""
+    import pandas as pd
+
+    from glan_utils.app import runner
+    from glan_utils.app.report import markdown_table, run_table, totals_line
+
     with _user_errors():
         run_dir = _run_dir(run, config)
         table = run_table(run_dir)
-        if notebooks.is_dir():
-            pending = [nb.stem for nb in runner.discover(notebooks) if nb.stem not in set(table["stage"])]
-            pending_rows = pd.DataFrame({"stage": pending, "status": "pending"})
-            table = pd.concat([table, pending_rows], ignore_index=True)
+        folder = notebooks or (saved.notebooks if (saved := runner.saved_invocation(run_dir)) else None)
+        folder = folder or DEFAULT_NOTEBOOKS
+        pending = [nb.stem for nb in runner.discover(folder)] if folder.is_dir() else []
+        pending += _generation_stages(set(table["stage"]))
+        pending_rows = pd.DataFrame(
+            {"stage": [p for p in pending if p not in set(table["stage"])], "status": "pending"}
+        )
+        table = pd.concat([table, pending_rows], ignore_index=True)
         typer.echo(markdown_table(table))
         typer.echo(f"total: {totals_line(run_dir)}")
+
+
+def _generation_stages(recorded: set[str]) -> list[str]:
+    """The GLAN stages, when the run has started any of them (so a stage not yet begun still gets a row)."""
+    from glan_utils.stages import STAGES
+
+    return list(STAGES) if recorded & set(STAGES) else []
 
 
 @app.command(cls=_PairsCommand)
@@ -170,6 +340,9 @@ def estimate(
     Without `--run` it plans from the settings alone and reads no run; with it, stages that have records hand on
     what they kept, so the estimate after a stage is exact for the next.
     """
+    from glan_utils.app import runner
+    from glan_utils.app.report import markdown_table
+
     with _user_errors():
         try:
             pipeline = importlib.import_module("glan_utils.stages.pipeline")
@@ -195,6 +368,8 @@ def estimate(
 
 def _estimate_table(pipeline: Any, settings: Any, read_run: bool) -> pd.DataFrame:
     """One row per stage: its plan, where its input count came from, tokens and dollars."""
+    import pandas as pd
+
     rows = []
     for stage, planned in pipeline.stage_plans(settings, read_run).items():
         est = pipeline.estimate_plan(settings, stage, planned.plan.calls)
@@ -216,12 +391,14 @@ def _estimate_table(pipeline: Any, settings: Any, read_run: bool) -> pd.DataFram
 
 @app.command()
 def report(
-    run: str,
+    run: RunArg,
     config: ConfigOpt = None,
     show_code: Annotated[bool, typer.Option("--show-code/--hide-code", help="Include code cells.")] = False,
     out: Annotated[Path | None, typer.Option(help="HTML file to write (default <run>/report.html).")] = None,
 ) -> None:
     """One self-contained, offline HTML page: stage/cost table, config, data set card, notebooks' outputs."""
+    from glan_utils.app.report import render_report
+
     with _user_errors():
         path = render_report(_run_dir(run, config), out, show_code=show_code)
         typer.echo(f"report written to {path}")

@@ -21,7 +21,7 @@ from plotly.offline import get_plotlyjs
 
 from glan_utils.core.errors import InputError
 from glan_utils.llm.ledger import read_ledger
-from glan_utils.runs.store import RunStore
+from glan_utils.runs.store import RunStore, is_alive
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 TEMPLATE = "glan_report.html.j2"
@@ -49,10 +49,17 @@ def _line_count(path: Path) -> int | None:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
+def _status(info: dict[str, Any]) -> str:
+    """The manifest's status, except that a `running` stage whose process is gone was interrupted."""
+    status = info.get("status", "-")
+    return "interrupted (process gone)" if status == "running" and not is_alive(info) else status
+
+
 def run_table(run_dir: str | Path) -> pd.DataFrame:
     """One row per stage (notebooks and generation stages): status, records, failures, calls, tokens, cost.
 
-    Records are lines of `<stage>.jsonl` (cheap at any size); call figures come from the cost ledger.
+    Records are lines of `<stage>.jsonl` (cheap at any size); call figures come from the cost ledger. A stage
+    the manifest calls `running` whose recorded process no longer exists shows as interrupted.
     """
     store = RunStore(_existing(run_dir))
     stages = store.read_manifest().get("stages", {})
@@ -63,7 +70,7 @@ def run_table(run_dir: str | Path) -> pd.DataFrame:
         rows.append(
             {
                 "stage": name,
-                "status": info.get("status", "-"),
+                "status": _status(info),
                 "records": _line_count(store.records_path(name)),
                 "failed": info.get("failed"),
                 "calls": spent.calls if spent else None,

@@ -9,12 +9,19 @@ settings file < `GLAN_*` environment < explicit parameters (`-p`, `--params`, a 
 `RunPlan.settings` applies the same layers, translating a notebook's parameter names into the settings keys its
 settings cell forwards them to, so `glan estimate` plans exactly what the notebooks will run. Anything else is
 an error before any notebook starts. Executed notebooks land in `outputs/<run>/notebooks/`, and each notebook's
-status is recorded in the run manifest so `--resume` skips the ones that completed.
+status is recorded in the run manifest so `--resume` skips the ones that completed; `notebooks/run.yaml` keeps the
+invocation (settings file, parameters, stage range, notebooks folder) so `--resume` continues the same run.
+
+Ctrl-C or SIGTERM interrupts the running kernel (its cell raises KeyboardInterrupt, papermill saves the notebook,
+the kernel shuts down cleanly), marks what was running `interrupted` and raises `Interrupted`, whose message says
+what is saved and how to resume; a second signal stops at once.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
+import json
 import logging
 import re
 import time
@@ -24,15 +31,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import nbformat
-import papermill
 import yaml
-from nbclient.exceptions import DeadKernelError
-from papermill.exceptions import PapermillExecutionError
+from pydantic import BaseModel
 
+from glan_utils.app.interrupts import Interrupted, catch_signals
 from glan_utils.core.errors import ConfigError
 from glan_utils.core.records import utc_now
-from glan_utils.runs.store import RunStore
+from glan_utils.runs.store import RunStore, is_alive
 from glan_utils.settings import Settings, load_settings
 from glan_utils.settings.config import FILE_RELATIVE
 
@@ -41,13 +46,32 @@ KERNEL = "python3"
 logging.getLogger("papermill").setLevel(logging.ERROR)
 OVERRIDES = "overrides"
 RUN_FILE = "run.yaml"
+# Kernels log "running over TCP without encryption" on every start and "KeyboardInterrupt caught" on Ctrl-C: noise
+# on a batch console. A cell's own output and errors come back through papermill, and a dead kernel is reported.
+KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 # Batch runs have no one to click widgets: notebooks that declare these get them.
 BATCH_DEFAULTS: dict[str, Any] = {"interactive": False}
+# Top-level settings that notebooks also declare as parameters with a non-None default.
+FILE_WINS = ("seed", "language")
 _NOTEBOOK_NAME = re.compile(r"^(\d+)_(\w+)\.ipynb$")
 
 
 class StageFailed(RuntimeError):
     """A notebook raised while executing; the message names the stage, the error and the saved notebook."""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A notebook as plain JSON: nbformat's validator imports jsonschema, seconds before any check could run."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path.name}: not a readable notebook ({exc})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _text(source: str | list[str]) -> str:
+    """A cell source, stored either as one string or as a list of lines."""
+    return source if isinstance(source, str) else "".join(source)
 
 
 @dataclass(frozen=True)
@@ -66,8 +90,9 @@ class Notebook:
     def parameters(self) -> set[str]:
         """Names assigned in the cell tagged `parameters` (papermill's own inspector misreads comments holding
         '='; Python's parser does not)."""
-        cells = nbformat.read(self.path, as_version=4).cells
-        source = next((c.source for c in cells if "parameters" in c.metadata.get("tags", [])), "")
+        cells = _read_json(self.path).get("cells") or []
+        tagged = (c for c in cells if "parameters" in (c.get("metadata") or {}).get("tags", []))
+        source = _text(next(tagged, {}).get("source", ""))
         try:
             tree = ast.parse(source)
         except SyntaxError as exc:
@@ -85,12 +110,12 @@ class Notebook:
         """Parameter name -> the dotted settings key the notebook forwards it to, read from the dict literals of
         its `notebook_settings(...)` call (`{"subjects.rounds": rounds, ...}`), so the notebook stays the one
         place that says which parameter sets which key."""
-        cells = nbformat.read(self.path, as_version=4).cells
         keys: dict[str, str] = {}
-        for cell in cells:
-            if cell.cell_type != "code" or "notebook_settings" not in cell.source:
+        for cell in _read_json(self.path).get("cells") or []:
+            source = _text(cell.get("source", ""))
+            if cell.get("cell_type") != "code" or "notebook_settings" not in source:
                 continue
-            for node in ast.walk(ast.parse(cell.source)):
+            for node in ast.walk(ast.parse(source)):
                 if isinstance(node, ast.Dict):
                     keys |= {
                         value.id: key.value
@@ -130,6 +155,24 @@ def select(notebooks: list[Notebook], start: str | None = None, stop: str | None
     return notebooks[first : last + 1]
 
 
+def settings_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
+    """Every dotted settings key (`llm.concurrency`, `subjects.rounds`, ...), for "did you mean"."""
+    keys = []
+    for name, info in model.model_fields.items():
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys += settings_keys(sub, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _closest(name: str, known: Iterable[str]) -> str:
+    """'; did you mean x?' with the (at most three) closest names, or '' when none is close."""
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
 @dataclass
 class RunPlan:
     """What to execute: notebooks, the settings file, notebook parameters and settings overrides.
@@ -155,9 +198,9 @@ class RunPlan:
             if key in declared and key != OVERRIDES:
                 notebook_params[key] = value
             elif key.split(".")[0] not in Settings.model_fields:
-                names = ", ".join(sorted(declared - {OVERRIDES}))
                 raise ConfigError(
-                    f"unknown parameter '{key}': neither a notebook parameter ({names}) nor a settings key"
+                    f"unknown parameter '{key}': neither a notebook parameter nor a settings key"
+                    + _closest(key, (declared - {OVERRIDES}) | set(settings_keys()))
                 )
             else:
                 overrides[key] = value
@@ -202,6 +245,8 @@ class RunPlan:
             "run_name": self.run_name,
             "config_path": str(config) if config else None,
             "output_dir": str(Path(self.settings.output_dir).resolve()),
+            # a notebook's own default (`seed = 0`) would win over the settings file: pass the resolved values
+            **{name: getattr(self.settings, name) for name in FILE_WINS},
             OVERRIDES: overrides,
             **notebook_params,
         }
@@ -219,22 +264,48 @@ class RunPlan:
         path.write_text(yaml.safe_dump(snapshot, sort_keys=False), encoding="utf-8")
         return path
 
-    def save(self) -> None:
-        """Remember the invocation so `--resume` continues with the same parameters."""
+    def save(self, notebook_dir: Path | None = None) -> None:
+        """Remember the invocation so `--resume` continues the same run: settings file, parameters, stage range."""
         path = self.run_dir / "notebooks" / RUN_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        saved = {"config_path": str(self.config_path) if self.config_path else None, "params": self.params}
+        folder = notebook_dir or self.notebooks[0].path.parent
+        saved = {
+            "config_path": str(self.config_path.resolve()) if self.config_path else None,
+            "params": self.params,
+            "from": self.notebooks[0].stem,
+            "to": self.notebooks[-1].stem,
+            "notebooks": str(folder.resolve()),
+        }
         path.write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
 
 
-def saved_invocation(run_dir: Path) -> tuple[Path | None, dict[str, Any]]:
-    """The config path and parameters a run was started with (empty for a new run)."""
+@dataclass(frozen=True)
+class SavedRun:
+    """How a run was started, read back from its `notebooks/run.yaml` for `--resume`."""
+
+    run_dir: Path
+    config_path: Path | None
+    params: dict[str, Any]
+    start: str | None = None
+    stop: str | None = None
+    notebooks: Path | None = None
+
+
+def saved_invocation(run_dir: Path) -> SavedRun | None:
+    """The invocation a run was started with, or None when the directory holds no run started by `glan run`."""
     path = run_dir / "notebooks" / RUN_FILE
     if not path.exists():
-        return None, {}
+        return None
     saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    config = saved.get("config_path")
-    return (Path(config) if config else None), dict(saved.get("params") or {})
+    config, folder = saved.get("config_path"), saved.get("notebooks")
+    return SavedRun(
+        run_dir=run_dir.resolve(),
+        config_path=Path(config) if config else None,
+        params=dict(saved.get("params") or {}),
+        start=saved.get("from"),
+        stop=saved.get("to"),
+        notebooks=Path(folder) if folder else None,
+    )
 
 
 def parse_params(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
@@ -271,28 +342,105 @@ def _is_complete(manifest: Mapping[str, Any], notebook: Notebook, output: Path) 
     return entry.get("status") == "complete" and output.exists()
 
 
-def execute(plan: RunPlan, *, resume: bool = False, echo: Callable[[str], None] = print) -> list[Path]:
+def _stages_of(notebook: Notebook) -> list[str]:
+    """The generation stages a notebook runs (none for notebooks outside the GLAN flow)."""
+    from glan_utils.stages import STAGES  # lazily: only resumes and interrupts need the registry
+
+    return [name for name, stage in STAGES.items() if stage.notebook == notebook.stem]
+
+
+def _touched(store: RunStore, nb: Notebook) -> list[str]:
+    """The stages a notebook's last attempt started (sub-stages such as `subject_rounds` included, found by
+    their start time), then its registered stages: what an interrupted or resumed notebook reports."""
+    stages = store.read_manifest().get("stages", {})
+    since = stages.get(nb.stem, {}).get("started_at")
+    touched = [
+        name
+        for name, info in stages.items()
+        if info.get("kind") != "notebook" and since and str(info.get("started_at") or "") >= since
+    ]
+    return list(dict.fromkeys([*touched, *_stages_of(nb)]))
+
+
+def on_disk(store: RunStore, stages: Iterable[str]) -> str:
+    """'questions 70 records (interrupted), answers 0 records' for the given stages."""
+    manifest = store.read_manifest().get("stages", {})
+    parts = []
+    for name in stages:
+        status = manifest.get(name, {}).get("status")
+        parts.append(f"{name} {store.line_count(name):,} records" + (f" ({status})" if status else ""))
+    return ", ".join(parts)
+
+
+def check_not_running(run_dir: Path) -> None:
+    """Refuse to start a run whose notebook another live `glan` process is executing (two writers, one run)."""
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.exists():
+        return
+    for name, info in RunStore(run_dir).read_manifest().get("stages", {}).items():
+        if info.get("kind") == "notebook" and info.get("status") == "running" and is_alive(info):
+            raise ConfigError(f"run '{run_dir.name}' is running already: {name} in process {info.get('pid')}")
+
+
+def execute(
+    plan: RunPlan,
+    *,
+    resume: bool = False,
+    echo: Callable[[str], None] = print,
+    resume_command: str | None = None,
+) -> list[Path]:
     """Execute the plan's notebooks in order; returns the executed notebooks' paths.
 
     With `resume`, notebooks marked complete are skipped; a partial stage reruns and its run store skips the
-    work already done. Raises StageFailed at the first notebook that raises (later ones are not started).
+    work already done. Raises StageFailed at the first notebook that raises (later ones are not started), and
+    Interrupted on Ctrl-C/SIGTERM, with `resume_command` in its message.
     """
     store = RunStore(plan.run_dir)
     out_dir = plan.run_dir / "notebooks"
     plan.save()
     executed = []
-    for nb in plan.notebooks:
-        output = out_dir / nb.path.name
-        if resume and _is_complete(store.read_manifest(), nb, output):
-            echo(f"{nb.stem}: complete, skipped")
+    with catch_signals() as received:
+        for nb in plan.notebooks:
+            output = out_dir / nb.path.name
+            if resume and _is_complete(store.read_manifest(), nb, output):
+                echo(f"{nb.stem}: complete, skipped")
+                executed.append(output)
+                continue
+            if resume and (stages := _touched(store, nb)):
+                echo(f"{nb.stem}: resuming; already on disk: {on_disk(store, stages)}")
+            try:
+                _execute_one(plan, nb, output, store, echo, received)
+            except KeyboardInterrupt:
+                received.append(received[0] if received else "SIGINT")
+            if received:
+                raise _interrupted(plan, nb, output, store, received[0], resume_command)
             executed.append(output)
-            continue
-        _execute_one(plan, nb, output, store, echo)
-        executed.append(output)
     return executed
 
 
-def _execute_one(plan: RunPlan, nb: Notebook, output: Path, store: RunStore, echo: Callable[[str], None]) -> None:
+def _interrupted(
+    plan: RunPlan, nb: Notebook, output: Path, store: RunStore, signal_name: str, resume_command: str | None
+) -> Interrupted:
+    """Mark what was running `interrupted` and say, in one line, what is saved and how to go on."""
+    store.interrupt_running(f"interrupted by {signal_name}")
+    if store.read_manifest().get("stages", {}).get(nb.stem, {}).get("status") != "complete":
+        store.update_manifest(nb.stem, status="interrupted", finished_at=utc_now().isoformat())
+    stages = [s for s in _touched(store, nb) if store.records_path(s).exists()]
+    saved = f"{on_disk(store, stages)}; " if stages else ""
+    command = resume_command or f"glan run {plan.run_name} --resume"
+    return Interrupted(
+        f"interrupted ({signal_name}) during {nb.stem}; saved: {saved}notebook {output}; resume with: {command}",
+        signal_name,
+    )
+
+
+def _execute_one(
+    plan: RunPlan, nb: Notebook, output: Path, store: RunStore, echo: Callable[[str], None], received: list[str]
+) -> None:
+    import papermill  # lazily: checks before compute need none of papermill's (many) imports
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
     echo(f"{nb.stem}: running")
     started = time.perf_counter()
     store.update_manifest(
@@ -300,9 +448,16 @@ def _execute_one(plan: RunPlan, nb: Notebook, output: Path, store: RunStore, ech
     )
     try:
         papermill.execute_notebook(
-            str(nb.path), str(output), parameters=plan.parameters_for(nb), kernel_name=KERNEL, progress_bar=False
+            str(nb.path),
+            str(output),
+            parameters=plan.parameters_for(nb),
+            kernel_name=KERNEL,
+            progress_bar=False,
+            extra_arguments=KERNEL_ARGS,
         )
     except (PapermillExecutionError, DeadKernelError) as exc:
+        if received:
+            return  # the interrupt is reported by the caller
         error = f"{exc.ename}: {exc.evalue}".strip() if isinstance(exc, PapermillExecutionError) else str(exc)
         store.update_manifest(nb.stem, status="failed", finished_at=utc_now().isoformat(), error=error)
         raise StageFailed(f"{nb.stem} failed: {error} (see {output})") from None

@@ -5,16 +5,18 @@ Sweep file (every part optional, at least one run)::
     params: {subjects.rounds: 2}          # shared by every run
     runs:                                 # explicit runs; `name` gives the run `<base>-<name>`
       - {name: smol, params: {llm.model: smollm2}}
-    grid:                                 # cartesian product, runs named `<base>-<i>`
+    grid:                                 # cartesian product
       llm.model: [a, b]
       subjects.temperature: [0.7, 1.0]
 
-A top-level list is shorthand for `runs` whose items are parameter mappings.
+A top-level list is shorthand for `runs` whose items are parameter mappings. A run without a `name` is named by
+the values it sets, each as the key's last part and the value: `<base>-model_a-temperature_0.7`.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from glan_utils.app.runner import read_yaml
 from glan_utils.core.errors import ConfigError
 
 _KEYS = {"params", "runs", "grid"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+NAME_MAX = 80
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,12 @@ def _grid_runs(grid: Any) -> list[tuple[str | None, dict[str, Any]]]:
     return [(None, dict(zip(grid, combo, strict=True))) for combo in itertools.product(*grid.values())]
 
 
+def value_name(params: dict[str, Any]) -> str:
+    """A run name from the values a run sets: `{subjects.rounds: 2, seed: 7}` -> 'rounds_2-seed_7'."""
+    parts = [f"{key.split('.')[-1]}_{value}" for key, value in params.items()]
+    return _UNSAFE.sub("-", "-".join(parts)).strip("-.")[:NAME_MAX]
+
+
 def load_sweep(path: str | Path, base_name: str) -> list[SweepRun]:
     """Parse a sweep file into named runs `<base_name>-<name or i>`."""
     spec = read_yaml(path, "sweep file")
@@ -78,24 +88,39 @@ def load_sweep(path: str | Path, base_name: str) -> list[SweepRun]:
     found = _explicit_runs(spec.get("runs", [])) + (_grid_runs(spec["grid"]) if "grid" in spec else [])
     if not found:
         raise ConfigError(f"sweep file defines no runs: {path}")
-    runs = [SweepRun(f"{base_name}-{name or i}", {**common, **params}) for i, (name, params) in enumerate(found, 1)]
+    runs = [
+        SweepRun(f"{base_name}-{name or value_name(params) or i}", {**common, **params})
+        for i, (name, params) in enumerate(found, 1)
+    ]
     if len({r.name for r in runs}) != len(runs):
         raise ConfigError("sweep file: run names must be unique")
     return runs
 
 
-def comparison(runs: list[SweepRun], output_dir: Path, errors: dict[str, str]) -> pd.DataFrame:
-    """One row per run: its parameters, outcome, records per generation stage, calls, failures and cost."""
+def _cached(totals: dict[str, Any]) -> str:
+    """'all' when every call came from the response cache (so cost 0 means nothing was asked), else 'some'/'none'."""
+    calls, hits = totals["calls"], totals["cache_hits"]
+    return "all" if calls and hits == calls else "some" if hits else "none"
+
+
+def comparison(
+    runs: list[SweepRun], output_dir: Path, errors: dict[str, str], seconds: dict[str, float] | None = None
+) -> pd.DataFrame:
+    """One row per run: its parameters, outcome, wall time, records per generation stage, calls, whether they
+    were answered from the cache, failures and cost."""
     rows = []
     for run in runs:
         run_dir = output_dir / run.name
         row: dict[str, Any] = {"run": run.name, **run.params, "outcome": errors.get(run.name, "ok")}
+        if seconds and run.name in seconds:
+            row["wall_s"] = round(seconds[run.name], 1)
         if run_dir.is_dir():
             table = run_table(run_dir)
             stages = table[table["records"].notna()]
             counts = zip(stages["stage"], stages["records"], strict=True)
             row.update({f"{stage}_records": int(n) for stage, n in counts})
             row["failed_records"] = int(table["failed"].fillna(0).sum())
-            row.update(run_totals(run_dir))
+            totals = run_totals(run_dir)
+            row.update(totals, cached=_cached(totals))
         rows.append(row)
     return pd.DataFrame(rows)

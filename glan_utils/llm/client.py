@@ -40,6 +40,15 @@ FATAL_STATUS = {
 # pydantic takes ~0.3 ms to build a schema's JSON schema, and every call (cache hits too) needs it for its key:
 # build it once per schema class; the shared dict is only ever read (hashed, serialised, copied), never changed
 _response_format = lru_cache(maxsize=256)(response_format)
+# Request seeds below 2**31 suit every engine (llama.cpp takes a uint32); seed 0 keeps seed = sample index.
+_SEED_STRIDE = 1_000_003
+_SEED_RANGE = 2**31
+
+
+def request_seed(run_seed: int, sample_index: int) -> int:
+    """The seed sent with one sample: the run seed picks which draw of the data set, the index which sample of
+    a prompt, so `seed: 11` and `seed: 41` are independent samples and each is reproducible and cached."""
+    return (run_seed * _SEED_STRIDE + sample_index) % _SEED_RANGE
 
 
 class TransientError(Exception):
@@ -110,8 +119,10 @@ class LLMClient:
         extra_body: dict[str, Any] | None = None,
         stage: str = "",
         replicas: list[str] | None = None,
+        run_seed: int = 0,
     ) -> None:
         self.settings = settings
+        self.run_seed = run_seed
         self.model = model
         self.base_url = base_url
         self.cache = cache
@@ -192,9 +203,11 @@ class LLMClient:
         body = self.request(
             messages, schema=schema, model=model, temperature=temperature, top_p=top_p, max_tokens=max_tokens
         )
-        body["seed"] = sample_index  # repeated samples of one prompt differ, reproducibly, on every endpoint
+        # repeated samples of one prompt differ, reproducibly, on every endpoint; the seed is in the cache key
+        body["seed"] = request_seed(self.run_seed, sample_index)
         key = self.cache_key(body, prompt.hash if prompt else "", sample_index)
         params = {k: v for k, v in body.items() if k in ("model", "temperature", "top_p", "max_tokens", "seed")}
+        params.update(run_seed=self.run_seed, sample_index=sample_index)
         hit = self.cache.get(key)
         if hit is not None:
             self.ledger.record(stage=self.stage, model=body["model"], cache_key=key, cached=True, ok=True)
@@ -351,6 +364,7 @@ async def open_client(settings: Settings, stage: str = "", check: bool = True) -
             extra_body=extra,
             stage=stage,
             replicas=llm.base_urls or None,
+            run_seed=settings.seed,
         )
         stack.push_async_callback(client.aclose)
         if check:

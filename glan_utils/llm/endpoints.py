@@ -74,6 +74,41 @@ def _error_message(raw: bytes) -> str:
         return raw[:200].decode("utf-8", "replace")
 
 
+def _connection_problem(exc: aiohttp.ClientConnectionError) -> str:
+    """'connection refused' (nothing listens on the port) told apart from resets, DNS failures and the rest."""
+    if isinstance(getattr(exc, "os_error", None), ConnectionRefusedError):
+        return "connection refused (nothing listening there?)"
+    return type(exc).__name__
+
+
+async def list_models(base_url: str, *, key: str | None = None, timeout_s: float = 10.0) -> list[str]:
+    """The model ids an endpoint serves (`GET /models`), for checks before a run spends anything.
+
+    Raises EndpointConnectionError ('connection refused' when nothing listens), EndpointTimeout, or
+    EndpointStatusError (e.g. 401); an endpoint that does not list models (404) gives an empty list.
+    """
+    headers = {"Authorization": f"Bearer {key or 'no-key'}"}
+    url = base_url.rstrip("/") + "/models"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+            session.get(url, headers=headers) as reply,
+        ):
+            raw = await reply.read()
+    except TimeoutError:
+        raise EndpointTimeout(f"{base_url}: no reply in {timeout_s:g} s") from None
+    except aiohttp.ClientConnectionError as exc:
+        raise EndpointConnectionError(f"{base_url}: {_connection_problem(exc)}") from None
+    if reply.status == 404:
+        return []
+    if reply.status >= 400:
+        raise EndpointStatusError(reply.status, _error_message(raw), _retry_after(reply.headers))
+    try:
+        return [str(m.get("id")) for m in json.loads(raw).get("data") or []]
+    except (ValueError, AttributeError):
+        return []
+
+
 class EndpointPool:
     """Posts JSON to the least busy of several endpoints; create inside a running event loop, `aclose` after."""
 
@@ -137,7 +172,7 @@ class EndpointPool:
         except TimeoutError:  # first: aiohttp's timeouts are also connection errors
             raise EndpointTimeout(f"{endpoint.base_url}: no reply in time") from None
         except aiohttp.ClientConnectionError as exc:
-            raise EndpointConnectionError(f"{endpoint.base_url}: {type(exc).__name__}") from None
+            raise EndpointConnectionError(f"{endpoint.base_url}: {_connection_problem(exc)}") from None
         finally:
             endpoint.in_flight -= 1
         endpoint.served += 1

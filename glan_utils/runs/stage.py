@@ -117,6 +117,9 @@ async def run_stage(
                 job.add_done_callback(pending.discard)
             if pending:
                 await asyncio.gather(*pending)
+        except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C, SIGTERM, a cancelled notebook cell
+            store.update_manifest(stage, status="interrupted", **summary.as_dict())
+            raise
         finally:
             for job in pending:
                 job.cancel()

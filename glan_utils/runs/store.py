@@ -3,6 +3,10 @@
 Layout of `outputs/<run>/`: `config.yaml` (no secrets), `<stage>.jsonl` (records), `<stage>.failures.jsonl`,
 `ledger.jsonl` (one line per LLM call), `manifest.json` (stage status and counts), plus plots and exports.
 
+A stage marked `running` in the manifest also names the process (`pid`, `host`) doing it, so a reader can tell a
+live stage from one whose process died (`is_alive`); a stage's `records_written` is always the number of records
+in its file (what this session added is `records_new`), so the manifest never disagrees with the files.
+
 Records are only ever appended, one JSON line each, flushed per line; a line cut short by a kill is ignored on read
 and trimmed before the next append, so a resumed run never trusts half-written data.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -89,11 +94,41 @@ class RunStore:
         path = self.path("manifest.json")
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"stages": {}}
 
+    def line_count(self, stage: str) -> int:
+        """Complete lines in a stage's records file (a torn last line has no newline, so is not counted); counts
+        bytes without parsing, so it stays cheap at a million records."""
+        path = self.records_path(stage)
+        if not path.exists():
+            return 0
+        with path.open("rb") as handle:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
     def update_manifest(self, stage: str, **info: Any) -> None:
-        """Record a stage's status/counts; written atomically so a kill never leaves a torn manifest."""
+        """Record a stage's status/counts; written atomically so a kill never leaves a torn manifest.
+
+        `running` also records who runs it (pid, host), any later status drops them; `records_written` is replaced
+        by the file's own count.
+        """
+        if info.get("status") == "running":
+            info.update(pid=os.getpid(), host=socket.gethostname())
+        if "records_written" in info and self.records_path(stage).exists():
+            info["records_new"] = info["records_written"]
+            info["records_written"] = self.line_count(stage)
         manifest = self.read_manifest()
-        manifest.setdefault("stages", {}).setdefault(stage, {}).update(info)
+        entry = manifest.setdefault("stages", {}).setdefault(stage, {})
+        if info.get("status") not in (None, "running"):
+            entry.pop("pid", None), entry.pop("host", None)  # only a running stage has a process to check
+        entry.update(info)
         self._atomic_write("manifest.json", json.dumps(manifest, indent=2, default=str))
+
+    def interrupt_running(self, reason: str) -> list[str]:
+        """Mark every stage still `running` as `interrupted` (its process is gone); returns their names."""
+        stages = [
+            name for name, info in self.read_manifest().get("stages", {}).items() if info.get("status") == "running"
+        ]
+        for name in stages:
+            self.update_manifest(name, status="interrupted", error=reason)
+        return stages
 
     def _atomic_write(self, name: str, text: str) -> None:
         target = self.path(name)
@@ -104,3 +139,17 @@ class RunStore:
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StoreError(f"cannot write {target}: {exc.strerror}") from None
+
+
+def is_alive(info: dict[str, Any]) -> bool:
+    """Whether the process a manifest entry names still runs; unknown (another host, no pid) counts as alive."""
+    pid, host = info.get("pid"), info.get("host")
+    if not pid or host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

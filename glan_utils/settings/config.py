@@ -11,6 +11,8 @@ light (no numpy, torch or lm-eval).
 
 from __future__ import annotations
 
+import copy
+import difflib
 import os
 from pathlib import Path
 from typing import Any
@@ -92,12 +94,43 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _describe(error: ValidationError) -> str:
+def _section_fields(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the section that `loc` (a key path minus its leaf) points into; [] if it is not one."""
+    model: Any = Settings
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        model = field.annotation if field else None
+        if not isinstance(model, type) or not issubclass(model, Section):
+            return []
+    return list(model.model_fields)
+
+
+def _suggestion(loc: tuple[Any, ...]) -> str:
+    """' (did you mean x.y?)' with the closest key of the same section, or '' when none is close."""
+    leaf, parents = str(loc[-1]), loc[:-1]
+    close = difflib.get_close_matches(leaf, _section_fields(parents), n=1, cutoff=0.6)
+    return f" (did you mean {'.'.join([*map(str, parents), close[0]])}?)" if close else ""
+
+
+def _in_file(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _describe(error: ValidationError, path: str | Path | None = None, file_data: dict[str, Any] | None = None) -> str:
+    """One line: the key, what is wrong, the closest known key for a typo, and the file when the key is in it."""
     first = error.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "<root>"
-    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    loc = tuple(first["loc"])
+    key = ".".join(str(p) for p in loc) or "<root>"
+    unknown = first["type"] == "extra_forbidden"
+    msg = f"unknown key{_suggestion(loc)}" if unknown and loc else first["msg"]
     more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"config error: {key}: {msg}{more}"
+    where = f" in {path}" if path is not None and loc and _in_file(file_data or {}, loc) else ""
+    return f"config error{where}: {key}: {msg}{more}"
 
 
 def load_settings(
@@ -108,6 +141,7 @@ def load_settings(
     Raises ConfigError with one line naming the offending key.
     """
     data = read_settings_file(path) if path is not None else {}
+    file_data = copy.deepcopy(data)  # the overrides below must not count as "in the file"
     for dotted, value in _flatten(_env_overrides(dict(os.environ if environ is None else environ))).items():
         _set_dotted(data, dotted, value)
     for dotted, value in (overrides or {}).items():
@@ -115,7 +149,7 @@ def load_settings(
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(_describe(exc, path, file_data)) from None
 
 
 def read_settings_file(path: str | Path) -> dict[str, Any]:

@@ -1,0 +1,100 @@
+"""Checks before the first notebook starts: everything that can fail without compute fails here, in one line.
+
+Settings are validated by `RunPlan.settings`; here: the files the settings name (a user taxonomy, a review file),
+the API key of a remote endpoint, and each endpoint's reachability (connection refused told apart from a timeout)
+and model list. The embedded model needs no check: it starts inside the first notebook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from glan_utils.app.runner import RunPlan
+from glan_utils.core.errors import ConfigError, SetupError
+from glan_utils.llm.endpoints import EndpointConnectionError, EndpointStatusError, EndpointTimeout, list_models
+from glan_utils.settings import Settings, api_key, load_settings
+
+# Notebook parameters the numbered notebooks map onto settings (see their first code cell) that the checks read.
+NOTEBOOK_KEYS = {
+    "base_url": "llm.base_url",
+    "model": "llm.model",
+    "taxonomy_file": "taxonomy.source",
+    "review_file": "taxonomy.review_file",
+    "answer_model": "answers.model",
+}
+PROBE_TIMEOUT_S = 10.0
+_STATUS = {401: "authentication failed (check the API key)", 403: "permission denied"}
+
+
+def effective_settings(plan: RunPlan) -> Settings:
+    """The settings the notebooks will build: the plan's, plus the notebook parameters that name settings."""
+    notebook_params, overrides = plan.routed
+    aliased = {NOTEBOOK_KEYS[k]: v for k, v in notebook_params.items() if k in NOTEBOOK_KEYS and v is not None}
+    top = {k: v for k, v in notebook_params.items() if k in Settings.model_fields}
+    return load_settings(plan.config_path, {**top, **aliased, **overrides, "run_name": plan.run_name})
+
+
+def is_local(url: str) -> bool:
+    """Loopback, private-network or single-label hosts (a cluster node): endpoints that need no API key."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or "." not in host:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private
+
+
+def check_files(settings: Settings) -> None:
+    for what, value in (("taxonomy file", settings.taxonomy.source), ("review file", settings.taxonomy.review_file)):
+        if value and not Path(value).exists():
+            raise ConfigError(f"{what} not found: {value}")
+
+
+def _models_wanted(settings: Settings) -> set[str]:
+    sections = (settings.taxonomy, settings.subjects, settings.syllabi, settings.questions, settings.answers)
+    stage_models = {getattr(section, "model", None) for section in sections}
+    return {m for m in {settings.llm.model, *stage_models} if m}
+
+
+async def _probe(url: str, key: str | None, timeout_s: float) -> list[str]:
+    try:
+        return await list_models(url, key=key, timeout_s=timeout_s)
+    except EndpointConnectionError as exc:
+        raise SetupError(f"endpoint not reachable: {exc}") from None
+    except EndpointTimeout as exc:
+        raise SetupError(f"endpoint timed out: {exc}") from None
+    except EndpointStatusError as exc:
+        if exc.status in _STATUS:
+            raise SetupError(f"endpoint {url}: {_STATUS[exc.status]}") from None
+        return []  # endpoints that do not list models: the first call will tell
+
+
+def check_endpoints(settings: Settings) -> None:
+    """Each configured endpoint: key present when remote, reachable, serving every model the stages name."""
+    llm = settings.llm
+    urls = llm.base_urls or ([llm.base_url] if llm.base_url else [])
+    if not urls:
+        return
+    if not llm.model:
+        raise SetupError("llm.model is not set: name the model served by llm.base_url")
+    key = api_key(llm)
+    for url in urls:
+        if key is None and not is_local(url):
+            raise SetupError(f"no API key for {url}: set the environment variable {llm.api_key_env}")
+        served = asyncio.run(_probe(url, key, min(llm.timeout_s, PROBE_TIMEOUT_S)))
+        missing = sorted(_models_wanted(settings) - set(served)) if served else []
+        if missing:
+            raise SetupError(f"model '{missing[0]}' is not served by {url} (it serves: {', '.join(served[:5])})")
+
+
+def preflight(plan: RunPlan) -> Settings:
+    """Run every check that needs no compute; returns the settings checked. Raises ConfigError/SetupError."""
+    settings = effective_settings(plan)
+    check_files(settings)
+    check_endpoints(settings)
+    return settings
