@@ -4,7 +4,7 @@ from glan_utils.settings.config import ENV_PREFIX, Settings, load_settings
 from glan_utils.settings.data import DatasetSettings, DecontamSettings, DedupSettings, ExportSettings
 from glan_utils.settings.evaluation import BENCHMARKS, EvalSettings
 from glan_utils.settings.llm import EmbeddedSettings, LLMSettings, Price, api_key
-from glan_utils.settings.scale import BatchSettings, RaySettings
+from glan_utils.settings.scale import BatchSettings, RaySettings, ScaleSettings
 from glan_utils.settings.stages import (
     AnswerSettings,
     QuestionSettings,
@@ -31,6 +31,7 @@ __all__ = [
     "Price",
     "QuestionSettings",
     "RaySettings",
+    "ScaleSettings",
     "Settings",
     "SubjectSettings",
     "SyllabiSettings",
