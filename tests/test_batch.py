@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -204,3 +205,30 @@ async def test_cancel_stops_running_batches_and_their_lines_are_planned_again(ma
 def test_batch_settings_are_reachable_from_configuration(make_settings):
     settings = make_settings("http://127.0.0.1:1/v1", {"llm.mode": "batch", "batch.max_waves": 2})
     assert settings.llm.mode == "batch" and settings.batch.max_waves == 2 and settings.snapshot()["batch"]
+
+
+async def test_glan_batches_shows_and_cancels_a_runs_batches(make_settings, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from glan_utils.app.cli import app
+
+    with OpenAIServer(batch_delay_s=30) as server:
+        settings = make_settings(server.base_url, {"run_name": "big"})
+        state = settings.run_dir / "batches" / "questions.sqlite"
+        async with open_client(settings, stage="questions") as client:
+            _, plan = topics(client, 3)
+            with pytest.raises(BatchError):
+                async with batch_mode(client, plan, state, BatchSettings(poll_interval_s=0.05, timeout_s=0.1)):
+                    pass
+        config = tmp_path / "c.yaml"
+        config.write_text(
+            f"output_dir: {settings.output_dir}\nllm:\n  base_url: {server.base_url}\n  model: fake-model\n"
+        )
+        shown = CliRunner().invoke(app, ["batches", "big", "-c", str(config)])
+        assert shown.exit_code == 0 and re.search(r"\| questions \|\s+1 \|\s+1 \|", shown.output), shown.output
+        cancelled = CliRunner().invoke(app, ["batches", "big", "-c", str(config), "--cancel"])
+        assert cancelled.exit_code == 0, cancelled.output
+        assert "cancel requested for 1 batches" in cancelled.output
+        assert [b["status"] for b in server.batches.batches.values()] == ["cancelling"]
+    missing = CliRunner().invoke(app, ["batches", "nope", "-c", str(config)])
+    assert missing.exit_code == 2 and missing.output.count("\n") == 1
