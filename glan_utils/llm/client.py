@@ -391,13 +391,22 @@ def _start_budget(client: LLMClient, settings: Settings) -> None:
 
 
 @asynccontextmanager
-async def open_client(settings: Settings, stage: str = "", check: bool = True) -> AsyncIterator[LLMClient]:
+async def open_client(
+    settings: Settings,
+    stage: str = "",
+    check: bool = True,
+    *,
+    cache: Any = None,
+    ledger: Ledger | None = None,
+) -> AsyncIterator[LLMClient]:
     """A ready client for the configured endpoint, or for the embedded llama.cpp server when none is set.
 
-    The embedded server is started here and stopped on exit, so no process outlives the block.
+    The embedded server is started here and stopped on exit, so no process outlives the block. `cache` and
+    `ledger` replace the run dir's own (a Ray worker uses the driver's); then nothing is written locally.
     """
     async with AsyncExitStack() as stack:
-        ensure_writable_dir(settings.run_dir)
+        if cache is None or ledger is None:
+            ensure_writable_dir(settings.run_dir)
         llm = settings.llm
         extra: dict[str, Any] = {}
         if llm.base_url is None and not llm.base_urls:
@@ -424,9 +433,9 @@ async def open_client(settings: Settings, stage: str = "", check: bool = True) -
             # replicas of one model answer alike: a pool's cache key names the model, not the replica that served
             endpoint_id = f"pool:{llm.model}" if llm.base_urls else base_url.rstrip("/")
             model = llm.model
-        cache = ResponseCache(settings.cache_file)
+        cache = cache if cache is not None else ResponseCache(settings.cache_file)
         stack.callback(cache.close)
-        ledger = Ledger(settings.run_dir / "ledger.jsonl", llm.prices)
+        ledger = ledger if ledger is not None else Ledger(settings.run_dir / "ledger.jsonl", llm.prices)
         stack.callback(ledger.close)
         client = LLMClient(
             llm,

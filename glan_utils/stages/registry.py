@@ -8,9 +8,11 @@ its module.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from glan_utils.core.records import Record
@@ -18,6 +20,7 @@ from glan_utils.llm.batch import batch_mode, plan_pass
 from glan_utils.llm.client import LLMClient, open_client
 from glan_utils.llm.ledger import Totals
 from glan_utils.llm.prompts import RenderedPrompt
+from glan_utils.runs.distributed import run_stage_distributed
 from glan_utils.runs.stage import StageSummary, run_stage
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
@@ -136,6 +139,11 @@ def _sending(
     return batch_mode(client, plan, store.path("batches") / f"{stage}.sqlite", settings.batch, tags)
 
 
+async def _work_on_ray(work: StageWork, stage: str, settings: Settings, client: LLMClient, task: Any) -> Any:
+    """A stage's work as a Ray shard runs it (module level, so it pickles by reference)."""
+    return await work(Caller(client, stage), task, settings)
+
+
 async def run_pending(
     settings: Settings,
     stage: str,
@@ -154,6 +162,12 @@ async def run_pending(
     if all(task.id in done for task in make_tasks()):
         summary = await run_stage(store, stage, make_tasks(), _never, concurrency=1, total=total)
         return StageReport(stage, summary)
+    if settings.scale.backend == "ray":
+        ray_work = partial(_work_on_ray, work, stage, settings)
+        summary, totals = await asyncio.to_thread(
+            run_stage_distributed, settings, stage, make_tasks(), ray_work, settings.scale
+        )
+        return StageReport(stage, summary, totals)
     async with open_client(settings, stage=stage) as client:
         caller = Caller(client, stage)
         sending = _sending(settings, store, client, stage, lambda: (t for t in make_tasks() if t.id not in done), work)
