@@ -15,19 +15,25 @@ def _prompts(n: int) -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": f"q{i}"}] for i in range(n)]
 
 
-async def test_with_no_limit_configured_the_client_settles_near_what_the_server_takes(make_settings):
-    # a provider that takes 8 calls at once and answers 429 to the rest
+async def _throttled_run(make_settings, adaptive: bool, n: int = 400):
+    """n calls from a client allowed 64 in flight to a provider that takes 8 at once and answers 429 to the rest."""
     with OpenAIServer(latency_s=0.05, throttle_above=8, retry_after=0.02) as server:
-        settings = make_settings(server.base_url, {"llm.concurrency": 64, "llm.max_retries": 20})
+        overrides = {"llm.concurrency": 64, "llm.max_retries": 30, "llm.adaptive_concurrency": adaptive}
+        settings = make_settings(server.base_url, overrides)
         async with open_client(settings, stage="t") as client:
-            results = await asyncio.gather(*(client.chat(m) for m in _prompts(400)))
+            results = await asyncio.gather(*(client.chat(m) for m in _prompts(n)))
             settled = client.limit.limit
-        throttled = server.counts_by_kind["throttled"]
+        return results, settled, server.counts_by_kind["throttled"], settings
+
+
+async def test_with_no_limit_configured_the_client_settles_near_what_the_server_takes(make_settings):
+    results, settled, throttled, settings = await _throttled_run(make_settings, adaptive=True)
     assert all(r.ok for r in results)  # no failed call: every 429 was retried
     assert 3 <= settled <= 16, settled  # near 8, from a start at 64
-    assert throttled < 0.25 * 400, throttled  # it backed off instead of hammering
     totals = read_ledger(settings.run_dir / "ledger.jsonl")["all"]
     assert totals.calls - totals.failed == 400
+    _, fixed_limit, fixed_throttled, _ = await _throttled_run(make_settings, adaptive=False)
+    assert fixed_limit == 64 and throttled * 4 < fixed_throttled, (throttled, fixed_throttled)  # it backed off
 
 
 async def test_a_fixed_limit_is_used_as_is_when_adaptation_is_off(make_settings):

@@ -69,25 +69,33 @@ class AdaptiveLimit:
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def acquire(self) -> float:
-        """Wait for a slot (and any server-requested pause); returns the send time used to judge a later 429."""
-        while True:
-            pause = self._paused_until - time.monotonic()
-            if pause > 0:
-                await asyncio.sleep(pause)
-                continue
-            if self.in_flight < max(1, int(self.limit)) and not self._waiters:
-                break
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-            if self.in_flight < max(1, int(self.limit)):
-                break
-        self.in_flight += 1
+        """Wait for a slot (and any server-requested pause); returns the send time used to judge a later 429.
+
+        A freed slot is handed to the oldest waiter directly (FIFO, O(1)), so thousands of waiting calls cost
+        nothing while they wait.
+        """
+        await self._paused()
+        if self.in_flight < self._cap() and not self._waiters:
+            self.in_flight += 1
+            return time.monotonic()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # the slot was handed over as we were cancelled
+                self.in_flight -= 1
+                self._wake()
+            raise
+        await self._paused()
         return time.monotonic()
+
+    async def _paused(self) -> None:
+        while (pause := self._paused_until - time.monotonic()) > 0:
+            await asyncio.sleep(pause)
+
+    def _cap(self) -> int:
+        return max(1, int(self.limit))
 
     def release(self, sent_at: float, *, throttled: bool) -> None:
         """Free a slot: a 429 on a call sent after the last cut halves the limit; a success grows it by 1/limit."""
@@ -106,8 +114,8 @@ class AdaptiveLimit:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     def _wake(self) -> None:
-        free = max(1, int(self.limit)) - self.in_flight
-        for waiter in list(self._waiters)[: max(free, 0)]:
-            if not waiter.done():
+        while self._waiters and self.in_flight < self._cap():
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a cancelled waiter gave up its place
+                self.in_flight += 1
                 waiter.set_result(None)
-            self._waiters.remove(waiter)
