@@ -110,10 +110,10 @@ SCALES = (50, 500)  # questions per syllabus on ~200 syllabi: ~10k and ~100k que
 FULL_SCALE = 5000  # ~1M question tasks: `--full` only
 
 
-def run_scale(concurrency: int, full: bool) -> dict[str, Any]:
+def run_scale(concurrency: int, full: bool, scales: tuple[int, ...] = SCALES) -> dict[str, Any]:
     """Peak RSS and wall time at 10k / 100k (/ 1M) question tasks: memory must stay flat as tasks grow."""
     rows = []
-    for questions in (*SCALES, *((FULL_SCALE,) if full else ())):
+    for questions in (*scales, *((FULL_SCALE,) if full else ())):
         with common.mock_server(0.0) as srv:
             cmd = [common.PYTHON, str(Path(__file__).resolve()), "--child-scale", "--base-url", srv.base_url]
             cmd += ["--concurrency", str(concurrency), "--questions", str(questions)]
@@ -194,6 +194,9 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=5, help="questions per syllabus")
     parser.add_argument("--scale", action="store_true", help="memory/time at 10k and 100k tasks")
     parser.add_argument("--full", action="store_true", help="with --scale: add the 1M-task row")
+    parser.add_argument(
+        "--per-syllabus", default=",".join(map(str, SCALES)), help="with --scale: questions per syllabus"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-scale", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
@@ -203,7 +206,8 @@ def main() -> None:
     elif args.child_scale:
         print(json.dumps(child_scale(args.base_url, args.concurrency, args.questions)))
     elif args.scale:
-        print(run_scale(args.concurrency, args.full)["markdown"])
+        scales = tuple(int(n) for n in args.per_syllabus.split(",") if n)
+        print(run_scale(args.concurrency, args.full, scales)["markdown"])
     else:
         print(run(args.latency, args.concurrency, args.questions)["markdown"])
 

@@ -184,3 +184,42 @@ def test_a_worker_killed_mid_shard_loses_nothing_and_repays_nothing(cluster, tmp
     ledger = read_ledger(settings.run_dir / "ledger.jsonl")["all"]
     assert openai_server.count == ledger.calls == 18  # nothing asked twice, every paid call in the ledger
     assert ledger.cached >= 4  # the retry found the killed shard's answers in the driver's cache
+
+
+class _Done:
+    """An already-finished ObjectRef: awaitable, and what `ray.get` returns."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __await__(self):
+        yield from ()
+        return self.value
+
+
+class _InProcessActor:
+    """A DriverStore handle whose `.method.remote(...)` runs in this process, in call order, as an actor would."""
+
+    def __init__(self, store):
+        for name in ("get", "put", "record", "flush"):
+            method = getattr(store, name)
+            setattr(self, name, type("M", (), {"remote": staticmethod(lambda *a, m=method: _Done(m(*a)))})())
+
+
+def test_a_shard_keeps_its_cache_and_ledger_at_the_driver_store_only(tmp_path, monkeypatch, openai_server):
+    """Without a cluster: the shard worker's calls go to the driver store, and a rerun of the shard pays nothing."""
+    import glan_utils.runs.distributed as distributed
+
+    monkeypatch.setattr(distributed, "_ray", lambda: type("R", (), {"get": staticmethod(lambda ref: ref.value)})())
+    store = distributed.DriverStore(str(tmp_path / "driver" / "cache.sqlite"), str(tmp_path / "driver" / "l.jsonl"))
+    worker_side = _settings(tmp_path, openai_server.base_url, output_dir=str(tmp_path / "worker"))
+    shard = [Task(n) for n in range(12)]
+    for _ in range(2):  # the second time is a retried shard: all answers are in the driver's cache
+        pairs = distributed._shard_worker(
+            worker_side.model_dump(mode="json"), "demo", name_it, shard, _InProcessActor(store)
+        )
+        assert [task_id for task_id, _ in pairs] == [t.id for t in shard]
+    totals = store.flush()
+    assert openai_server.count == totals.calls == 10 and totals.cached == 10 and len(store.cache) == 10
+    assert not (tmp_path / "worker").exists()  # the worker wrote no cache, ledger or run dir of its own
+    assert len((tmp_path / "driver" / "l.jsonl").read_text().splitlines()) == 20
