@@ -61,6 +61,14 @@ async def test_a_pipeline_in_batch_mode_sends_no_online_call_and_matches_the_onl
     assert record_ids(batch_root / "outputs" / "rel") == record_ids(online_root / "outputs" / "rel")
     status = batch_status(settings.run_dir / "batches" / "questions.sqlite")
     assert status["submitted"] >= 1 and status["running"] == 0 and status["lines_answered"] > 0
+    # one syllabus' questions sit next to each other, so a prefix cache reuses the shared syllabus prompt
+    courses = [
+        json.loads(line)["body"]["messages"][-1]["content"].split("\n")[0]
+        for path in sorted((settings.run_dir / "batches" / "questions").glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    runs = [c for i, c in enumerate(courses) if i == 0 or c != courses[i - 1]]
+    assert len(courses) > len(runs) and len(runs) == len(set(runs)), "a syllabus' questions were split up"
 
 
 def _kill_when(proc: subprocess.Popen[bytes], ready) -> None:
