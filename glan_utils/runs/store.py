@@ -34,6 +34,7 @@ class DoneIndex:
 
     def __init__(self, records: Path, path: Path) -> None:
         self.records = records
+        self._ids: set[str] | None = None
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.executescript(
@@ -42,8 +43,8 @@ class DoneIndex:
                 "CREATE TABLE IF NOT EXISTS seen (offset INTEGER, head TEXT);"
             )
             self._catch_up()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot index {records}: {exc}") from None
+        except sqlite3.Error:  # e.g. a full disk: the index only saves memory, so fall back to a set of the ids
+            self._ids = {row.get("task_id", "") for row in iter_jsonl(records)}
 
     def _catch_up(self) -> None:
         if not self.records.exists():
@@ -69,13 +70,15 @@ class DoneIndex:
             self._db.execute("COMMIT")
 
     def __contains__(self, task_id: object) -> bool:
+        if self._ids is not None:
+            return task_id in self._ids
         return self._db.execute("SELECT 1 FROM done WHERE id = ?", (task_id,)).fetchone() is not None
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM done").fetchone()[0]
+        return len(self._ids) if self._ids is not None else self._db.execute("SELECT COUNT(*) FROM done").fetchone()[0]
 
     def __iter__(self) -> Iterator[str]:
-        return (row[0] for row in self._db.execute("SELECT id FROM done"))
+        return iter(self._ids) if self._ids is not None else (row[0] for row in self._db.execute("SELECT id FROM done"))
 
 
 class RunStore:
