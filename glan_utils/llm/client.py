@@ -95,6 +95,11 @@ class _Wait:
         return min(hinted, self.max_wait) if hinted is not None else self.backoff(state)
 
 
+def _usage(completion: dict[str, Any]) -> dict[str, int]:
+    usage = completion.get("usage") or {}
+    return {"prompt_tokens": usage.get("prompt_tokens") or 0, "completion_tokens": usage.get("completion_tokens") or 0}
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, (openai.APIStatusError, EndpointStatusError)):
         return f"HTTP {getattr(exc, 'status', None) or getattr(exc, 'status_code', '?')}"
@@ -308,11 +313,7 @@ class LLMClient:
             if self.budget.active:
                 self.budget.settle(held[0], held[1], 0, 0.0)
             raise
-        usage = completion.get("usage") or {}
-        tokens = {
-            "prompt_tokens": usage.get("prompt_tokens") or 0,
-            "completion_tokens": usage.get("completion_tokens") or 0,
-        }
+        tokens = _usage(completion)
         if self.budget.active:
             cost = call_cost(body["model"], tokens["prompt_tokens"], tokens["completion_tokens"], self.ledger.prices)
             self.budget.settle(held[0], held[1], sum(tokens.values()), cost)
@@ -353,11 +354,6 @@ class LLMClient:
                 raise
         finally:
             self.limit.release(sent_at, throttled=throttled)
-        usage = completion.get("usage") or {}
-        tokens = {
-            "prompt_tokens": usage.get("prompt_tokens") or 0,
-            "completion_tokens": usage.get("completion_tokens") or 0,
-        }
         self.ledger.record(
             stage=self.stage,
             model=body["model"],
@@ -366,7 +362,7 @@ class LLMClient:
             ok=True,
             attempt=number,
             latency_s=time.perf_counter() - start,
-            **tokens,
+            **_usage(completion),
         )
         return completion
 
