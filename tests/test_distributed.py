@@ -62,8 +62,9 @@ def _free_port() -> int:
 
 def _ray_node(cwd: Path, *args: str) -> subprocess.Popen[bytes]:
     cwd.mkdir(parents=True, exist_ok=True)
-    env = {
+    env = {  # token auth off: the nodes and this driver share no token file (a loopback test cluster)
         **os.environ,
+        "RAY_AUTH_MODE": "disabled",
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
     }
     return subprocess.Popen(
@@ -78,6 +79,7 @@ def _ray_node(cwd: Path, *args: str) -> subprocess.Popen[bytes]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     root = tmp_path_factory.mktemp("ray")
     port, ip = _free_port(), ray.util.get_node_ip_address()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
