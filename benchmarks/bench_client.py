@@ -71,7 +71,7 @@ async def _windowed(calls: int, window: int, call: Callable[[int], Awaitable[Cha
     return results
 
 
-async def _ours(base_url: str, calls: int, concurrency: int, workdir: Path) -> dict[str, Any]:
+async def _ours(base_url: str, calls: int, concurrency: int | None, workdir: Path) -> dict[str, Any]:
     from glan_utils.llm.client import open_client
     from glan_utils.settings import load_settings
 
@@ -81,11 +81,12 @@ async def _ours(base_url: str, calls: int, concurrency: int, workdir: Path) -> d
             "output_dir": str(workdir / "outputs"),
             "llm.base_url": base_url,
             "llm.model": "fake-model",
-            "llm.concurrency": concurrency,
             "llm.cache_path": str(workdir / "cache.sqlite"),
+            **({"llm.concurrency": concurrency} if concurrency else {}),  # none: the default, as a user gets it
         },
         environ={},
     )
+    concurrency = settings.llm.concurrency
     cpu0, start = time.process_time(), time.perf_counter()
     async with open_client(settings, stage="bench") as client:
         results = await _windowed(calls, 2 * concurrency, lambda i: client.chat(prompt(i), max_tokens=64))
@@ -96,6 +97,22 @@ async def _ours(base_url: str, calls: int, concurrency: int, workdir: Path) -> d
         "ok": sum(r.ok for r in results),
         "cached": sum(r.cached for r in results),
     }
+
+
+async def _floor(base_url: str, calls: int, concurrency: int) -> dict[str, Any]:
+    """The floor: bare aiohttp posting the same JSON with the same window; no cache, ledger, retries or parsing."""
+    import aiohttp
+
+    cpu0, start = time.process_time(), time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def call(i: int) -> Any:
+            body = {"model": "fake-model", "messages": prompt(i), "max_tokens": 64}
+            async with session.post(f"{base_url}/chat/completions", json=body) as reply:
+                return await reply.json()
+
+        results = await _windowed(calls, 2 * concurrency, call)
+    return {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu0, "ok": len(results), "cached": 0}
 
 
 def _naive(base_url: str, calls: int) -> dict[str, Any]:
@@ -157,6 +174,12 @@ def run(calls: int, concurrency: int, latency: float, peer_calls: int, naive_cal
         first, server = _measure(srv, ours_cmd)
         rows.append(_row("glan_utils LLMClient", "as used (cache+ledger on)", first, server, ideal))
         rerun, rerun_server = _measure(srv, ours_cmd)
+        floor_cmd = [*me, "floor", "--base-url", srv.base_url, "--calls", str(calls), "--concurrency", str(concurrency)]
+        floor, server = _measure(srv, floor_cmd)
+        rows.append(_row("raw aiohttp floor", "same window, nothing else", floor, server, ideal))
+        defaults_cmd = [*me, "ours", "--base-url", srv.base_url, "--calls", str(calls), "--concurrency", "0"]
+        defaults, server = _measure(srv, [*defaults_cmd, "--workdir", f"{tmp}/defaults"])
+        rows.append(_row("glan_utils LLMClient", "out of the box (no concurrency set)", defaults, server, ideal))
         for spec in peers.specs(srv.base_url, calls, peer_calls, concurrency):
             try:
                 measured, server = _measure(srv, spec.cmd, spec.env)
@@ -204,11 +227,11 @@ def run(calls: int, concurrency: int, latency: float, peer_calls: int, naive_cal
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", default="all", choices=["all", "ours", "naive"])
+    parser.add_argument("mode", nargs="?", default="all", choices=["all", "ours", "naive", "floor"])
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--peer-calls", type=int, default=2_000, help="calls for slow peer tiers")
     parser.add_argument("--naive-calls", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=64, help="0 with `ours`: the default")
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--base-url")
     parser.add_argument("--workdir", type=Path)
@@ -217,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
         out = asyncio.run(_ours(args.base_url, args.calls, args.concurrency, args.workdir))
     elif args.mode == "naive":
         out = _naive(args.base_url, args.calls)
+    elif args.mode == "floor":
+        out = asyncio.run(_floor(args.base_url, args.calls, args.concurrency))
     else:
         print(run(args.calls, args.concurrency, args.latency, args.peer_calls, args.naive_calls)["markdown"])
         return

@@ -83,6 +83,8 @@ def main() -> None:
         sections += [client["markdown"], "Targets:", *_targets(client), ""]
     if "pipeline" not in skip:
         sections.append(bench_pipeline.run(0.2, 64, 2 if args.quick else 5)["markdown"])
+        if not args.quick:  # 10k and 100k tasks (1M with --full): flat memory and cheap reruns
+            sections.append(bench_pipeline.run_scale(64, args.full)["markdown"])
     if "data" not in skip:
         data = _external("bench_data.py", ["--sizes", data_sizes], timeout=1200 if args.full else 240)
         final = data.rfind("| records |")  # it reprints its growing table after each size: keep the last one

@@ -1,25 +1,39 @@
-"""The Ray backend on a local 2-CPU cluster against a loopback server: shards, driver-side writes, resume."""
+"""The Ray backend on a real two-node cluster (a head and a worker node started as separate `ray start` processes,
+each from its own working directory) against a loopback server: records, cache and ledger land at the driver
+exactly once, and a worker killed mid-shard loses nothing and repays nothing.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from glan_utils.core.records import Failure, TaxonomyNode
-from glan_utils.testing import OpenAIServer
+from glan_utils.llm.ledger import read_ledger
+from glan_utils.settings import load_settings
 
 ray = pytest.importorskip("ray")
 from glan_utils.runs.distributed import RaySettings, run_stage_distributed  # noqa: E402
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(300)
+RAY = Path(sys.executable).with_name("ray")
 
 
 @dataclass(frozen=True)
 class Task:
     n: int
+    kill_marker: str = ""
 
     @property
     def id(self) -> str:
@@ -27,42 +41,187 @@ class Task:
 
 
 async def name_it(client, task: Task):
-    """Every tenth task fails without a call; the others make one call and return one record."""
+    """Every tenth task fails without a call; the others make one call and return one record.
+
+    A task with a kill marker SIGKILLs its worker the first time it runs (the marker says it happened).
+    """
+    if task.kill_marker and not os.path.exists(task.kill_marker):
+        Path(task.kill_marker).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
     if task.n % 10 == 0:
         return Failure(stage="demo", reason="skipped on purpose: multiple of ten")
     result = await client.chat([{"role": "user", "content": f"name {task.n}"}])
     return [TaxonomyNode(name=f"{task.n}: {result.text[:20]}", level="discipline")]
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ray_node(cwd: Path, *args: str) -> subprocess.Popen[bytes]:
+    cwd.mkdir(parents=True, exist_ok=True)
+    env = {  # token auth off: the nodes and this driver share no token file (a loopback test cluster)
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.Popen(
+        [str(RAY), "start", "--block", "--disable-usage-stats", "--include-dashboard=false", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 @pytest.fixture(scope="module")
-def cluster():
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+def cluster(tmp_path_factory):
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    root = tmp_path_factory.mktemp("ray")
+    port, ip = _free_port(), ray.util.get_node_ip_address()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    head = _ray_node(root / "head", "--head", f"--port={port}", "--num-cpus=0", f"--temp-dir={temp}")
+    worker = None
     try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    except Exception as exc:  # the raylet gives its dashboard agent 15 s to start (ray-project/ray#65983)
-        if "timed out during startup" not in str(exc):
-            raise
-        pytest.skip(
-            "Ray's local node did not start in time on this machine (overloaded: its dashboard agent "
-            "took more than the raylet's fixed 15 s to import)"
+        deadline = time.monotonic() + 150
+        while not Path(temp, "ray_current_cluster").exists():  # written once the head is up
+            if time.monotonic() > deadline or head.poll() is not None:
+                pytest.skip("the Ray head node did not start in time on this machine")
+            time.sleep(0.5)
+        worker = _ray_node(root / "worker", f"--address={ip}:{port}", "--num-cpus=2")
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+        while True:
+            try:
+                ray.init(address=f"{ip}:{port}", log_to_driver=False, configure_logging=False)
+                if ray.cluster_resources().get("CPU", 0) >= 2:
+                    break
+                ray.shutdown()
+            except Exception:
+                if time.monotonic() > deadline:
+                    pytest.skip("the local two-node Ray cluster did not start in time on this machine")
+            time.sleep(2)
+            if time.monotonic() > deadline:
+                pytest.skip("the Ray worker node did not join in time on this machine")
+        yield root
+    finally:
+        ray.shutdown()
+        for proc in (worker, head):  # only the nodes this fixture started, each by its own process group
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _settings(root: Path, base_url: str, **more):
+    return load_settings(
+        None,
+        {
+            "output_dir": "outputs",  # relative: the driver's working directory, which the workers do not share
+            "llm.base_url": base_url,
+            "llm.model": "fake-model",
+            "llm.timeout_s": 5,
+            "llm.retry_max_wait_s": 0.2,
+            **more,
+        },
+        environ={},
+    )
+
+
+def _ids(run_dir: Path) -> list[str]:
+    return sorted(json.loads(line)["id"] for line in (run_dir / "demo.jsonl").read_text().splitlines())
+
+
+def test_shards_on_another_node_land_once_at_the_driver_like_a_single_process_run(
+    cluster, tmp_path, monkeypatch, openai_server
+):
+    from glan_utils.core.aio import run
+    from glan_utils.llm.client import open_client
+    from glan_utils.runs.stage import run_stage
+    from glan_utils.runs.store import RunStore
+
+    tasks = [Task(n) for n in range(40)]
+    (tmp_path / "single").mkdir()
+    monkeypatch.chdir(tmp_path / "single")
+    single = _settings(tmp_path, openai_server.base_url)
+
+    async def local():
+        async with open_client(single, stage="demo") as client:
+            await run_stage(RunStore(single.run_dir), "demo", tasks, lambda t: name_it(client, t), concurrency=4)
+
+    run(local())
+    openai_server.reset_stats()
+    (tmp_path / "driver").mkdir()
+    monkeypatch.chdir(tmp_path / "driver")
+    settings = _settings(tmp_path, openai_server.base_url, **{"llm.concurrency": 4})
+    summary, totals = run_stage_distributed(settings, "demo", tasks, name_it, RaySettings(shard_size=7))
+    assert (summary.records, summary.failed, summary.planned) == (36, 4, 40)
+    assert _ids(tmp_path / "driver" / settings.run_dir) == _ids(tmp_path / "single" / single.run_dir)
+    ledger = read_ledger(tmp_path / "driver" / settings.run_dir / "ledger.jsonl")["all"]
+    assert ledger.calls == openai_server.count == totals.calls == 36  # every paid line at the driver, once
+    assert not list((cluster / "worker").rglob("*.sqlite")) and not list((cluster / "worker").rglob("ledger.jsonl"))
+    manifest = json.loads((tmp_path / "driver" / settings.run_dir / "manifest.json").read_text())["stages"]["demo"]
+    assert manifest["status"] == "complete_with_failures" and manifest["backend"] == "ray"
+
+    again, _ = run_stage_distributed(settings, "demo", tasks, name_it, RaySettings(shard_size=7))
+    assert again.skipped == 36 and again.records == 0 and again.failed == 4
+    assert openai_server.count == 36  # done tasks are skipped, nothing is asked twice
+
+
+def test_a_worker_killed_mid_shard_loses_nothing_and_repays_nothing(cluster, tmp_path, monkeypatch, openai_server):
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "killed"
+    tasks = [Task(n, kill_marker=str(marker) if n == 12 else "") for n in range(21)]
+    # one call at a time, so the kill lands between calls: the shard's first calls (7..11) were paid and cached
+    settings = _settings(tmp_path, openai_server.base_url, **{"llm.concurrency": 1})
+    summary, _ = run_stage_distributed(settings, "demo", tasks, name_it, RaySettings(shard_size=7))
+    assert marker.exists(), "the worker was not killed"
+    assert (summary.records, summary.failed) == (18, 3)
+    assert len(_ids(settings.run_dir)) == 18  # the retried shard's records land once
+    ledger = read_ledger(settings.run_dir / "ledger.jsonl")["all"]
+    assert openai_server.count == ledger.calls == 18  # nothing asked twice, every paid call in the ledger
+    assert ledger.cached >= 4  # the retry found the killed shard's answers in the driver's cache
+
+
+class _Done:
+    """An already-finished ObjectRef: awaitable, and what `ray.get` returns."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __await__(self):
+        yield from ()
+        return self.value
+
+
+class _InProcessActor:
+    """A DriverStore handle whose `.method.remote(...)` runs in this process, in call order, as an actor would."""
+
+    def __init__(self, store):
+        for name in ("get", "put", "record", "flush"):
+            method = getattr(store, name)
+            setattr(self, name, type("M", (), {"remote": staticmethod(lambda *a, m=method: _Done(m(*a)))})())
+
+
+def test_a_shard_keeps_its_cache_and_ledger_at_the_driver_store_only(tmp_path, monkeypatch, openai_server):
+    """Without a cluster: the shard worker's calls go to the driver store, and a rerun of the shard pays nothing."""
+    import glan_utils.runs.distributed as distributed
+
+    monkeypatch.setattr(distributed, "_ray", lambda: type("R", (), {"get": staticmethod(lambda ref: ref.value)})())
+    store = distributed.DriverStore(str(tmp_path / "driver" / "cache.sqlite"), str(tmp_path / "driver" / "l.jsonl"))
+    worker_side = _settings(tmp_path, openai_server.base_url, output_dir=str(tmp_path / "worker"))
+    shard = [Task(n) for n in range(12)]
+    for _ in range(2):  # the second time is a retried shard: all answers are in the driver's cache
+        pairs = distributed._shard_worker(
+            worker_side.model_dump(mode="json"), "demo", name_it, shard, _InProcessActor(store)
         )
-    yield
-    ray.shutdown()
-
-
-def test_shards_run_on_workers_and_the_driver_writes_results(cluster, make_settings):
-    with OpenAIServer(latency_s=0.01) as server:
-        settings = make_settings(server.base_url, {"llm.concurrency": 4})
-        config = RaySettings(shard_size=7)
-        summary = run_stage_distributed(settings, "demo", [Task(n) for n in range(40)], name_it, config)
-        assert (summary.records, summary.failed, summary.planned) == (36, 4, 40)
-        assert server.count == 36
-        rows = [json.loads(line) for line in (settings.run_dir / "demo.jsonl").read_text().splitlines()]
-        assert sorted(r["task_id"] for r in rows) == sorted(f"task-{n}" for n in range(40) if n % 10)
-        assert all(r["name"].split(":")[0] == r["task_id"].split("-")[1] for r in rows)
-        manifest = json.loads((settings.run_dir / "manifest.json").read_text())["stages"]["demo"]
-        assert manifest["status"] == "complete_with_failures" and manifest["backend"] == "ray"
-
-        again = run_stage_distributed(settings, "demo", [Task(n) for n in range(40)], name_it, config)
-        assert again.skipped == 36 and again.records == 0 and again.failed == 4
-        assert server.count == 36  # done tasks are skipped, nothing is asked twice
+        assert [task_id for task_id, _ in pairs] == [t.id for t in shard]
+    totals = store.flush()
+    assert openai_server.count == totals.calls == 10 and totals.cached == 10 and len(store.cache) == 10
+    assert not (tmp_path / "worker").exists()  # the worker wrote no cache, ledger or run dir of its own
+    assert len((tmp_path / "driver" / "l.jsonl").read_text().splitlines()) == 20

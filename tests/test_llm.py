@@ -155,3 +155,66 @@ async def test_samples_of_one_prompt_are_distinct_calls(openai_server, make_sett
     assert openai_server.count == 3
     assert [r["seed"] for r in openai_server.requests] == [0, 1, 2]
     assert len({r.parsed.name for r in results}) == 3
+
+
+def test_a_dated_model_name_takes_its_prefix_price():
+    from glan_utils.llm.ledger import call_cost
+    from glan_utils.settings import Price
+
+    prices = {"gpt-4o": Price(input_per_1m=2.5, output_per_1m=10), "gpt-4o-mini": Price(input_per_1m=0.15)}
+    assert call_cost("gpt-4o-mini-2024-07-18", 1_000_000, 0, prices) == pytest.approx(0.15)
+    assert call_cost("gpt-4o-2024-05-13", 0, 1_000_000, prices) == pytest.approx(10)
+    assert call_cost("gpt-4", 1_000_000, 0, prices) == 0.0
+
+
+async def _stage_under_budget(settings, n: int):
+    from glan_utils.core.records import TaxonomyNode
+    from glan_utils.runs.stage import run_stage
+    from glan_utils.runs.store import RunStore
+
+    class Task(str):
+        @property
+        def id(self) -> str:
+            return str(self)
+
+    async with open_client(settings, stage="demo") as client:
+
+        async def work(task):
+            result = await client.chat([{"role": "user", "content": f"name {task}"}], max_tokens=20)
+            return [TaxonomyNode(name=result.text[:30] or "x", level="discipline")]
+
+        store = RunStore(settings.run_dir)
+        return await run_stage(store, "demo", [Task(f"t{i}") for i in range(n)], work, concurrency=4)
+
+
+PER_TOKEN = {"llm.prices": {"fake-model": {"input_per_1m": 1e6, "output_per_1m": 1e6}}}  # $1 a token
+
+
+@pytest.mark.parametrize("cap", [{"llm.max_cost_usd": 150}, {"llm.max_tokens_total": 150}])
+async def test_the_budget_stops_scheduling_before_a_call_could_exceed_it_and_a_resume_continues(
+    openai_server, make_settings, cap
+):
+    from glan_utils.llm.ledger import BudgetExceeded
+
+    settings = make_settings(openai_server.base_url, {**PER_TOKEN, **cap})
+    with pytest.raises(BudgetExceeded, match=r"llm\.max_"):
+        await _stage_under_budget(settings, 40)
+    spent = read_ledger(settings.run_dir / "ledger.jsonl")["all"]
+    assert 0 < spent.calls < 40 and spent.cost_usd <= 150 and spent.prompt_tokens + spent.completion_tokens <= 150
+    manifest = json.loads((settings.run_dir / "manifest.json").read_text())["stages"]["demo"]
+    assert manifest["status"] == "stopped: budget" and manifest["records_written"] == spent.calls
+    # the same cap again: what the ledger already holds counts, so the two runs together stay under it
+    with pytest.raises(BudgetExceeded):
+        await _stage_under_budget(settings, 40)
+    spent = read_ledger(settings.run_dir / "ledger.jsonl")["all"]
+    assert spent.cost_usd <= 150 and spent.prompt_tokens + spent.completion_tokens <= 150
+    assert openai_server.count == spent.calls
+    raised = {key: value * 100 for key, value in cap.items()}
+    summary = await _stage_under_budget(make_settings(openai_server.base_url, {**PER_TOKEN, **raised}), 40)
+    assert summary.skipped == spent.calls and summary.records == 40 - spent.calls
+
+
+async def test_a_budget_on_a_model_without_a_price_warns_before_spending(openai_server, make_settings):
+    settings = make_settings(openai_server.base_url, {"llm.max_cost_usd": 5})
+    with pytest.warns(UserWarning, match="no price for model 'fake-model'.*cannot stop"):
+        await call(settings)

@@ -330,9 +330,11 @@ def test_batch_flow_end_to_end():
             "completed",
         ]
         output = [json.loads(x) for x in client.files.content(batch.output_file_id).text.splitlines()]
+        output.sort(key=lambda o: o["custom_id"])  # like the real API, the fake answers out of input order
         assert [o["custom_id"] for o in output] == ["req-0", "req-1", "req-2"]
         assert all(o["response"]["status_code"] == 200 for o in output)
         assert "question 1" in output[1]["response"]["body"]["choices"][0]["message"]["content"]
+        assert {o["response"]["body"]["model"] for o in output} == {f"{MODEL}-2024-07-18"}  # a dated snapshot
         assert batch.request_counts.total == 3 and srv.count == 3 and srv.counts_by_kind["batch"] == 3
 
 

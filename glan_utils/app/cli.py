@@ -402,3 +402,37 @@ def report(
     with _user_errors():
         path = render_report(_run_dir(run, config), out, show_code=show_code)
         typer.echo(f"report written to {path}")
+
+
+@app.command()
+def batches(
+    run: str,
+    config: ConfigOpt = None,
+    cancel: Annotated[bool, typer.Option("--cancel", help="Cancel every unfinished batch of the run.")] = False,
+) -> None:
+    """Batch API jobs of a run (`llm.mode: batch`), per stage: submitted / running / done / failed and an ETA."""
+    import pandas as pd
+
+    from glan_utils.app.report import markdown_table
+    from glan_utils.core.aio import run as run_async
+    from glan_utils.llm.batch import batch_status, cancel_batches
+    from glan_utils.llm.client import open_client
+    from glan_utils.settings import load_settings
+
+    with _user_errors():
+        run_dir = _run_dir(run, config)
+        states = sorted((run_dir / "batches").glob("*.sqlite"))
+        if not states:
+            raise InputError(f"run '{run}' has no Batch API jobs ({run_dir / 'batches'} is empty)")
+        if cancel:
+            settings = load_settings(config, {"run_name": run})
+            if settings.llm.base_url is None:
+                raise SetupError("cancelling batches needs llm.base_url (the Batch API endpoint)")
+
+            async def cancel_all() -> list[str]:
+                async with open_client(settings, check=False) as client:
+                    return [i for path in states for i in await cancel_batches(client, path)]
+
+            typer.echo(f"cancel requested for {len(run_async(cancel_all()))} batches (partial output is kept)")
+        rows = [{"stage": path.stem, **batch_status(path)} for path in states]
+        typer.echo(markdown_table(pd.DataFrame(rows)))

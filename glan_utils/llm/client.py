@@ -1,23 +1,24 @@
 """The LLM client: any OpenAI-compatible endpoint, with cache, retries, rate limits, structured output and a ledger.
 
-One `chat` call = cache lookup -> (rate limit, bounded concurrency, retried HTTP call) -> validation/repair -> cache
-put. Transient errors (429, 5xx, timeouts, resets, garbled bodies) are retried with jittered exponential backoff that
-honours `Retry-After`; errors a retry cannot fix (bad key, unknown model) stop the run with one clear line.
+One `chat` call = cache lookup -> transport (by default: budget check, pacing, adaptive concurrency, retried HTTP
+call) -> validation/repair -> cache put. Transient errors (429, 5xx, timeouts, resets, garbled bodies) are retried
+with jittered exponential backoff that honours `Retry-After`; errors a retry cannot fix (bad key, unknown model) stop
+the run with one clear line. `LLMClient.transport` is the seam other ways of sending plug into (the Batch API
+records calls into files and answers them from the downloaded output) without touching the cache and validation.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import openai
-from aiolimiter import AsyncLimiter
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -26,7 +27,8 @@ from glan_utils.core.ids import content_hash
 from glan_utils.core.paths import ensure_writable_dir
 from glan_utils.llm.cache import ResponseCache
 from glan_utils.llm.endpoints import EndpointError, EndpointPool, EndpointStatusError, EndpointTimeout
-from glan_utils.llm.ledger import Ledger
+from glan_utils.llm.ledger import Budget, Ledger, call_cost, price_of, read_ledger
+from glan_utils.llm.limits import AdaptiveLimit, Pacer, pause_hint
 from glan_utils.llm.prompts import RenderedPrompt
 from glan_utils.llm.structured import ParseError, parse, reask_messages, response_format
 from glan_utils.settings import LLMSettings, Settings, api_key
@@ -51,8 +53,19 @@ def request_seed(run_seed: int, sample_index: int) -> int:
     return (run_seed * _SEED_STRIDE + sample_index) % _SEED_RANGE
 
 
+WORST_COMPLETION_TOKENS = 4096  # what a call without max_tokens is assumed to cost at most, for the budget
+
+
 class TransientError(Exception):
     """A reply that a retry may fix: garbled body, empty choices."""
+
+
+class Deferred(Exception):
+    """Raised by a transport that keeps the call for later (a Batch API file): no reply now, nothing cached."""
+
+
+# (cache key, request body without extra_body) -> {"text", "finish_reason", "usage"}; raises Deferred or errors
+Transport = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 @dataclass
@@ -91,6 +104,11 @@ class _Wait:
     def __call__(self, state: RetryCallState) -> float:
         hinted = _retry_after(state.outcome.exception() if state.outcome else None)
         return min(hinted, self.max_wait) if hinted is not None else self.backoff(state)
+
+
+def _usage(completion: dict[str, Any]) -> dict[str, int]:
+    usage = completion.get("usage") or {}
+    return {"prompt_tokens": usage.get("prompt_tokens") or 0, "completion_tokens": usage.get("completion_tokens") or 0}
 
 
 def _describe(exc: BaseException) -> str:
@@ -140,9 +158,18 @@ class LLMClient:
         self.endpoints = EndpointPool(
             replicas or [base_url], key=key, concurrency=settings.concurrency, timeout_s=settings.timeout_s
         )
-        self._slots = asyncio.Semaphore(self.endpoints.capacity)
-        self._rpm = AsyncLimiter(settings.requests_per_minute, 60) if settings.requests_per_minute else None
-        self._tpm = AsyncLimiter(settings.tokens_per_minute, 60) if settings.tokens_per_minute else None
+        self.endpoints.on_headers = self._hints
+        paced = bool(settings.requests_per_minute or settings.tokens_per_minute)
+        self.limit = AdaptiveLimit(self.endpoints.capacity, adaptive=settings.adaptive_concurrency and not paced)
+        self._rpm = Pacer(settings.requests_per_minute) if settings.requests_per_minute else None
+        self._tpm = Pacer(settings.tokens_per_minute) if settings.tokens_per_minute else None
+        self.budget = Budget(settings.max_cost_usd, settings.max_tokens_total)
+        self.transport: Transport = self.send
+
+    def _hints(self, headers: Mapping[str, str]) -> None:
+        wait = pause_hint(headers)
+        if wait is not None:
+            self.limit.pause(min(wait, self.settings.retry_max_wait_s))
 
     async def check(self) -> None:
         """Fail fast, in one line, when the endpoint is down or does not serve the model."""
@@ -208,7 +235,7 @@ class LLMClient:
         key = self.cache_key(body, prompt.hash if prompt else "", sample_index)
         params = {k: v for k, v in body.items() if k in ("model", "temperature", "top_p", "max_tokens", "seed")}
         params.update(run_seed=self.run_seed, sample_index=sample_index)
-        hit = self.cache.get(key)
+        hit = await self._cache_get(key)
         if hit is not None:
             self.ledger.record(stage=self.stage, model=body["model"], cache_key=key, cached=True, ok=True)
             result = self._finish(key, hit, schema, params)
@@ -220,8 +247,21 @@ class LLMClient:
             result = await self._fetch(key, retry_body, schema, params)
             result.repaired = result.repaired or result.ok
         if result.ok:
-            self.cache.put(key, {"text": result.text, "finish_reason": result.finish_reason, "usage": result.usage})
+            await self._cache_put(
+                key, {"text": result.text, "finish_reason": result.finish_reason, "usage": result.usage}
+            )
         return result
+
+    async def _cache_get(self, key: str) -> dict[str, Any] | None:
+        aget = getattr(self.cache, "aget", None)  # a cache on another machine (Ray driver) answers asynchronously
+        return await aget(key) if aget else self.cache.get(key)
+
+    async def _cache_put(self, key: str, value: dict[str, Any]) -> None:
+        aput = getattr(self.cache, "aput", None)
+        if aput:
+            await aput(key, value)
+        else:
+            self.cache.put(key, value)
 
     def _finish(
         self, key: str, reply: dict[str, Any], schema: type[BaseModel] | None, params: dict[str, Any]
@@ -248,14 +288,17 @@ class LLMClient:
         self, key: str, body: dict[str, Any], schema: type[BaseModel] | None, params: dict[str, Any]
     ) -> ChatResult:
         try:
-            reply = await self._send(key, body)
+            reply = await self.transport(key, body)
+        except Deferred as exc:  # kept for a batch: a failure of this run, retried (or answered) by the next
+            return ChatResult(ok=False, cache_key=key, error=f"deferred: {exc}", params=params)
         except GlanError:  # unknown model, bad key, full disk: no retry or re-ask can fix these
             raise
         except Exception as exc:  # retries exhausted: recorded as a failure, never cached
             return ChatResult(ok=False, cache_key=key, error=f"gave up after retries: {_describe(exc)}", params=params)
         return self._finish(key, reply, schema, params)
 
-    async def _send(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def send(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The default transport: the call over HTTP, retried; each attempt is a ledger line."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.max_retries + 1),
             wait=_Wait(self.settings.retry_max_wait_s),
@@ -267,19 +310,50 @@ class LLMClient:
                 return await self._attempt(key, body, attempt.retry_state.attempt_number)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def worst_case(self, body: dict[str, Any]) -> tuple[int, float]:
+        """(tokens, dollars) a call can cost at most: prompt at ~3 characters a token, plus all of max_tokens."""
+        prompt = sum(len(str(m.get("content") or "")) for m in body["messages"]) // 3 + 8
+        completion = int(body.get("max_tokens") or WORST_COMPLETION_TOKENS)
+        price = price_of(body["model"], self.settings.prices)
+        usd = (prompt * price.input_per_1m + completion * price.output_per_1m) / 1e6 if price else 0.0
+        return prompt + completion, usd
+
     async def _attempt(self, key: str, body: dict[str, Any], number: int) -> dict[str, Any]:
+        held = self.worst_case(body) if self.budget.active or self._tpm else (0, 0.0)
+        if self.budget.active:
+            self.budget.reserve(*held)
+        try:
+            completion = await self._post(key, body, number, held[0])
+        except BaseException:  # errors are not billed: release the hold
+            if self.budget.active:
+                self.budget.settle(held[0], held[1], 0, 0.0)
+            raise
+        tokens = _usage(completion)
+        if self.budget.active:
+            cost = call_cost(body["model"], tokens["prompt_tokens"], tokens["completion_tokens"], self.ledger.prices)
+            self.budget.settle(held[0], held[1], sum(tokens.values()), cost)
+        choice = completion["choices"][0]
+        text = (choice.get("message") or {}).get("content") or ""
+        return {"text": text, "finish_reason": choice.get("finish_reason"), "usage": tokens}
+
+    async def _post(self, key: str, body: dict[str, Any], number: int, tokens: int) -> dict[str, Any]:
+        """One HTTP attempt under pacing and the adaptive limit; a ledger line either way."""
         if self._rpm:
             await self._rpm.acquire()
         if self._tpm:
-            budget = body.get("max_tokens", 256) + sum(len(m["content"]) for m in body["messages"]) // 4
-            await self._tpm.acquire(min(budget, self._tpm.max_rate))
-        async with self._slots:
+            await self._tpm.acquire(tokens)
+        sent_at = await self.limit.acquire()
+        throttled = False
+        try:
             start = time.perf_counter()
             try:
                 completion = await self.endpoints.post("/chat/completions", {**body, **self.extra_body})
                 if not isinstance(completion, dict) or not completion.get("choices"):
                     raise TransientError("reply has no choices")
             except Exception as exc:
+                throttled = isinstance(exc, EndpointStatusError) and exc.status == 429
+                if throttled and exc.retry_after:
+                    self.limit.pause(min(exc.retry_after, self.settings.retry_max_wait_s))
                 self.ledger.record(
                     stage=self.stage,
                     model=body["model"],
@@ -293,11 +367,8 @@ class LLMClient:
                 if isinstance(exc, EndpointStatusError) and exc.status in FATAL_STATUS:
                     raise SetupError(f"{self.base_url} model '{body['model']}': {FATAL_STATUS[exc.status]}") from None
                 raise
-        usage = completion.get("usage") or {}
-        tokens = {
-            "prompt_tokens": usage.get("prompt_tokens") or 0,
-            "completion_tokens": usage.get("completion_tokens") or 0,
-        }
+        finally:
+            self.limit.release(sent_at, throttled=throttled)
         self.ledger.record(
             stage=self.stage,
             model=body["model"],
@@ -306,25 +377,47 @@ class LLMClient:
             ok=True,
             attempt=number,
             latency_s=time.perf_counter() - start,
-            **tokens,
+            **_usage(completion),
         )
-        choice = completion["choices"][0]
-        text = (choice.get("message") or {}).get("content") or ""
-        return {"text": text, "finish_reason": choice.get("finish_reason"), "usage": tokens}
+        return completion
 
     async def aclose(self) -> None:
         await self._sdk.close()
         await self.endpoints.aclose()
 
 
+def _start_budget(client: LLMClient, settings: Settings) -> None:
+    """Count what the run's ledger already spent against the caps, and warn if dollars can't be counted."""
+    llm = settings.llm
+    if (llm.max_cost_usd is not None or llm.prices) and price_of(client.model, llm.prices) is None:
+        warnings.warn(
+            f"no price for model '{client.model}' in llm.prices: its calls are recorded at $0"
+            + (" and llm.max_cost_usd cannot stop them" if llm.max_cost_usd is not None else ""),
+            stacklevel=3,
+        )
+    if client.budget.active:
+        spent = read_ledger(settings.run_dir / "ledger.jsonl")["all"]
+        client.budget.spent_usd = spent.cost_usd
+        client.budget.spent_tokens = spent.prompt_tokens + spent.completion_tokens
+
+
 @asynccontextmanager
-async def open_client(settings: Settings, stage: str = "", check: bool = True) -> AsyncIterator[LLMClient]:
+async def open_client(
+    settings: Settings,
+    stage: str = "",
+    check: bool = True,
+    *,
+    cache: Any = None,
+    ledger: Ledger | None = None,
+) -> AsyncIterator[LLMClient]:
     """A ready client for the configured endpoint, or for the embedded llama.cpp server when none is set.
 
-    The embedded server is started here and stopped on exit, so no process outlives the block.
+    The embedded server is started here and stopped on exit, so no process outlives the block. `cache` and
+    `ledger` replace the run dir's own (a Ray worker uses the driver's); then nothing is written locally.
     """
     async with AsyncExitStack() as stack:
-        ensure_writable_dir(settings.run_dir)
+        if cache is None or ledger is None:
+            ensure_writable_dir(settings.run_dir)
         llm = settings.llm
         extra: dict[str, Any] = {}
         if llm.base_url is None and not llm.base_urls:
@@ -342,6 +435,8 @@ async def open_client(settings: Settings, stage: str = "", check: bool = True) -
             )
             base_url, model, endpoint_id = server.base_url, server.model, f"embedded:{settings.embedded.model}"
             extra = dict(emb.extra_body)
+            # llama.cpp queues what its slots can't hold: more in flight only turns into client timeouts
+            llm = llm.model_copy(update={"concurrency": min(llm.concurrency, 2 * emb.parallel)})
         else:
             if not llm.model:
                 raise SetupError("llm.model is not set: name the model served by llm.base_url")
@@ -349,9 +444,9 @@ async def open_client(settings: Settings, stage: str = "", check: bool = True) -
             # replicas of one model answer alike: a pool's cache key names the model, not the replica that served
             endpoint_id = f"pool:{llm.model}" if llm.base_urls else base_url.rstrip("/")
             model = llm.model
-        cache = ResponseCache(settings.cache_file)
+        cache = cache if cache is not None else ResponseCache(settings.cache_file)
         stack.callback(cache.close)
-        ledger = Ledger(settings.run_dir / "ledger.jsonl", llm.prices)
+        ledger = ledger if ledger is not None else Ledger(settings.run_dir / "ledger.jsonl", llm.prices)
         stack.callback(ledger.close)
         client = LLMClient(
             llm,
@@ -367,6 +462,7 @@ async def open_client(settings: Settings, stage: str = "", check: bool = True) -
             run_seed=settings.seed,
         )
         stack.push_async_callback(client.aclose)
+        _start_budget(client, settings)
         if check:
             await client.check()
         yield client

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -126,6 +126,8 @@ class EndpointPool:
         self.endpoints = [Endpoint(url, concurrency) for url in base_urls]
         self.policy = policy
         self._turn = itertools.count()
+        # called with every reply's headers, so the client can honour x-ratelimit-remaining-* before a 429
+        self.on_headers: Callable[[Mapping[str, str]], None] | None = None
         self._capacity = asyncio.Semaphore(self.capacity)  # pick only once a slot is free, so picks see real load
         self._headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key or 'no-key'}"}
         self._session = aiohttp.ClientSession(
@@ -167,6 +169,8 @@ class EndpointPool:
                 self._session.post(endpoint.base_url + path, data=data, headers=self._headers) as reply,
             ):
                 raw = await reply.read()
+                if self.on_headers is not None:
+                    self.on_headers(reply.headers)
                 if reply.status >= 400:
                     raise EndpointStatusError(reply.status, _error_message(raw), _retry_after(reply.headers))
         except TimeoutError:  # first: aiohttp's timeouts are also connection errors

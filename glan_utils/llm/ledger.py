@@ -13,13 +13,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glan_utils.core.errors import GlanError
 from glan_utils.core.jsonl import JsonlWriter, iter_jsonl
 from glan_utils.settings import Price
 
 
+def price_of(model: str, prices: Mapping[str, Price]) -> Price | None:
+    """The model's price: its own entry, else the longest entry it extends with a dash.
+
+    Served replies name a dated snapshot (`gpt-4o-mini-2024-07-18` for `gpt-4o-mini`), so an exact lookup alone
+    would price real calls at $0.
+    """
+    price = prices.get(model)
+    if price is not None:
+        return price
+    stems = [name for name in prices if model.startswith(f"{name}-")]
+    return prices[max(stems, key=len)] if stems else None
+
+
 def call_cost(model: str, prompt_tokens: int, completion_tokens: int, prices: Mapping[str, Price]) -> float:
     """Dollars for one call from the price table; unknown models (e.g. local ones) cost 0."""
-    price = prices.get(model)
+    price = price_of(model, prices)
     if price is None:
         return 0.0
     return (prompt_tokens * price.input_per_1m + completion_tokens * price.output_per_1m) / 1e6
@@ -94,7 +108,9 @@ class Ledger:
         completion_tokens: int = 0,
         latency_s: float = 0.0,
         error: str | None = None,
+        price_factor: float = 1.0,
     ) -> None:
+        """One line; `price_factor` scales the table price (0.5 for Batch API lines)."""
         line = {
             "ts": time.time(),
             "stage": stage,
@@ -107,15 +123,70 @@ class Ledger:
             "completion_tokens": completion_tokens,
             "latency_s": round(latency_s, 4),
             "error": error,
-            "cost_usd": 0.0 if cached else call_cost(model, prompt_tokens, completion_tokens, self.prices),
+            "cost_usd": 0.0
+            if cached
+            else price_factor * call_cost(model, prompt_tokens, completion_tokens, self.prices),
         }
+        self.emit(line)
+
+    def emit(self, line: dict[str, Any]) -> None:
+        """Count a finished line and write it (a subclass may send it elsewhere, e.g. to a Ray driver)."""
         self.totals.add(line)
         if self._writer:
-            self._writer.write(line, defer=cached)
+            self._writer.write(line, defer=bool(line.get("cached")))
 
     def close(self) -> None:
         if self._writer:
             self._writer.close()
+
+
+class BudgetExceeded(GlanError):
+    """The next call could take the run past `llm.max_cost_usd` or `llm.max_tokens_total`."""
+
+    manifest_status = "stopped: budget"
+
+
+@dataclass
+class Budget:
+    """Spend so far plus the worst case of every call in flight, against the run's caps.
+
+    A call is admitted only if its worst case (prompt estimate + max_tokens, at its price) fits beside what was
+    spent and what is in flight, so concurrency can never overshoot the cap; a finished call settles at its
+    real usage. A resume passes what the run's ledger already holds as `spent_*`.
+    """
+
+    max_cost_usd: float | None = None
+    max_tokens: int | None = None
+    spent_usd: float = 0.0
+    spent_tokens: int = 0
+    held_usd: float = 0.0
+    held_tokens: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.max_cost_usd is not None or self.max_tokens is not None
+
+    def reserve(self, tokens: int, usd: float) -> None:
+        """Hold a call's worst case, or raise BudgetExceeded if it does not fit."""
+        if self.max_tokens is not None and self.spent_tokens + self.held_tokens + tokens > self.max_tokens:
+            raise BudgetExceeded(
+                f"token cap reached: {self.spent_tokens:,} spent + {self.held_tokens:,} in flight + {tokens:,} "
+                f"for the next call > llm.max_tokens_total {self.max_tokens:,} (raise it and rerun to continue)"
+            )
+        if self.max_cost_usd is not None and self.spent_usd + self.held_usd + usd > self.max_cost_usd:
+            raise BudgetExceeded(
+                f"budget reached: ${self.spent_usd:,.4f} spent + ${self.held_usd:,.4f} in flight + ${usd:,.4f} "
+                f"for the next call > llm.max_cost_usd ${self.max_cost_usd:,.2f} (raise it and rerun to continue)"
+            )
+        self.held_tokens += tokens
+        self.held_usd += usd
+
+    def settle(self, held_tokens: int, held_usd: float, tokens: int, usd: float) -> None:
+        """Replace a call's worst case by what it really used (0 for a failed attempt)."""
+        self.held_tokens -= held_tokens
+        self.held_usd -= held_usd
+        self.spent_tokens += tokens
+        self.spent_usd += usd
 
 
 @dataclass(frozen=True)

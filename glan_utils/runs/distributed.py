@@ -1,12 +1,13 @@
-"""Ray backend: shard a stage's tasks over a Ray cluster; the driver writes every result through the run store.
+"""Ray backend (`scale.backend: ray`): shard a stage's pending tasks over a Ray cluster, safely across machines.
 
-One event loop tops out near 1,000 / (client CPU ms per call) calls/s, so a paper-scale run (10M answers) spreads
-the calls over processes and machines. Each Ray task takes a shard of pending tasks, opens the normal client
-(`open_client`: cache, retries, ledger, endpoint pool) and runs `work(client, task)` for each; records and
-failures come back to the driver, which appends them to `<stage>.jsonl` / `<stage>.failures.jsonl` as shards
-finish. Resume is the same as `run_stage`: tasks that already have records are skipped. Workers share the
-response cache and ledger through the run's paths, so on a multi-node cluster put `output_dir` and
-`llm.cache_path` on a shared filesystem (or accept per-node caches: records still land only through the driver).
+One event loop tops out near 1,000 / (client CPU ms per call) calls/s, so a paper-scale run spreads the calls over
+processes and machines. Each Ray task takes a shard of pending tasks and runs the normal client over it, but the
+client's response cache and ledger are not files on the worker: they are a `DriverStore` actor pinned to the
+driver's node, which owns the run's SQLite cache and `ledger.jsonl`. So a worker on another machine needs no
+shared filesystem (SQLite over NFS is unsafe), every paid call lands in the driver's ledger once, and a shard
+that Ray retries after its worker died finds the answers of the calls it had finished in the cache: it repays
+nothing. Records and failures come back with the shard's result and the driver appends them through the run
+store, so each lands exactly once. Resume is the same as `run_stage`: tasks that already have records are skipped.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from glan_utils.core.errors import SetupError
 from glan_utils.core.jsonl import JsonlWriter
 from glan_utils.core.records import Failure, Record, utc_now
+from glan_utils.llm.cache import ResponseCache
+from glan_utils.llm.ledger import Ledger, Totals
 from glan_utils.runs.stage import StageSummary
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import RaySettings, Settings
@@ -34,20 +38,95 @@ def _ray() -> Any:
     return ray
 
 
+class DriverStore:
+    """The run's cache and ledger, served to workers from the driver's node (a Ray actor; calls run in order)."""
+
+    def __init__(self, cache_path: str, ledger_path: str) -> None:
+        self.cache = ResponseCache(cache_path)
+        self.ledger = JsonlWriter(Path(ledger_path))
+        self.totals = Totals()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.cache.get(key)
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self.cache.put(key, value)
+
+    def record(self, lines: list[dict[str, Any]]) -> None:
+        for line in lines:
+            self.totals.add(line)
+            self.ledger.write(line, defer=bool(line.get("cached")))
+
+    def flush(self) -> Totals:
+        self.ledger.flush()
+        return self.totals
+
+
+class RemoteCache:
+    """The client's cache on a worker: asks the driver's store (the client awaits `aget`/`aput`)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    async def aget(self, key: str) -> dict[str, Any] | None:
+        return await self.store.get.remote(key)
+
+    async def aput(self, key: str, value: dict[str, Any]) -> None:
+        await self.store.put.remote(key, value)  # awaited: a worker killed after this repays nothing
+
+    def get(self, key: str) -> dict[str, Any] | None:  # pragma: no cover - the client uses aget
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class RemoteLedger(Ledger):
+    """Ledger lines sent to the driver's store: paid lines at once (before the reply is cached), hits in batches."""
+
+    def __init__(self, store: Any, prices: Any) -> None:
+        super().__init__(None, prices)
+        self.store = store
+        self._held: list[dict[str, Any]] = []
+
+    def emit(self, line: dict[str, Any]) -> None:
+        self.totals.add(line)
+        self._held.append(line)
+        if not line.get("cached") or len(self._held) >= 256:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._held:
+            self.store.record.remote(self._held)  # ordered before the later put of the same worker
+            self._held = []
+
+    def close(self) -> None:
+        self.flush()
+
+
 def _shard_worker(
-    settings_data: dict[str, Any], stage: str, work: Work, shard: list[Any]
+    settings_data: dict[str, Any], stage: str, work: Work, shard: list[Any], store: Any
 ) -> list[tuple[str, list[Record] | Failure]]:
-    """Runs inside a Ray worker: the normal client over one shard; returns (task id, result) pairs."""
+    """Runs inside a Ray worker: the normal client over one shard, cache and ledger at the driver."""
     from glan_utils.llm.client import open_client
 
     settings = Settings.model_validate(settings_data)
+    ledger = RemoteLedger(store, settings.llm.prices)
 
     async def run() -> list[tuple[str, list[Record] | Failure]]:
-        async with open_client(settings, stage=stage) as client:
-            results = await asyncio.gather(*(work(client, task) for task in shard))
+        window = asyncio.Semaphore(settings.llm.concurrency)
+
+        async def one(task: Any) -> list[Record] | Failure:
+            async with window:
+                return await work(client, task)
+
+        async with open_client(settings, stage=stage, cache=RemoteCache(store), ledger=ledger) as client:
+            results = await asyncio.gather(*(one(task) for task in shard))
         return [(task.id, result) for task, result in zip(shard, results, strict=True)]
 
-    return asyncio.run(run())
+    pairs = asyncio.run(run())
+    _ray().get(store.flush.remote())  # every ledger line of the shard is written before its records come back
+    return pairs
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -84,10 +163,19 @@ def _connect(ray: Any, config: RaySettings) -> int:
     return int(ray.cluster_resources().get("CPU", 1))
 
 
+def _driver_store(ray: Any, settings: Settings) -> Any:
+    """The DriverStore actor, on this (the driver's) node, over the run's own cache and ledger paths."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    actor = ray.remote(num_cpus=0, scheduling_strategy=here)(DriverStore)
+    return actor.remote(str(settings.cache_file.resolve()), str((settings.run_dir / "ledger.jsonl").resolve()))
+
+
 def run_stage_distributed(
     settings: Settings, stage: str, tasks: Iterable[Any], work: Work, config: RaySettings | None = None
-) -> StageSummary:
-    """Like `run_stage`, with shards of tasks done by Ray workers; returns the same summary.
+) -> tuple[StageSummary, Totals]:
+    """Like `run_stage`, with shards of tasks done by Ray workers; returns the summary and the shards' LLM totals.
 
     `work(client, task)` must be picklable (a module-level function or a `functools.partial` of one).
     """
@@ -96,8 +184,12 @@ def run_stage_distributed(
     store, summary = RunStore(settings.run_dir), StageSummary(stage)
     done = store.done_task_ids(stage)
     store.update_manifest(stage, status="running", started_at=utc_now().isoformat(), backend="ray")
+    driver = _driver_store(ray, settings)
     remote = ray.remote(_shard_worker)
-    settings_ref = ray.put(settings.model_dump(mode="json"))
+    # workers resolve no path of their own: the store actor holds the driver's files
+    settings_ref = ray.put(
+        settings.model_copy(update={"output_dir": str(Path(settings.output_dir).resolve())}).model_dump(mode="json")
+    )
     limit = config.max_shards_in_flight or 2 * cpus
 
     def pending() -> Iterator[Any]:
@@ -108,16 +200,19 @@ def run_stage_distributed(
             else:
                 yield task
 
-    with store.writer(stage) as out, store.failure_writer(stage) as failed_out:
-        in_flight: list[Any] = []
-        for shard in _chunks(pending(), config.shard_size):
-            if len(in_flight) >= limit:
+    try:
+        with store.writer(stage) as out, store.failure_writer(stage) as failed_out:
+            in_flight: list[Any] = []
+            for shard in _chunks(pending(), config.shard_size):
+                if len(in_flight) >= limit:
+                    ready, in_flight = ray.wait(in_flight, num_returns=1)
+                    _write(ray.get(ready[0]), out, failed_out, summary)
+                in_flight.append(remote.remote(settings_ref, stage, work, shard, driver))
+            while in_flight:
                 ready, in_flight = ray.wait(in_flight, num_returns=1)
                 _write(ray.get(ready[0]), out, failed_out, summary)
-            in_flight.append(remote.remote(settings_ref, stage, work, shard))
-        while in_flight:
-            ready, in_flight = ray.wait(in_flight, num_returns=1)
-            _write(ray.get(ready[0]), out, failed_out, summary)
+        totals = ray.get(driver.flush.remote())
+    finally:
+        ray.kill(driver)
     store.update_manifest(stage, status=summary.status, finished_at=utc_now().isoformat(), **summary.as_dict())
-
-    return summary
+    return summary, totals

@@ -124,8 +124,9 @@ async def run_stage(
             for job in pending:
                 job.cancel()
             progress.close()
-    if errors:
-        store.update_manifest(stage, status="stopped", error=str(errors[0])[:300])
+    if errors:  # an error may name its own status, e.g. "stopped: budget" (a resume with a higher cap continues)
+        status = getattr(errors[0], "manifest_status", "stopped")
+        store.update_manifest(stage, status=status, error=str(errors[0])[:300], **summary.as_dict())
         raise errors[0]
     store.update_manifest(stage, status=summary.status, finished_at=utc_now().isoformat(), **summary.as_dict())
     return summary

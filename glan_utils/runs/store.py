@@ -13,9 +13,11 @@ and trimmed before the next append, so a resumed run never trusts half-written d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
+import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +30,60 @@ from glan_utils.core.paths import ensure_writable_dir
 from glan_utils.core.records import Failure, Record, record_type
 
 R = TypeVar("R", bound=Record)
+_HEAD = 4096  # bytes of the records file fingerprinted, so a replaced file is indexed afresh
+
+
+class DoneIndex:
+    """Task ids with records, in SQLite; `id in index` is one indexed lookup. The records file stays the truth:
+    the index is derived from it (and rebuilt when the file was replaced or cut), never the other way round."""
+
+    def __init__(self, records: Path, path: Path) -> None:
+        self.records = records
+        self._ids: set[str] | None = None
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.executescript(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
+                "CREATE TABLE IF NOT EXISTS done (id TEXT PRIMARY KEY) WITHOUT ROWID;"
+                "CREATE TABLE IF NOT EXISTS seen (offset INTEGER, head TEXT);"
+            )
+            self._catch_up()
+        except sqlite3.Error:  # e.g. a full disk: the index only saves memory, so fall back to a set of the ids
+            self._ids = {row.get("task_id", "") for row in iter_jsonl(records)}
+
+    def _catch_up(self) -> None:
+        if not self.records.exists():
+            self._db.executescript("DELETE FROM done; DELETE FROM seen;")
+            return
+        with self.records.open("rb") as handle:
+            head = hashlib.sha256(handle.read(_HEAD)).hexdigest()
+            row = self._db.execute("SELECT offset, head FROM seen").fetchone()
+            size = os.fstat(handle.fileno()).st_size
+            offset = row[0] if row and row[1] == head and row[0] <= size else 0
+            if offset == 0:
+                self._db.execute("DELETE FROM done")
+            handle.seek(offset)
+            self._db.execute("BEGIN")
+            for line in handle:
+                if not line.endswith(b"\n"):  # a torn tail: indexed once it is complete (or trimmed)
+                    break
+                offset += len(line)
+                if line.strip():
+                    self._db.execute("INSERT OR IGNORE INTO done VALUES (?)", (json.loads(line).get("task_id", ""),))
+            self._db.execute("DELETE FROM seen")
+            self._db.execute("INSERT INTO seen VALUES (?, ?)", (offset, head))
+            self._db.execute("COMMIT")
+
+    def __contains__(self, task_id: object) -> bool:
+        if self._ids is not None:
+            return task_id in self._ids
+        return self._db.execute("SELECT 1 FROM done WHERE id = ?", (task_id,)).fetchone() is not None
+
+    def __len__(self) -> int:
+        return len(self._ids) if self._ids is not None else self._db.execute("SELECT COUNT(*) FROM done").fetchone()[0]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids) if self._ids is not None else (row[0] for row in self._db.execute("SELECT id FROM done"))
 
 
 class RunStore:
@@ -58,9 +114,13 @@ class RunStore:
         for row in iter_jsonl(self.failures_path(stage)):
             yield Failure.model_validate(row)
 
-    def done_task_ids(self, stage: str) -> set[str]:
-        """Task ids that already produced records: the work a resumed stage skips."""
-        return {row.get("task_id", "") for row in iter_jsonl(self.records_path(stage))}
+    def done_task_ids(self, stage: str) -> DoneIndex:
+        """Task ids that already produced records: the work a resumed stage skips (`task.id in done`).
+
+        An on-disk index beside the records file, brought up to date with the lines appended since it last
+        looked, so resuming a 10M-task stage holds no set of 10M ids and re-reads nothing it has indexed.
+        """
+        return DoneIndex(self.records_path(stage), self.root / f".{stage}.done.idx")
 
     def count(self, stage: str) -> int:
         return sum(1 for _ in self.iter_records(stage))

@@ -10,7 +10,7 @@ from glan_utils.settings.data import (
 )
 from glan_utils.settings.evaluation import BENCHMARKS, EvalSettings
 from glan_utils.settings.llm import EmbeddedSettings, LLMSettings, Price, api_key
-from glan_utils.settings.scale import BatchSettings, RaySettings
+from glan_utils.settings.scale import BatchSettings, RaySettings, ScaleSettings
 from glan_utils.settings.stages import (
     AnswerSettings,
     QualitySettings,
@@ -40,6 +40,7 @@ __all__ = [
     "QualitySettings",
     "QuestionSettings",
     "RaySettings",
+    "ScaleSettings",
     "Settings",
     "SubjectSettings",
     "SyllabiSettings",

@@ -25,6 +25,7 @@ from glan_utils.core.section import Section
 from glan_utils.settings.data import DatasetSettings
 from glan_utils.settings.evaluation import EvalSettings
 from glan_utils.settings.llm import EmbeddedSettings, LLMSettings
+from glan_utils.settings.scale import BatchSettings, ScaleSettings
 from glan_utils.settings.stages import (
     AnswerSettings,
     QualitySettings,
@@ -49,6 +50,8 @@ class Settings(Section):
     language: str = Field("English", min_length=1)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    scale: ScaleSettings = Field(default_factory=ScaleSettings)
     taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
     subjects: SubjectSettings = Field(default_factory=SubjectSettings)
     syllabi: SyllabiSettings = Field(default_factory=SyllabiSettings)

@@ -32,16 +32,41 @@ class LLMSettings(Section):
     )
     model: str | None = Field(None, description="Model name sent to the endpoint (embedded: set automatically).")
     api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the key.")
-    concurrency: int = Field(16, ge=1, le=4096, description="Requests in flight at once.")
-    requests_per_minute: float | None = Field(None, gt=0)
-    tokens_per_minute: float | None = Field(None, gt=0)
+    mode: Literal["online", "batch"] = Field(
+        "online",
+        description="online: each call over HTTP; batch: a stage's uncached calls go through the OpenAI Batch API "
+        "(half price, answered within the window; see the `batch` section), then the stage completes from the cache.",
+    )
+    concurrency: int = Field(
+        128,
+        ge=1,
+        le=4096,
+        description="Most requests in flight at once (the embedded server is capped at 2 x its slots). With no "
+        "rate limit set the client starts here, halves on a 429 and grows back by one per round trip (AIMD).",
+    )
+    adaptive_concurrency: bool = Field(True, description="AIMD on 429s when no requests/tokens per minute is set.")
+    requests_per_minute: float | None = Field(None, gt=0, description="Paced evenly (no start-up burst).")
+    tokens_per_minute: float | None = Field(None, gt=0, description="Paced evenly by prompt + max_tokens estimate.")
+    max_cost_usd: float | None = Field(
+        None,
+        gt=0,
+        description="Budget of the run (ledger.jsonl so far included): no call is sent that could exceed it, "
+        "calls in flight counted at their worst case; the stage stops with status 'stopped: budget'.",
+    )
+    max_tokens_total: int | None = Field(
+        None, gt=0, description="Token cap of the run (prompt + completion), enforced like max_cost_usd."
+    )
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(6, ge=0, description="Retries per call on 429/5xx/timeouts before recording a failure.")
     retry_max_wait_s: float = Field(60.0, gt=0)
     structured_output: Literal["json_schema", "json_object", "none"] = "json_schema"
     extra_body: dict[str, Any] = Field(default_factory=dict, description="Extra request fields, e.g. repeat_penalty.")
     cache_path: str | None = Field(None, description="Response cache shared by runs; None = <output_dir>/cache.sqlite.")
-    prices: dict[str, Price] = Field(default_factory=dict, description="Price table keyed by model name.")
+    prices: dict[str, Price] = Field(
+        default_factory=dict,
+        description="Price table keyed by model name; a dated reply name (gpt-4o-mini-2024-07-18) takes its "
+        "prefix's price.",
+    )
 
 
 class EmbeddedSettings(Section):

@@ -8,14 +8,19 @@ its module.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from glan_utils.core.records import Record
-from glan_utils.llm.client import open_client
+from glan_utils.llm.batch import batch_mode, plan_pass
+from glan_utils.llm.client import LLMClient, open_client
 from glan_utils.llm.ledger import Totals
 from glan_utils.llm.prompts import RenderedPrompt
+from glan_utils.runs.distributed import run_stage_distributed
 from glan_utils.runs.stage import StageSummary, run_stage
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
@@ -104,7 +109,7 @@ class Stage:
 
 # The settings every stage shares; a stage's snapshot updates these and its own section only, so `config.yaml`
 # ends up describing what every stage really ran with.
-SHARED_SETTINGS = ("run_name", "output_dir", "seed", "language", "llm", "embedded")
+SHARED_SETTINGS = ("run_name", "output_dir", "seed", "language", "llm", "embedded", "batch", "scale")
 
 
 def open_store(settings: Settings, section: str) -> RunStore:
@@ -122,6 +127,31 @@ async def _never(task: Any) -> Any:
     raise AssertionError(f"task {task.id} was expected to be done already")  # pragma: no cover
 
 
+def _sending(
+    settings: Settings,
+    store: RunStore,
+    client: LLMClient,
+    stage: str,
+    pending: Callable[[], Iterable[Any]],
+    work: StageWork,
+) -> AbstractAsyncContextManager[Any]:
+    """How the stage's calls are sent: online (as they come), or first through the Batch API (`llm.mode`)."""
+    if settings.llm.mode != "batch":
+        return nullcontext()
+    planner = Caller(client, stage)
+
+    async def plan() -> None:
+        await plan_pass(pending(), lambda t: work(planner, t, settings), settings.llm.concurrency)
+
+    tags = {"glan_run": settings.run_name, "glan_stage": stage}
+    return batch_mode(client, plan, store.path("batches") / f"{stage}.sqlite", settings.batch, tags)
+
+
+async def _work_on_ray(work: StageWork, stage: str, settings: Settings, client: LLMClient, task: Any) -> Any:
+    """A stage's work as a Ray shard runs it (module level, so it pickles by reference)."""
+    return await work(Caller(client, stage), task, settings)
+
+
 async def run_pending(
     settings: Settings,
     stage: str,
@@ -130,22 +160,34 @@ async def run_pending(
     work: StageWork,
     total: int | None = None,
 ) -> StageReport:
-    """Run one stage's pending tasks; open the client only when there is something to do."""
+    """Run one stage's pending tasks; open the client only when there is something to do.
+
+    With `llm.mode: batch` the pending tasks' calls first go through the Batch API; the run then completes
+    from its replies (and, for what it did not answer, as `batch.remainder` says).
+    """
     store = open_store(settings, section)
     done = store.done_task_ids(stage)
     if all(task.id in done for task in make_tasks()):
         summary = await run_stage(store, stage, make_tasks(), _never, concurrency=1, total=total)
         return StageReport(stage, summary)
+    if settings.scale.backend == "ray":
+        ray_work = partial(_work_on_ray, work, stage, settings)
+        summary, totals = await asyncio.to_thread(
+            run_stage_distributed, settings, stage, make_tasks(), ray_work, settings.scale
+        )
+        return StageReport(stage, summary, totals)
     async with open_client(settings, stage=stage) as client:
         caller = Caller(client, stage)
-        summary = await run_stage(
-            store,
-            stage,
-            make_tasks(),
-            lambda t: work(caller, t, settings),
-            concurrency=settings.llm.concurrency,
-            total=total,
-        )
+        sending = _sending(settings, store, client, stage, lambda: (t for t in make_tasks() if t.id not in done), work)
+        async with sending:
+            summary = await run_stage(
+                store,
+                stage,
+                make_tasks(),
+                lambda t: work(caller, t, settings),
+                concurrency=settings.llm.concurrency,
+                total=total,
+            )
         totals = Totals(**vars(client.ledger.totals))
     return StageReport(stage, summary, totals, caller.tally.repaired)
 

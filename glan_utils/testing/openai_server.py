@@ -67,6 +67,7 @@ class OpenAIServer:
         retry_after: float = 1.0,
         hang_s: float = 30.0,
         batch_delay_s: float = 0.0,
+        throttle_above: int | None = None,
         responder: Responder | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -75,6 +76,8 @@ class OpenAIServer:
         self.api_key, self.latency_s, self.max_concurrency = api_key, latency_s, max_concurrency
         self.fault_rate, self.fault_kinds = fault_rate, [Behavior(k).kind for k in fault_kinds]
         self.retry_after, self.hang_s, self.responder = retry_after, hang_s, responder
+        # like a provider's concurrency limit: a chat request arriving with this many in flight gets a 429
+        self.throttle_above = throttle_above
         self.host, self.port = host, port
         self.batches = BatchStore(answer=self._answer_batch_line, delay_s=batch_delay_s)
         self.tokenizer = WordTokenizer()
@@ -252,6 +255,11 @@ class OpenAIServer:
         body = await self._json_body(request)
         if isinstance(body, web.Response):
             return body
+        if self.throttle_above is not None and self.in_flight >= self.throttle_above:
+            self._record("throttled", body)
+            _, message, type_, code = _ERRORS["429"]
+            headers = {"Retry-After": f"{self.retry_after:g}"}
+            return web.json_response(error_body(message, type_, code), status=429, headers=headers)
         async with self._slot():
             behavior = self._next_behavior()
             self._record(behavior.kind, body)
@@ -294,8 +302,14 @@ class OpenAIServer:
         if body.get("model") not in self.models:
             self._record("model_not_found", body)
             return 404, error_body(f"The model `{body.get('model')}` does not exist.", "invalid_request_error")
+        behavior = self._next_behavior()  # scripted faults reach batch lines too: bad replies, 5xx lines
         self._record("batch", body)
-        return 200, chat_completion(body, [chat_content(body, "ok", 0, None, self.responder)])
+        if behavior.kind in _ERRORS:
+            status, message, type_, code = _ERRORS[behavior.kind]
+            return status, error_body(message, type_, code)
+        kind = behavior.kind if behavior.kind in ("text", "prose", "truncated", "wrong_schema") else "ok"
+        content = chat_content(body, kind, 0, behavior.content, self.responder)
+        return 200, chat_completion(body, [content], "length" if kind == "truncated" else "stop")
 
     async def _stats(self, _: web.Request) -> web.Response:
         return web.json_response(self.stats())
