@@ -1,10 +1,10 @@
 """Benchmark evaluation with lm-evaluation-harness, fed offline from `glan_utils.data.benchmarks`.
 
 Each benchmark is a task YAML under `glan_utils/evaluation/tasks/` that `include:`s lm-eval's built-in task and reads a
-JSONL file; the templates name the installed lm-eval and the data files with `${...}` placeholders, filled in
-here, because lm-eval resolves `include:` as a file path. Models are a local HF/GGUF checkpoint (optionally
-plus a LoRA adapter) or an OpenAI-compatible endpoint; one model object is built per model and reused across
-benchmarks."""
+JSONL file; `<name>_paper.yaml` is the paper's protocol where it differs from lm-eval's default (`<name>.yaml`);
+the templates name the installed lm-eval and the data files with `${...}` placeholders, filled in here, because
+lm-eval resolves `include:` as a file path. Models are a local HF/GGUF checkpoint (optionally plus a LoRA adapter)
+or an OpenAI-compatible endpoint; one model object is built per model and reused across benchmarks."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from typing import Any
 
 from glan_utils.core.errors import ConfigError, SetupError
 from glan_utils.data import benchmarks
-from glan_utils.settings.evaluation import EvalSettings
+from glan_utils.evaluation.stats import wilson_interval
+from glan_utils.settings.evaluation import PROTOCOL_VARIANTS, EvalSettings, Protocol
 
 TEMPLATES = Path(__file__).resolve().parent / "tasks"
 
@@ -39,6 +40,43 @@ METRICS: dict[str, dict[str, str]] = {
         "ifeval_inst_loose": "inst_level_loose_acc,none",
     },
 }
+# The paper-protocol tasks report a generated, extracted answer.
+PAPER_METRICS: dict[str, dict[str, str]] = {
+    "gsm8k": {"gsm8k": "exact_match,flexible-extract"},
+    "math": {"math": "math_verify,none"},
+    "arc_easy": {"arc_easy": "exact_match,none"},
+    "arc_challenge": {"arc_challenge": "exact_match,none"},
+    "mmlu": {"mmlu": "exact_match,none"},
+}
+# What each protocol is, in words, printed beside every number.
+PROTOCOL_NOTES: dict[tuple[str, str], str] = {
+    ("gsm8k", "paper"): "0-shot CoT, last number extracted",
+    ("gsm8k", "lm_eval"): "8-shot CoT (lm-eval gsm8k-cot)",
+    ("math", "paper"): "0-shot, final answer checked by math-verify",
+    ("math", "lm_eval"): "Minerva 4-shot",
+    ("arc_easy", "paper"): "0-shot, generated letter extracted",
+    ("arc_easy", "lm_eval"): "0-shot log-likelihood (acc_norm)",
+    ("arc_challenge", "paper"): "0-shot, generated letter extracted",
+    ("arc_challenge", "lm_eval"): "0-shot log-likelihood (acc_norm)",
+    ("mmlu", "paper"): "0-shot, generated letter extracted",
+    ("mmlu", "lm_eval"): "5-shot log-likelihood",
+    ("humaneval", "paper"): "0-shot, pass@1 greedy",
+    ("mbpp", "lm_eval"): "0-shot pass@1 (paper: 3-shot; no offline exemplars)",
+    ("ifeval", "paper"): "0-shot, 4 accuracies",
+    ("bbh", "paper"): "3-shot CoT (lm-eval bbh_cot_fewshot), micro-average",
+}
+
+
+def template_name(benchmark: str, protocol: Protocol) -> str:
+    """The task template a benchmark runs under a protocol: `<name>_paper` where the paper's differs."""
+    return f"{benchmark}_paper" if protocol == "paper" and benchmark in PROTOCOL_VARIANTS else benchmark
+
+
+def metrics_for(benchmark: str, protocol: Protocol) -> dict[str, str]:
+    """Reported label -> lm-eval metric key for a benchmark under a protocol."""
+    if protocol == "paper" and benchmark in PAPER_METRICS:
+        return PAPER_METRICS[benchmark]
+    return METRICS[benchmark]
 
 
 @dataclass(frozen=True)
@@ -77,19 +115,26 @@ def lm_eval_tasks_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "tasks"
 
 
-def prepare_tasks(names: list[str], task_dir: Path, limit: int | None) -> list[str]:
-    """Materialise each benchmark's data, write its filled-in task YAML to `task_dir`; return task names."""
+def prepare_tasks(
+    names: list[str], task_dir: Path, limit: int | None, protocols: dict[str, Protocol] | None = None
+) -> list[str]:
+    """Materialise each benchmark's data, write its filled-in task YAML to `task_dir`; return task names.
+
+    `protocols` picks each benchmark's template (default: lm-eval's, `<name>.yaml`)."""
     task_dir.mkdir(parents=True, exist_ok=True)
+    tasks = []
     for name in names:
         if name not in benchmarks.BENCHMARKS:
             raise ConfigError(f"unknown benchmark {name!r}; choose from {', '.join(benchmarks.BENCHMARKS)}")
-        source = (TEMPLATES / f"{name}.yaml").read_text(encoding="utf-8")
+        template = template_name(name, (protocols or {}).get(name, "lm_eval"))
+        source = (TEMPLATES / f"{template}.yaml").read_text(encoding="utf-8")
         values = {"LM_EVAL_TASKS": str(lm_eval_tasks_dir())}
         for key in set(re.findall(r"\$\{(\w+)\}", source)) - set(values):
             bench, split = key.rsplit("_", 1)
             values[key] = str(benchmarks.materialize(bench, split, limit if split == "test" else None))
-        (task_dir / f"{name}.yaml").write_text(string.Template(source).substitute(values), encoding="utf-8")
-    return [f"glan_{name}" for name in names]
+        (task_dir / f"{template}.yaml").write_text(string.Template(source).substitute(values), encoding="utf-8")
+        tasks.append(f"glan_{template}")
+    return tasks
 
 
 def _use_offline_nltk_data() -> None:
@@ -105,7 +150,8 @@ def _use_offline_nltk_data() -> None:
 
 @dataclass(frozen=True)
 class BenchmarkScore:
-    """One measured number: a model's score on one benchmark metric, with its sample size and run time."""
+    """One measured number: a model's score on one benchmark metric under a protocol, with its sample size,
+    lm-eval's standard error, a 95% Wilson interval and the run time."""
 
     model: str
     benchmark: str
@@ -113,6 +159,36 @@ class BenchmarkScore:
     value: float
     n: int
     seconds: float
+    protocol: str = "lm_eval"
+    stderr: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    @property
+    def protocol_note(self) -> str:
+        """The protocol in words (`PROTOCOL_NOTES`)."""
+        base = self.benchmark.split("_")[0] if self.benchmark.startswith("ifeval") else self.benchmark
+        return PROTOCOL_NOTES.get((base, self.protocol), self.protocol)
+
+
+def _score(spec: ModelSpec, label: str, key: str, results: dict[str, Any], n: int, seconds: float, protocol: str):
+    """A BenchmarkScore from lm-eval's results for one metric key (its stderr key is `<metric>_stderr,<filter>`)."""
+    metric, filt = key.split(",")
+    stderr = results.get(f"{metric}_stderr,{filt}")
+    value = float(results[key])
+    low, high = wilson_interval(value, n)
+    return BenchmarkScore(
+        spec.name,
+        label,
+        metric,
+        value,
+        n,
+        seconds,
+        protocol,
+        float(stderr) if isinstance(stderr, int | float) else None,
+        low,
+        high,
+    )
 
 
 def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> list[BenchmarkScore]:
@@ -123,7 +199,8 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
 
     _use_offline_nltk_data()
     task_dir = out_dir / "tasks"
-    tasks = prepare_tasks(settings.benchmarks, task_dir, settings.limit)
+    protocols = {name: settings.protocol_of(name) for name in settings.benchmarks}
+    tasks = prepare_tasks(settings.benchmarks, task_dir, settings.limit, protocols)
     manager = TaskManager(include_path=str(task_dir))
     model_type, model_args = spec.lm_eval_args()
     lm = get_model(model_type)(**model_args, batch_size=settings.batch_size)
@@ -146,16 +223,17 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
         raw.parent.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps({"results": results, "configs": output["configs"]}, indent=1, default=str))
         scores += [
-            BenchmarkScore(spec.name, label, key.split(",")[0], float(results[key]), n, seconds)
-            for label, key in METRICS[name].items()
+            _score(spec, label, key, results, n, seconds, protocols[name])
+            for label, key in metrics_for(name, protocols[name]).items()
         ]
     return scores
 
 
 def save_scores(scores: list[BenchmarkScore], path: Path) -> Path:
-    """Write measured scores as a JSON list (one object per model x benchmark metric)."""
+    """Write measured scores as a JSON list (one object per model x benchmark metric, protocol in words)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([asdict(score) for score in scores], indent=1), encoding="utf-8")
+    rows = [asdict(score) | {"protocol_note": score.protocol_note} for score in scores]
+    path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
     return path
 
 
