@@ -9,10 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from glan_utils.core.errors import InputError
 from glan_utils.data import benchmarks
 from glan_utils.evaluation.code_eval import humaneval_program, mbpp_program, pass_at_1
 from glan_utils.evaluation.extract import INVALID, extract_choice
-from glan_utils.evaluation.harness import EvalSettings, ModelSpec, prepare_tasks, run_benchmarks
+from glan_utils.evaluation.harness import BenchmarkScore, EvalSettings, ModelSpec, prepare_tasks, run_benchmarks
+from glan_utils.evaluation.stats import wilson_interval
 from glan_utils.settings.evaluation import PROTOCOL_VARIANTS
 from glan_utils.testing.openai_server import Behavior, OpenAIServer
 
@@ -234,3 +236,60 @@ def test_glan_test_pairwise_cancels_position_bias(tmp_path, bias, quality, diffe
     assert (pairs.position_bias == bias).all()
     reference = summaries["reference_by_discipline"].set_index(["model", "discipline"])
     assert reference.loc[("tuned", "math"), "accuracy"] == 1.0 and reference.loc[("base", "math"), "accuracy"] == 0.0
+
+
+def test_bbh_runs_from_a_local_copy_and_is_skipped_without_one(tmp_path) -> None:
+    """BBH needs a local BIG-Bench-Hard folder; two tasks of it are scored 3-shot CoT and pooled by item."""
+    from glan_utils.evaluation.harness import bbh_status
+
+    assert bbh_status(EvalSettings()).startswith("BBH skipped")
+    bbh = tmp_path / "bbh"
+    bbh.mkdir()
+    for task, target in (("navigate", "Yes"), ("sports_understanding", "no")):
+        examples = [{"input": f"{task} example {i}?", "target": target} for i in range(4)]
+        (bbh / f"{task}.json").write_text(json.dumps({"examples": examples}))
+    settings = EvalSettings(benchmarks=["bbh"], limit=2, max_gen_toks=32, bbh_path=str(bbh))
+    assert "local copy" in bbh_status(settings)
+    with OpenAIServer(latency_s=0) as server:
+        server.script(*[Behavior("text", content="Step by step. So the answer is Yes.")] * 4)
+        spec = ModelSpec(name="api", base_url=server.base_url, model="fake-model")
+        [score] = run_benchmarks(spec, settings, tmp_path / "out")
+    assert (score.benchmark, score.n, score.value, score.protocol) == ("bbh", 4, 0.5, "paper")
+    with pytest.raises(InputError, match="no BBH task files"):
+        run_benchmarks(spec, settings.model_copy(update={"bbh_path": str(tmp_path)}), tmp_path / "x")
+
+
+def _fake_score(model: str, benchmark: str, value: float, n: int, protocol: str = "paper") -> BenchmarkScore:
+    low, high = wilson_interval(value, n)
+    return BenchmarkScore(model, benchmark, "exact_match", value, n, 1.0, protocol, None, low, high)
+
+
+def test_wilson_interval_is_wide_on_two_items() -> None:
+    low, high = wilson_interval(1.0, 2)
+    assert high == pytest.approx(1.0) and 0.3 < low < 0.4  # 2/2 correct is [34%, 100%], not [100%, 100%]
+    assert wilson_interval(0.5, 400)[1] - wilson_interval(0.5, 400)[0] < 0.1
+
+
+def test_comparison_table_marks_significance_and_hides_paper_numbers_off_protocol() -> None:
+    from glan_utils.views.eval_plots import benchmark_bars, comparison_table
+
+    scores = [
+        _fake_score("base", "arc_easy", 1.0, 2),
+        _fake_score("tuned", "arc_easy", 1.0, 2),
+        _fake_score("base", "gsm8k", 0.1, 200),
+        _fake_score("tuned", "gsm8k", 0.5, 200),
+        _fake_score("base", "mmlu", 0.3, 50, protocol="lm_eval"),
+        _fake_score("tuned", "mmlu", 0.4, 50, protocol="lm_eval"),
+    ]
+    table = comparison_table(scores)
+    assert table.loc["arc_easy", "n"] == 2 and table.loc["arc_easy", "base 95% CI"] == "34–100"
+    assert table.loc["arc_easy", "tuned vs base significant"] == "no"
+    assert table.loc["gsm8k", "tuned vs base significant"] == "yes (p < 0.05)"
+    assert table.loc["gsm8k", "GLAN-7B (paper)"] == 80.8 and pd.isna(table.loc["mmlu", "GLAN-7B (paper)"])
+    assert table.loc["mmlu", "protocol"] == "5-shot log-likelihood"
+    figure = benchmark_bars(scores)
+    measured = [trace for trace in figure.data if trace.name.endswith("(measured)")]
+    assert all(trace.error_y.array is not None for trace in measured)
+    paper = next(trace for trace in figure.data if trace.name == "GLAN-7B (paper)")
+    assert not any("mmlu" in label for label in paper.x), "no paper bar beside an off-protocol score"
+    assert any("n=2" in label for label in measured[0].x)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from glan_utils.core.errors import ConfigError, SetupError
+from glan_utils.core.errors import ConfigError, InputError, SetupError
 from glan_utils.data import benchmarks
 from glan_utils.evaluation.stats import wilson_interval
 from glan_utils.settings.evaluation import PROTOCOL_VARIANTS, EvalSettings, Protocol
@@ -137,6 +137,52 @@ def prepare_tasks(
     return tasks
 
 
+BBH_TEMPLATE = """# BBH {sub}, the paper's protocol: 3-shot chain of thought (lm-eval's bbh_cot_fewshot), local copy.
+include: {tasks}/bbh/cot_fewshot/{sub}.yaml
+task: glan_bbh_{sub}
+tag: []
+dataset_path: json
+dataset_name: null
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+"""
+
+
+def bbh_status(settings: EvalSettings) -> str:
+    """One line for the page: where BBH comes from, or that it was skipped and why."""
+    if not settings.bbh_path:
+        return (
+            "BBH skipped: no copy ships on PyPI and none is configured; set `evaluation.bbh_path` to a local "
+            "BIG-Bench-Hard `bbh/` folder (<task>.json files) and add 'bbh' to the benchmarks."
+        )
+    if "bbh" not in settings.benchmarks:
+        return f"BBH not run: `evaluation.bbh_path` is {settings.bbh_path}, but 'bbh' is not in the benchmarks."
+    return f"BBH from the local copy {settings.bbh_path} (3-shot CoT, micro-average over its tasks)."
+
+
+def prepare_bbh(bbh_path: str, task_dir: Path, limit: int | None) -> list[str]:
+    """Task YAMLs for each BBH task of the local copy that lm-eval knows; `limit` items per task, evenly spread."""
+    source = Path(bbh_path).expanduser()
+    known = {p.stem for p in (lm_eval_tasks_dir() / "bbh" / "cot_fewshot").glob("[!_]*.yaml")}
+    files = sorted(p for p in source.glob("*.json") if p.stem in known) if source.is_dir() else []
+    if not files:
+        raise InputError(f"evaluation.bbh_path {source}: no BBH task files (<task>.json, e.g. navigate.json) found")
+    task_dir.mkdir(parents=True, exist_ok=True)
+    tasks = []
+    for path in files:
+        examples = json.loads(path.read_text(encoding="utf-8"))["examples"]
+        step = max(len(examples) / limit, 1.0) if limit else 1.0
+        chosen = [examples[int(i * step)] for i in range(min(limit or len(examples), len(examples)))]
+        data = task_dir / f"bbh-{path.stem}.jsonl"
+        data.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in chosen), encoding="utf-8")
+        text = BBH_TEMPLATE.format(sub=path.stem, tasks=lm_eval_tasks_dir(), data=data)
+        (task_dir / f"bbh_{path.stem}.yaml").write_text(text, encoding="utf-8")
+        tasks.append(f"glan_bbh_{path.stem}")
+    return tasks
+
+
 def _use_offline_nltk_data() -> None:
     """IFEval's checker needs NLTK punkt_tab; the llama-index-core wheel ships it, so no download."""
     import nltk
@@ -199,18 +245,23 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
 
     _use_offline_nltk_data()
     task_dir = out_dir / "tasks"
-    protocols = {name: settings.protocol_of(name) for name in settings.benchmarks}
-    tasks = prepare_tasks(settings.benchmarks, task_dir, settings.limit, protocols)
+    names = [name for name in settings.benchmarks if name != "bbh"]
+    protocols = {name: settings.protocol_of(name) for name in names}
+    tasks = prepare_tasks(names, task_dir, settings.limit, protocols)
+    groups = [(name, [task]) for name, task in zip(names, tasks, strict=True)]
+    if "bbh" in settings.benchmarks and settings.bbh_path:
+        protocols["bbh"] = "paper"
+        groups.append(("bbh", prepare_bbh(settings.bbh_path, task_dir, settings.limit)))
     manager = TaskManager(include_path=str(task_dir))
     model_type, model_args = spec.lm_eval_args()
     lm = get_model(model_type)(**model_args, batch_size=settings.batch_size)
     gen_kwargs = {"max_gen_toks": settings.max_gen_toks} if settings.max_gen_toks else None
     scores = []
-    for name, task in zip(settings.benchmarks, tasks, strict=True):
+    for name, group in groups:
         start = time.perf_counter()
         output = simple_evaluate(
             model=lm,
-            tasks=[task],
+            tasks=group,
             task_manager=manager,
             gen_kwargs=gen_kwargs,
             apply_chat_template=spec.chat,
@@ -218,15 +269,24 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
             log_samples=False,
         )
         seconds = time.perf_counter() - start
-        results, n = output["results"][task], output["n-samples"][task]["effective"]
+        results, n = _pooled(output, group)
         raw = out_dir / "lm_eval" / spec.name / f"{name}.json"
         raw.parent.mkdir(parents=True, exist_ok=True)
-        raw.write_text(json.dumps({"results": results, "configs": output["configs"]}, indent=1, default=str))
-        scores += [
-            _score(spec, label, key, results, n, seconds, protocols[name])
-            for label, key in metrics_for(name, protocols[name]).items()
-        ]
+        raw.write_text(json.dumps({"results": output["results"], "configs": output["configs"]}, indent=1, default=str))
+        metrics = {"bbh": "exact_match,get-answer"} if name == "bbh" else metrics_for(name, protocols[name])
+        scores += [_score(spec, label, key, results, n, seconds, protocols[name]) for label, key in metrics.items()]
     return scores
+
+
+def _pooled(output: dict[str, Any], tasks: list[str]) -> tuple[dict[str, Any], int]:
+    """One task's results and n; for several (BBH's tasks) the micro-average of each metric over all items."""
+    if len(tasks) == 1:
+        return output["results"][tasks[0]], output["n-samples"][tasks[0]]["effective"]
+    sizes = {task: output["n-samples"][task]["effective"] for task in tasks}
+    keys = [k for k, v in output["results"][tasks[0]].items() if isinstance(v, int | float) and "_stderr" not in k]
+    total = sum(sizes.values())
+    pooled = {k: sum(output["results"][t][k] * sizes[t] for t in tasks) / total for k in keys}
+    return pooled, total
 
 
 def save_scores(scores: list[BenchmarkScore], path: Path) -> Path:

@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from trl import SFTConfig, SFTTrainer
 
 from glan_utils.core.errors import InputError, SetupError
+from glan_utils.data.run_card import card_section, write_run_card
 from glan_utils.evaluation.loss_gap import loss_gap, mean_token_loss  # noqa: F401  (moved; old import path)
 from glan_utils.llm import embedded
 from glan_utils.settings import FinetuneSettings
@@ -246,7 +247,8 @@ def train(
 
 
 def model_card(settings: FinetuneSettings, result: TrainResult, run_dir: Path) -> str:
-    """A Hugging Face style card: base model, data set (linked to its card), hyper-parameters, losses."""
+    """A Hugging Face style card: base model, data set (linked to its card), hyper-parameters, losses, and the run
+    card (`data/run_card.py`), so a published model says exactly how its data were made."""
     params = "\n".join(f"| {k} | {v} |" for k, v in settings.model_dump().items())
     loss = "\n".join(
         f"| {name} | {value:.4f} |"
@@ -280,4 +282,6 @@ Response-only supervised fine-tuning (GLAN paper §3) on the GLAN data set of ru
 | setting | value |
 |---|---|
 {params}
+
+{card_section(write_run_card(run_dir))}
 """
