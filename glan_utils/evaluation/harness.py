@@ -150,6 +150,11 @@ test_split: test
 """
 
 
+def notebook_eval_settings(settings: EvalSettings, **parameters: Any) -> EvalSettings:
+    """The run's evaluation settings with a notebook's parameters applied (None is a value here: limit=None = all)."""
+    return EvalSettings.model_validate(settings.model_dump() | parameters)
+
+
 def bbh_status(settings: EvalSettings) -> str:
     """One line for the page: where BBH comes from, or that it was skipped and why."""
     if not settings.bbh_path:

@@ -14,8 +14,9 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from glan_utils.evaluation.harness import BenchmarkScore
+from glan_utils.evaluation.harness import PROTOCOL_NOTES, BenchmarkScore
 from glan_utils.evaluation.stats import difference_p_value
+from glan_utils.settings.evaluation import EvalSettings
 
 PUBLISHED: dict[str, dict[str, float]] = {
     "Mistral-7B": {
@@ -165,7 +166,8 @@ def benchmark_radar(table: pd.DataFrame) -> go.Figure:
 
 
 def discipline_heatmap(summary: pd.DataFrame) -> go.Figure:
-    """GLAN-Test mean judge score per discipline (rows) and model (columns)."""
+    """GLAN-Test, reference view: mean judge score per discipline (rows) and model (columns), each answer graded
+    against the generator's unverified answer."""
     grid = summary.pivot(index="discipline", columns="model", values="score")
     return px.imshow(
         grid,
@@ -174,7 +176,7 @@ def discipline_heatmap(summary: pd.DataFrame) -> go.Figure:
         zmax=10,
         color_continuous_scale="Viridis",
         aspect="auto",
-        title="GLAN-Test: mean judge score (1-10) per discipline",
+        title="GLAN-Test, reference view: mean judge score (1-10) vs the generator's answer",
     )
 
 
@@ -207,3 +209,54 @@ def loss_gap_plot(gaps: pd.DataFrame) -> go.Figure:
         title="Loss gap Δ% = (L_test − L_ref) / L_test with 95% bootstrap intervals",
         yaxis={"title": "Δ% (an interval spanning 0 is no signal)"},
     )
+
+
+def protocol_table(settings: EvalSettings) -> pd.DataFrame:
+    """The protocol each configured benchmark runs under, in words, and whether the paper's number is shown:
+    the notebook displays it so every deviation from the paper's protocol is on the page."""
+    rows = []
+    for benchmark in settings.benchmarks:
+        protocol = "paper" if benchmark == "bbh" else settings.protocol_of(benchmark)
+        rows.append(
+            {
+                "benchmark": benchmark,
+                "protocol": protocol,
+                "what": PROTOCOL_NOTES.get((benchmark, protocol), protocol),
+                "paper number shown": "yes" if protocol == "paper" and benchmark in PUBLISHED["GLAN-7B"] else "no",
+            }
+        )
+    return pd.DataFrame(rows).set_index("benchmark")
+
+
+def pairwise_plot(summary: pd.DataFrame) -> go.Figure:
+    """GLAN-Test the paper's way: per discipline, the judge's score difference (second − first model, 1-10 scale,
+    both orders averaged) with its 95% bootstrap interval; a bar whose interval spans 0 is no difference."""
+    figure = go.Figure()
+    for pair, mine in summary.groupby("pair", sort=False):
+        figure.add_bar(
+            x=mine.discipline + " (n=" + mine.n.astype(str) + ")",
+            y=mine.difference,
+            name=pair,
+            error_y={
+                "type": "data",
+                "array": mine.ci_high - mine.difference,
+                "arrayminus": mine.difference - mine.ci_low,
+            },
+        )
+    return figure.update_layout(
+        barmode="group",
+        title="GLAN-Test pairwise: score difference per discipline (both orders), 95% intervals",
+        yaxis={"title": "Δ judge score (1-10 scale)"},
+    )
+
+
+def glan_test_figures(summaries: dict[str, pd.DataFrame], plots: Path) -> dict[str, go.Figure]:
+    """The GLAN-Test figures the summaries allow (pairwise first, the reference view second), each saved."""
+    figures = {}
+    if "pairwise_by_discipline" in summaries and len(summaries["pairwise_by_discipline"]):
+        figures["glan_test_pairwise"] = pairwise_plot(summaries["pairwise_by_discipline"])
+    if "reference_by_discipline" in summaries and len(summaries["reference_by_discipline"]):
+        figures["glan_test_heatmap"] = discipline_heatmap(summaries["reference_by_discipline"])
+    for name, figure in figures.items():
+        save_figure(figure, plots / f"{name}.html")
+    return figures
