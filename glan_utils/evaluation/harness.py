@@ -222,7 +222,9 @@ class BenchmarkScore:
         return PROTOCOL_NOTES.get((base, self.protocol), self.protocol)
 
 
-def _score(spec: ModelSpec, label: str, key: str, results: dict[str, Any], n: int, seconds: float, protocol: str):
+def _score(
+    spec: ModelSpec, label: str, key: str, results: dict[str, Any], n: int, seconds: float, protocol: str
+) -> BenchmarkScore:
     """A BenchmarkScore from lm-eval's results for one metric key (its stderr key is `<metric>_stderr,<filter>`)."""
     metric, filt = key.split(",")
     stderr = results.get(f"{metric}_stderr,{filt}")
@@ -277,7 +279,8 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
         results, n = _pooled(output, group)
         raw = out_dir / "lm_eval" / spec.name / f"{name}.json"
         raw.parent.mkdir(parents=True, exist_ok=True)
-        raw.write_text(json.dumps({"results": output["results"], "configs": output["configs"]}, indent=1, default=str))
+        record = {"results": results, "per_task": output["results"], "configs": output["configs"]}
+        raw.write_text(json.dumps(record, indent=1, default=str))
         metrics = {"bbh": "exact_match,get-answer"} if name == "bbh" else metrics_for(name, protocols[name])
         scores += [_score(spec, label, key, results, n, seconds, protocols[name]) for label, key in metrics.items()]
     return scores
