@@ -90,7 +90,13 @@ def test_run_card_has_hashes_scores_and_no_secrets(tmp_path: Path) -> None:
     (run_dir / "taxonomy.jsonl").write_text('{"id": "t1"}\n{"id": "t2"}\n')
     (run_dir / "reviews").mkdir()
     (run_dir / "reviews" / "alice.json").write_text("{}")
+    model_dir = run_dir / "finetune" / "cpu-demo"
+    model_dir.mkdir(parents=True)
+    (model_dir / "README.md").write_text("# A fine-tune\n")
+    (model_dir / "train_result.json").write_text('{"steps": 4}')
     card = refresh_cards(run_dir)
+    assert card["finetune"] == {"cpu-demo": {"steps": 4}}
+    assert START in (model_dir / "README.md").read_text(), "the model card embeds the run card"
     text = (run_dir / "run_card.json").read_text()
     assert "sk-secret" not in text and "pw@" not in text
     assert card["models_and_endpoints"]["llm.base_url"] == "http://127.0.0.1/v1"
