@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from browser.chromium import browser_page
 from browser.jupyter import jupyter_lab
-from browser.runs import make_report_run
+from browser.runs import make_findings_run, make_report_run
 from browser.trees import paper_tree, write_yaml
 
 from glan_utils.app.report import render_report
@@ -190,6 +190,27 @@ def test_report_draws_plotly_figures_offline(tmp_path: Path) -> None:
     report = render_report(make_report_run(tmp_path / "outputs" / "demo"))
     with browser_page() as page:
         page.goto(report.as_uri())
-        page.wait_for_selector(".plotly .main-svg", timeout=30_000)
+        page.wait_for_selector(".plotly .main-svg", state="attached", timeout=30_000)  # in a collapsed section
         assert page.locator(".js-plotly-plot").count() == 2
-        assert page.locator("text=Data set card").count() == 1
+        assert page.locator("summary", has_text="Data set card").count() == 1
+
+
+def test_report_first_screen_draws_the_findings(tmp_path: Path) -> None:
+    """The first screen (1280x900) shows the four findings figures drawn (SVG marks, not empty divs) and the
+    benchmark table with intervals; the rest is collapsed. The screenshot is kept beside the report."""
+    report = render_report(make_findings_run(tmp_path / "outputs" / "demo"))
+    with browser_page() as page:
+        page.goto(report.as_uri())
+        page.wait_for_selector(".glan-finding .main-svg", timeout=30_000)
+        for name in ("coverage", "removed", "mix", "benchmarks"):
+            finding = page.locator(f'.glan-finding[data-finding="{name}"]')
+            marks = finding.locator("path.surface, .bars path, g.slice path")
+            assert marks.count() > 0, f"{name}: nothing drawn"
+            box = finding.bounding_box()
+            assert box and box["y"] + box["height"] / 2 < 900, f"{name} is below the first screen"
+        table = page.locator("table.glan-benchmarks")
+        assert table.bounding_box()["y"] < 900 and "95% CI" in table.inner_text()
+        assert page.locator("details.glan-fold[open]").count() == 0
+        assert not page.locator("summary", has_text="Configuration").first.evaluate("e => e.parentElement.open")
+        page.screenshot(path=str(report.parent / "report_first_screen.png"))
+    assert (report.parent / "report_first_screen.png").stat().st_size > 10_000

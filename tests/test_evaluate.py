@@ -6,11 +6,16 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from glan_utils.core.errors import InputError
 from glan_utils.data import benchmarks
 from glan_utils.evaluation.code_eval import humaneval_program, mbpp_program, pass_at_1
-from glan_utils.evaluation.harness import EvalSettings, ModelSpec, prepare_tasks, run_benchmarks
+from glan_utils.evaluation.extract import INVALID, extract_choice
+from glan_utils.evaluation.harness import BenchmarkScore, EvalSettings, ModelSpec, prepare_tasks, run_benchmarks
+from glan_utils.evaluation.stats import wilson_interval
+from glan_utils.settings.evaluation import PROTOCOL_VARIANTS
 from glan_utils.testing.openai_server import Behavior, OpenAIServer
 
 
@@ -33,6 +38,8 @@ def test_code_scoring_passes_reference_and_fails_wrong_code() -> None:
 def test_prepare_tasks_fills_every_template(tmp_path) -> None:
     names = prepare_tasks(list(benchmarks.BENCHMARKS), tmp_path, limit=2)
     assert names == [f"glan_{name}" for name in benchmarks.BENCHMARKS]
+    paper = prepare_tasks(list(PROTOCOL_VARIANTS), tmp_path, 2, dict.fromkeys(PROTOCOL_VARIANTS, "paper"))
+    assert paper == [f"glan_{name}_paper" for name in PROTOCOL_VARIANTS]
     for path in tmp_path.glob("*.yaml"):
         text = path.read_text()
         assert "${" not in text
@@ -40,12 +47,50 @@ def test_prepare_tasks_fills_every_template(tmp_path) -> None:
     assert len(data.read_text().splitlines()) == 2
 
 
-def _score(server: OpenAIServer, benchmark: str, content: str, out: Path) -> float:
+def _score(server: OpenAIServer, benchmark: str, content: str, out: Path, protocol: str = "paper") -> float:
     server.script(Behavior("text", content=content))
     spec = ModelSpec(name="api", base_url=server.base_url, model="fake-model")
-    [score] = run_benchmarks(spec, EvalSettings(benchmarks=[benchmark], limit=1, max_gen_toks=64), out)
-    assert score.n == 1
+    settings = EvalSettings(benchmarks=[benchmark], limit=1, max_gen_toks=64, protocol=protocol)
+    [score] = run_benchmarks(spec, settings, out)
+    assert score.n == 1 and score.protocol == settings.protocol_of(benchmark)
+    assert score.ci_low <= score.value <= score.ci_high
     return score.value
+
+
+def test_choice_extraction_rules() -> None:
+    labels, texts = ["A", "B", "C", "D"], ["dog", "cat", "bird", "fish"]
+    assert extract_choice("A good question. The answer is (C).", labels, texts) == "C"
+    assert extract_choice("B. Because cats purr.", labels, texts) == "B"
+    assert extract_choice("I think it is a fish.", labels, texts) == "D"
+    assert extract_choice("Either dog or cat.", labels, texts) == INVALID
+    assert extract_choice("", labels, texts) == INVALID
+
+
+def test_paper_protocol_scores_generated_answers(tmp_path) -> None:
+    """ARC, MMLU, GSM8K and MATH under the paper protocol: 0-shot, the generated answer extracted and checked."""
+    arc = next(benchmarks.iter_items("arc_easy")).extra
+    wrong_arc = next(label for label in arc["choices"]["label"] if label != arc["answerKey"])
+    mmlu = benchmarks.materialize("mmlu", "test", 1).read_text().splitlines()[0]
+    gold_mmlu = "ABCD"[json.loads(mmlu)["answer"]]
+    gold_math = next(benchmarks.iter_items("math")).answer
+    with OpenAIServer(latency_s=0) as server:
+        assert _score(server, "arc_easy", f"The answer is {arc['answerKey']}.", tmp_path / "a1") == 1.0
+        assert _score(server, "arc_easy", f"The answer is {wrong_arc}.", tmp_path / "a2") == 0.0
+        assert _score(server, "mmlu", f"{gold_mmlu}. That one.", tmp_path / "u1") == 1.0
+        assert _score(server, "mmlu", "I cannot tell.", tmp_path / "u2") == 0.0
+        assert _score(server, "math", f"So we get $\\boxed{{{gold_math}}}$.", tmp_path / "m1") == 1.0
+        assert _score(server, "math", "So we get $\\boxed{-17.5}$.", tmp_path / "m2") == 0.0
+        assert _score(server, "gsm8k", "9 eggs at $2 each make 18", tmp_path / "g1") == 1.0
+    configs = json.loads((tmp_path / "g1" / "lm_eval" / "api" / "gsm8k.json").read_text())["configs"]
+    [config] = configs.values()
+    assert config["num_fewshot"] == 0 and config["output_type"] == "generate_until"
+
+
+def test_lm_eval_protocol_keeps_the_harness_defaults(tmp_path) -> None:
+    with OpenAIServer(latency_s=0) as server:
+        assert _score(server, "gsm8k", "The answer is 18.", tmp_path / "g", protocol="lm_eval") == 1.0
+    [config] = json.loads((tmp_path / "g" / "lm_eval" / "api" / "gsm8k.json").read_text())["configs"].values()
+    assert config["num_fewshot"] == 8
 
 
 def test_gsm8k_and_mbpp_score_right_and_wrong_answers(tmp_path) -> None:
@@ -69,7 +114,8 @@ def test_multiple_choice_is_the_argmax_of_choice_logprobs(tmp_path) -> None:
 
     path, gguf = next(iter(smol.submodule_search_locations)), "SmolLM2-135M-Instruct.Q4_1.gguf"
     spec = ModelSpec(name="smol", path=path, gguf_file=gguf, chat=False)
-    [acc] = [s for s in run_benchmarks(spec, EvalSettings(benchmarks=["arc_easy"], limit=1), tmp_path)]
+    settings = EvalSettings(benchmarks=["arc_easy"], limit=1, protocol="lm_eval")
+    [acc] = [s for s in run_benchmarks(spec, settings, tmp_path)]
     item = next(benchmarks.iter_items("arc_easy"))
     tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf)
     model = AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf)
@@ -82,7 +128,7 @@ def test_multiple_choice_is_the_argmax_of_choice_logprobs(tmp_path) -> None:
             logprobs = model(torch.tensor([ids])).logits.log_softmax(-1)[0]
         scores.append(sum(logprobs[i - 1, ids[i]].item() for i in range(len(ctx_ids), len(ids))) / len(choice))
     expected = float(item.choices[max(range(len(scores)), key=scores.__getitem__)] == item.answer)
-    assert acc.metric == "acc_norm" and acc.value == expected
+    assert acc.metric == "acc_norm" and acc.value == expected and acc.protocol == "lm_eval"
 
 
 def test_glan_test_judges_each_question_per_discipline(tmp_path) -> None:
@@ -133,3 +179,117 @@ def test_math_humaneval_and_ifeval_run_offline_and_score(tmp_path) -> None:
         scores = run_benchmarks(spec, EvalSettings(benchmarks=["ifeval"], limit=1), tmp_path / "i")
     assert {s.metric for s in scores} >= {"prompt_level_strict_acc", "inst_level_loose_acc"}
     assert all(s.n == 1 and 0.0 <= s.value <= 1.0 for s in scores)
+
+
+def _judge_responder(bias: int, quality: int) -> object:
+    """A fake judge (and two fake models): it scores an answer containing GOOD `quality` points higher, and the
+    answer shown first `bias` points higher; models `good-model` and `bad-model` answer accordingly."""
+
+    def respond(body: dict) -> str:
+        text = body["messages"][-1]["content"]
+        if "Answer of assistant 1" in text:
+            one, two = text.split("Answer of assistant 1:")[1].split("Answer of assistant 2:")
+            scores = [3 + bias + quality * ("GOOD" in one), 3 + quality * ("GOOD" in two)]
+            return json.dumps({"score_1": min(scores[0], 10), "score_2": min(scores[1], 10), "reason": "fake"})
+        if "Student answer" in text:
+            return json.dumps({"score": 5, "correct": "GOOD" in text.split("Student answer")[1], "reason": "fake"})
+        return "GOOD answer" if body["model"] == "good-model" else "bad answer"
+
+    return respond
+
+
+@pytest.mark.parametrize(("bias", "quality", "difference"), [(2, 4, 4.0), (3, 0, 0.0)])
+def test_glan_test_pairwise_cancels_position_bias(tmp_path, bias, quality, difference) -> None:
+    """Both orders are judged: a judge that favours position 1 moves neither model; a better answer wins."""
+    from glan_utils.evaluation.judge import glan_test_report
+    from glan_utils.settings import load_settings
+
+    models = ["fake-model", "good-model", "bad-model"]
+    with OpenAIServer(models=models, latency_s=0, responder=_judge_responder(bias, quality)) as server:
+        overrides = {
+            "output_dir": str(tmp_path / "out"),
+            "llm.base_url": server.base_url,
+            "llm.model": "fake-model",
+            "llm.cache_path": str(tmp_path / "cache.db"),
+            "evaluation.judge_max_tokens": 48,
+        }
+        settings = load_settings(None, overrides, environ={})
+        dataset = settings.run_dir / "dataset"
+        dataset.mkdir(parents=True)
+        rows = [
+            {"id": f"q{i}", "discipline": d, "difficulty": "basic", "question": f"Q{i}?", "answer": "GOOD"}
+            for i, d in enumerate(["math", "math", "physics"])
+        ]
+        (dataset / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        specs = [
+            ModelSpec(name="base", base_url=server.base_url, model="bad-model"),
+            ModelSpec(name="tuned", base_url=server.base_url, model="good-model"),
+        ]
+        summaries = glan_test_report(specs, settings, tmp_path / "eval")
+        assert server.count == 6 + 6 + 6  # answers, reference verdicts, pairwise verdicts in both orders
+        answer_calls = [r for r in server.requests if r["messages"][-1]["content"] == "Q0?"]
+        assert {r["max_tokens"] for r in answer_calls} == {48}, "answers use evaluation.judge_max_tokens"
+    [overall] = summaries["pairwise_overall"].to_dict("records")
+    assert overall["pair"] == "tuned vs base" and overall["n"] == 3
+    assert overall["difference"] == difference and overall["significant"] == (difference != 0)
+    pairs = pd.read_json(tmp_path / "eval" / "glan_test_pairwise.jsonl", lines=True)
+    assert (pairs.position_bias == bias).all()
+    reference = summaries["reference_by_discipline"].set_index(["model", "discipline"])
+    assert reference.loc[("tuned", "math"), "accuracy"] == 1.0 and reference.loc[("base", "math"), "accuracy"] == 0.0
+
+
+def test_bbh_runs_from_a_local_copy_and_is_skipped_without_one(tmp_path) -> None:
+    """BBH needs a local BIG-Bench-Hard folder; two tasks of it are scored 3-shot CoT and pooled by item."""
+    from glan_utils.evaluation.harness import bbh_status
+
+    assert bbh_status(EvalSettings()).startswith("BBH skipped")
+    bbh = tmp_path / "bbh"
+    bbh.mkdir()
+    for task, target in (("navigate", "Yes"), ("sports_understanding", "no")):
+        examples = [{"input": f"{task} example {i}?", "target": target} for i in range(4)]
+        (bbh / f"{task}.json").write_text(json.dumps({"examples": examples}))
+    settings = EvalSettings(benchmarks=["bbh"], limit=2, max_gen_toks=32, bbh_path=str(bbh))
+    assert "local copy" in bbh_status(settings)
+    with OpenAIServer(latency_s=0) as server:
+        server.script(*[Behavior("text", content="Step by step. So the answer is Yes.")] * 4)
+        spec = ModelSpec(name="api", base_url=server.base_url, model="fake-model")
+        [score] = run_benchmarks(spec, settings, tmp_path / "out")
+    assert (score.benchmark, score.n, score.value, score.protocol) == ("bbh", 4, 0.5, "paper")
+    with pytest.raises(InputError, match="no BBH task files"):
+        run_benchmarks(spec, settings.model_copy(update={"bbh_path": str(tmp_path)}), tmp_path / "x")
+
+
+def _fake_score(model: str, benchmark: str, value: float, n: int, protocol: str = "paper") -> BenchmarkScore:
+    low, high = wilson_interval(value, n)
+    return BenchmarkScore(model, benchmark, "exact_match", value, n, 1.0, protocol, None, low, high)
+
+
+def test_wilson_interval_is_wide_on_two_items() -> None:
+    low, high = wilson_interval(1.0, 2)
+    assert high == pytest.approx(1.0) and 0.3 < low < 0.4  # 2/2 correct is [34%, 100%], not [100%, 100%]
+    assert wilson_interval(0.5, 400)[1] - wilson_interval(0.5, 400)[0] < 0.1
+
+
+def test_comparison_table_marks_significance_and_hides_paper_numbers_off_protocol() -> None:
+    from glan_utils.views.eval_plots import benchmark_bars, comparison_table
+
+    scores = [
+        _fake_score("base", "arc_easy", 1.0, 2),
+        _fake_score("tuned", "arc_easy", 1.0, 2),
+        _fake_score("base", "gsm8k", 0.1, 200),
+        _fake_score("tuned", "gsm8k", 0.5, 200),
+        _fake_score("base", "mmlu", 0.3, 50, protocol="lm_eval"),
+        _fake_score("tuned", "mmlu", 0.4, 50, protocol="lm_eval"),
+    ]
+    table = comparison_table(scores)
+    assert table.loc["arc_easy", "n"] == 2 and table.loc["arc_easy", "base 95% CI"] == "34–100"
+    assert table.loc["arc_easy", "tuned vs base significant"] == "no"
+    assert table.loc["gsm8k", "tuned vs base significant"] == "yes (p < 0.05)"
+    assert table.loc["gsm8k", "GLAN-7B (paper)"] == 80.8 and pd.isna(table.loc["mmlu", "GLAN-7B (paper)"])
+    assert table.loc["mmlu", "protocol"] == "5-shot log-likelihood"
+    figure = benchmark_bars(scores)
+    measured = [trace for trace in figure.data if trace.name.endswith("(measured)")]
+    assert all(trace.error_y.array is not None for trace in measured)
+    paper = next(trace for trace in figure.data if trace.name == "GLAN-7B (paper)")
+    assert not any("mmlu" in label for label in paper.x), "no paper bar beside an off-protocol score"
+    assert any("n=2" in label for label in measured[0].x)

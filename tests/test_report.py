@@ -48,3 +48,69 @@ def test_report_can_show_code_and_write_elsewhere(run_dir: Path, tmp_path: Path)
 def test_missing_run_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such run"):
         render_report(tmp_path / "nope")
+
+
+def test_report_leads_with_findings_and_folds_the_rest(tmp_path: Path) -> None:
+    from browser.runs import make_findings_run
+
+    html = render_report(make_findings_run(tmp_path / "outputs" / "demo")).read_text(encoding="utf-8")
+    first_fold = html.index('<details class="glan-fold">')
+    findings = html[:first_fold]
+    assert "12 kept" in findings and "glan-benchmarks" in findings
+    assert findings.count('data-finding="') == 4 and 'class="glan-finding glan-missing"' not in findings
+    assert "0-shot, generated letter extracted" in findings and "95% CI" in findings
+    assert html.count("<details") == html.count("</details>") >= 6
+    for title in ("Stages and cost", "Run card", "Prompts", "Configuration", "Data set card", "Notebook 01_tiny"):
+        assert f"<summary>{title}" in html[first_fold:], title
+
+
+def test_findings_say_what_is_missing_instead_of_empty_boxes(run_dir: Path) -> None:
+    html = render_report(run_dir).read_text(encoding="utf-8")
+    findings = html[: html.index('<details class="glan-fold">')]
+    assert findings.count('class="glan-finding glan-missing"') == 4 and "no evaluation yet" in findings
+    assert "BBH skipped" in findings
+
+
+def test_run_card_has_hashes_scores_and_no_secrets(tmp_path: Path) -> None:
+    import json
+
+    from browser.runs import make_findings_run
+
+    from glan_utils.data.run_card import END, START, refresh_cards
+    from glan_utils.runs.store import RunStore
+
+    run_dir = make_findings_run(tmp_path / "outputs" / "demo")
+    RunStore(run_dir).write_config(
+        {
+            "seed": 7,
+            "llm": {"model": "fake-model", "base_url": "http://user:pw@127.0.0.1:9/v1", "api_key": "sk-secret"},
+            "dataset": {"export": {"seed": 3}},
+        }
+    )
+    (run_dir / "taxonomy.jsonl").write_text('{"id": "t1"}\n{"id": "t2"}\n')
+    (run_dir / "reviews").mkdir()
+    (run_dir / "reviews" / "alice.json").write_text("{}")
+    model_dir = run_dir / "finetune" / "cpu-demo"
+    model_dir.mkdir(parents=True)
+    (model_dir / "README.md").write_text("# A fine-tune\n")
+    (model_dir / "train_result.json").write_text('{"steps": 4}')
+    card = refresh_cards(run_dir)
+    assert card["finetune"] == {"cpu-demo": {"steps": 4}}
+    assert START in (model_dir / "README.md").read_text(), "the model card embeds the run card"
+    text = (run_dir / "run_card.json").read_text()
+    assert "sk-secret" not in text and "pw@" not in text
+    assert card["models_and_endpoints"]["llm.base_url"] == "http://127.0.0.1/v1"
+    assert card["seeds"] == {"seed": 7, "dataset.export.seed": 3}
+    assert card["taxonomy"]["nodes"] == 2 and set(card["taxonomy"]["reviews"]) == {"alice.json"}
+    assert card["prompts"]["questions"] and card["prompts"]["judge_pairwise"]
+    assert card["data"]["kept"] == 12 and card["costs"]["answers"]["calls"] == 3
+    assert {(s["model"], s["benchmark"], s["protocol"]) for s in card["evaluation"]["benchmarks"]} >= {
+        ("tuned", "arc_easy", "paper")
+    }
+    readme = (run_dir / "dataset" / "README.md").read_text()
+    assert readme.count(START) == 1 and readme.index(START) < readme.index(END)
+    refresh_cards(run_dir)  # a second refresh replaces the section, never appends a second one
+    readme = (run_dir / "dataset" / "README.md").read_text()
+    assert readme.count(START) == 1
+    embedded = json.loads(readme.split("```json\n", 1)[1].split("\n```", 1)[0])
+    assert embedded["data"]["kept"] == 12 and embedded["schema"] == card["schema"]

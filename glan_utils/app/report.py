@@ -1,13 +1,18 @@
 """Summaries of a run (stage status, record counts, cost) and its one-page, offline HTML report.
 
-The report merges the run's executed notebooks into one notebook, prefixed with the stage/cost table, the
-`config.yaml` snapshot and the data set card, and exports it once with nbconvert. Plotly figures are stored
-in notebooks as JSON only (`application/vnd.plotly.v1+json`, which static HTML cannot show), so each becomes a
-`Plotly.newPlot` div, and plotly.js is inlined once in the page head: the file works offline and can be sent.
+The report opens with one screen of findings (`app/findings.py`: pairs generated and kept, cost, removed by
+reason, coverage, difficulty and question-type mix, benchmarks with intervals); below it, collapsed, the
+stage/cost table, the run card, the prompts, the `config.yaml` snapshot, the data set card and each of the run's
+executed notebooks. It is one merged notebook exported once with nbconvert; a cell whose metadata has
+`glan_fold` opens a collapsed `<details>` section (closing the previous one) in the page template. Plotly
+figures are stored in notebooks as JSON only (`application/vnd.plotly.v1+json`, which static HTML cannot show), so
+each becomes a `Plotly.newPlot` div, and plotly.js is inlined once in the page head: the file works offline and
+can be sent.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -19,7 +24,9 @@ from jinja2 import DictLoader
 from nbconvert import HTMLExporter
 from plotly.offline import get_plotlyjs
 
+from glan_utils.app.findings import FINDINGS_CSS, findings_html, headline
 from glan_utils.core.errors import InputError
+from glan_utils.data.run_card import build_run_card
 from glan_utils.llm.ledger import read_ledger
 from glan_utils.runs.store import RunStore, is_alive
 
@@ -31,6 +38,20 @@ _TEMPLATE_SOURCE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js -%}<script type="text/javascript">{{ resources.plotly_js }}</script>{%- endblock -%}
 {%- block html_head_js_mathjax -%}{%- endblock -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock -%}
+{%- block any_cell scoped -%}
+{%- if cell.metadata.glan_fold -%}
+{%- if cell.metadata.glan_fold_close %}</details>{% endif -%}
+<details class="glan-fold"><summary>{{ cell.metadata.glan_fold | e }}</summary>
+{%- endif -%}
+{{ super() }}
+{%- endblock any_cell -%}
+{% block body_footer %}
+{%- if nb.metadata.glan_folds %}</details>{% endif -%}
+<script>document.querySelectorAll("details.glan-fold").forEach(d => d.addEventListener("toggle", () =>
+  d.querySelectorAll(".js-plotly-plot").forEach(p => window.Plotly && Plotly.Plots.resize(p))));</script>
+</main>
+</body>
+{% endblock body_footer %}
 """
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 
@@ -122,19 +143,38 @@ def _card_markdown(card: str) -> str:
     return f"```yaml\n{match.group(1)}\n```\n\n{card[match.end() :]}"
 
 
+def _fold(cell: nbformat.NotebookNode, title: str) -> nbformat.NotebookNode:
+    """Mark `cell` as the first of a collapsed section titled `title`."""
+    cell.metadata["glan_fold"] = title
+    return cell
+
+
+def _findings_cells(run_dir: Path) -> list[nbformat.NotebookNode]:
+    """The first screen: title, the headline sentence, and the figures and benchmark table as one HTML output."""
+    figures = nbformat.v4.new_code_cell("findings", execution_count=None)
+    figures.metadata["transient"] = {"remove_source": True}
+    html = FINDINGS_CSS + findings_html(run_dir)
+    figures.outputs = [nbformat.v4.new_output("display_data", data={"text/html": html})]
+    title = nbformat.v4.new_markdown_cell(f"# GLAN run report: `{run_dir.name}`\n\n{headline(run_dir)}")
+    return [title, figures]
+
+
 def _summary_cells(run_dir: Path) -> list[nbformat.NotebookNode]:
     md = nbformat.v4.new_markdown_cell
     cells = [
-        md(f"# GLAN run report: `{run_dir.name}`\n\nTotal: {totals_line(run_dir)}."),
-        md(f"## Stages and cost\n\n{markdown_table(run_table(run_dir))}"),
+        _fold(md(f"Total: {totals_line(run_dir)}.\n\n{markdown_table(run_table(run_dir))}"), "Stages and cost"),
     ]
+    card = build_run_card(run_dir)
+    cells.append(_fold(md(f"```json\n{json.dumps(card, indent=1, default=str)}\n```"), "Run card (run_card.json)"))
+    prompts = pd.DataFrame(list(card["prompts"].items()), columns=["prompt", "sha256 (12)"])
+    cells.append(_fold(md(markdown_table(prompts)), "Prompts (template hashes)"))
     config = run_dir / "config.yaml"
     if config.exists():
         text = config.read_text(encoding="utf-8")
-        cells.append(md(f"## Configuration (`config.yaml`)\n\n```yaml\n{text}```"))
-    card = run_dir / "dataset" / "README.md"
-    if card.exists():
-        cells.append(md(f"## Data set card\n\n{_card_markdown(card.read_text(encoding='utf-8'))}"))
+        cells.append(_fold(md(f"```yaml\n{text}```"), "Configuration (config.yaml)"))
+    card_path = run_dir / "dataset" / "README.md"
+    if card_path.exists():
+        cells.append(_fold(md(_card_markdown(card_path.read_text(encoding="utf-8"))), "Data set card"))
     return cells
 
 
@@ -151,7 +191,8 @@ def _notebook_cells(path: Path) -> list[nbformat.NotebookNode]:
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             _static_plotly(output)
-    return [nbformat.v4.new_markdown_cell(f"---\n\n<small>notebook `{path.name}`</small>"), *notebook.cells]
+    marker = nbformat.v4.new_markdown_cell(f"<small>notebook `{path.name}`</small>")
+    return [_fold(marker, f"Notebook {path.stem}"), *notebook.cells]
 
 
 def build_notebook(run_dir: str | Path) -> nbformat.NotebookNode:
@@ -159,9 +200,13 @@ def build_notebook(run_dir: str | Path) -> nbformat.NotebookNode:
     run_dir = _existing(run_dir)
     report = nbformat.v4.new_notebook()
     report.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    report.cells = _summary_cells(run_dir)
+    report.cells = _findings_cells(run_dir) + _summary_cells(run_dir)
     for path in sorted((run_dir / "notebooks").glob("*.ipynb")):
         report.cells.extend(_notebook_cells(path))
+    folds = [cell for cell in report.cells if cell.metadata.get("glan_fold")]
+    for cell in folds[1:]:
+        cell.metadata["glan_fold_close"] = True
+    report.metadata["glan_folds"] = len(folds)
     return report
 
 

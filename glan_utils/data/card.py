@@ -2,8 +2,8 @@
 
 It records the taxonomy (disciplines), models and prompts (names + hashes, from each record's provenance),
 sampling settings, counts per discipline and difficulty, the duplicate and contamination figures, and the cost
-read from the run's `ledger.jsonl`. Statistics come from the exported `qa.parquet` by columnar group-bys,
-never row by row.
+read from the run's `ledger.jsonl`; it ends with the run card (`data/run_card.py`) as JSON. Statistics come from
+the exported `qa.parquet` by columnar group-bys, never row by row.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from glan_utils.core.jsonl import iter_jsonl
+from glan_utils.data.run_card import build_run_card, card_section, write_run_card
 from glan_utils.llm.ledger import summarize
 
 _LANGUAGE_CODES = {
@@ -186,6 +187,7 @@ def render_card(
         "## Deduplication and decontamination\n\n" + _removals(report),
         "## Quality filter\n\n" + _quality(report),
         "## Cost\n\n" + _cost(run_dir),
+        card_section(build_run_card(run_dir, report)),
     ]
     return "\n\n".join(sections) + "\n"
 
@@ -197,7 +199,8 @@ def write_card(
     license_id: str = "other",
     pretty_name: str | None = None,
 ) -> dict[str, Any]:
-    """Write `out_dir/README.md` from `out_dir/qa.parquet`; returns the statistics it used."""
+    """Write `out_dir/README.md` from `out_dir/qa.parquet` and the run's `run_card.json`; returns the statistics."""
+    write_run_card(run_dir, report)
     stats = dataset_stats(out_dir / "qa.parquet")
     card = render_card(report, stats, run_dir, license_id, pretty_name)
     (out_dir / "README.md").write_text(card, encoding="utf-8")

@@ -1,10 +1,10 @@
 """Benchmark evaluation with lm-evaluation-harness, fed offline from `glan_utils.data.benchmarks`.
 
 Each benchmark is a task YAML under `glan_utils/evaluation/tasks/` that `include:`s lm-eval's built-in task and reads a
-JSONL file; the templates name the installed lm-eval and the data files with `${...}` placeholders, filled in
-here, because lm-eval resolves `include:` as a file path. Models are a local HF/GGUF checkpoint (optionally
-plus a LoRA adapter) or an OpenAI-compatible endpoint; one model object is built per model and reused across
-benchmarks."""
+JSONL file; `<name>_paper.yaml` is the paper's protocol where it differs from lm-eval's default (`<name>.yaml`);
+the templates name the installed lm-eval and the data files with `${...}` placeholders, filled in here, because
+lm-eval resolves `include:` as a file path. Models are a local HF/GGUF checkpoint (optionally plus a LoRA adapter)
+or an OpenAI-compatible endpoint; one model object is built per model and reused across benchmarks."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from glan_utils.core.errors import ConfigError, SetupError
+from glan_utils.core.errors import ConfigError, InputError, SetupError
 from glan_utils.data import benchmarks
-from glan_utils.settings.evaluation import EvalSettings
+from glan_utils.evaluation.stats import wilson_interval
+from glan_utils.settings.evaluation import PROTOCOL_VARIANTS, EvalSettings, Protocol
 
 TEMPLATES = Path(__file__).resolve().parent / "tasks"
 
@@ -39,6 +40,43 @@ METRICS: dict[str, dict[str, str]] = {
         "ifeval_inst_loose": "inst_level_loose_acc,none",
     },
 }
+# The paper-protocol tasks report a generated, extracted answer.
+PAPER_METRICS: dict[str, dict[str, str]] = {
+    "gsm8k": {"gsm8k": "exact_match,flexible-extract"},
+    "math": {"math": "math_verify,none"},
+    "arc_easy": {"arc_easy": "exact_match,none"},
+    "arc_challenge": {"arc_challenge": "exact_match,none"},
+    "mmlu": {"mmlu": "exact_match,none"},
+}
+# What each protocol is, in words, printed beside every number.
+PROTOCOL_NOTES: dict[tuple[str, str], str] = {
+    ("gsm8k", "paper"): "0-shot CoT, last number extracted",
+    ("gsm8k", "lm_eval"): "8-shot CoT (lm-eval gsm8k-cot)",
+    ("math", "paper"): "0-shot, final answer checked by math-verify",
+    ("math", "lm_eval"): "Minerva 4-shot",
+    ("arc_easy", "paper"): "0-shot, generated letter extracted",
+    ("arc_easy", "lm_eval"): "0-shot log-likelihood (acc_norm)",
+    ("arc_challenge", "paper"): "0-shot, generated letter extracted",
+    ("arc_challenge", "lm_eval"): "0-shot log-likelihood (acc_norm)",
+    ("mmlu", "paper"): "0-shot, generated letter extracted",
+    ("mmlu", "lm_eval"): "5-shot log-likelihood",
+    ("humaneval", "paper"): "0-shot, pass@1 greedy",
+    ("mbpp", "lm_eval"): "0-shot pass@1 (paper: 3-shot; no offline exemplars)",
+    ("ifeval", "paper"): "0-shot, 4 accuracies",
+    ("bbh", "paper"): "3-shot CoT (lm-eval bbh_cot_fewshot), micro-average",
+}
+
+
+def template_name(benchmark: str, protocol: Protocol) -> str:
+    """The task template a benchmark runs under a protocol: `<name>_paper` where the paper's differs."""
+    return f"{benchmark}_paper" if protocol == "paper" and benchmark in PROTOCOL_VARIANTS else benchmark
+
+
+def metrics_for(benchmark: str, protocol: Protocol) -> dict[str, str]:
+    """Reported label -> lm-eval metric key for a benchmark under a protocol."""
+    if protocol == "paper" and benchmark in PAPER_METRICS:
+        return PAPER_METRICS[benchmark]
+    return METRICS[benchmark]
 
 
 @dataclass(frozen=True)
@@ -77,19 +115,72 @@ def lm_eval_tasks_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "tasks"
 
 
-def prepare_tasks(names: list[str], task_dir: Path, limit: int | None) -> list[str]:
-    """Materialise each benchmark's data, write its filled-in task YAML to `task_dir`; return task names."""
+def prepare_tasks(
+    names: list[str], task_dir: Path, limit: int | None, protocols: dict[str, Protocol] | None = None
+) -> list[str]:
+    """Materialise each benchmark's data, write its filled-in task YAML to `task_dir`; return task names.
+
+    `protocols` picks each benchmark's template (default: lm-eval's, `<name>.yaml`)."""
     task_dir.mkdir(parents=True, exist_ok=True)
+    tasks = []
     for name in names:
         if name not in benchmarks.BENCHMARKS:
             raise ConfigError(f"unknown benchmark {name!r}; choose from {', '.join(benchmarks.BENCHMARKS)}")
-        source = (TEMPLATES / f"{name}.yaml").read_text(encoding="utf-8")
+        template = template_name(name, (protocols or {}).get(name, "lm_eval"))
+        source = (TEMPLATES / f"{template}.yaml").read_text(encoding="utf-8")
         values = {"LM_EVAL_TASKS": str(lm_eval_tasks_dir())}
         for key in set(re.findall(r"\$\{(\w+)\}", source)) - set(values):
             bench, split = key.rsplit("_", 1)
             values[key] = str(benchmarks.materialize(bench, split, limit if split == "test" else None))
-        (task_dir / f"{name}.yaml").write_text(string.Template(source).substitute(values), encoding="utf-8")
-    return [f"glan_{name}" for name in names]
+        (task_dir / f"{template}.yaml").write_text(string.Template(source).substitute(values), encoding="utf-8")
+        tasks.append(f"glan_{template}")
+    return tasks
+
+
+BBH_TEMPLATE = """# BBH {sub}, the paper's protocol: 3-shot chain of thought (lm-eval's bbh_cot_fewshot), local copy.
+include: {tasks}/bbh/cot_fewshot/{sub}.yaml
+task: glan_bbh_{sub}
+tag: []
+dataset_path: json
+dataset_name: null
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+"""
+
+
+def bbh_status(settings: EvalSettings) -> str:
+    """One line for the page: where BBH comes from, or that it was skipped and why."""
+    if not settings.bbh_path:
+        return (
+            "BBH skipped: no copy ships on PyPI and none is configured; set `evaluation.bbh_path` to a local "
+            "BIG-Bench-Hard `bbh/` folder (<task>.json files) and add 'bbh' to the benchmarks."
+        )
+    if "bbh" not in settings.benchmarks:
+        return f"BBH not run: `evaluation.bbh_path` is {settings.bbh_path}, but 'bbh' is not in the benchmarks."
+    return f"BBH from the local copy {settings.bbh_path} (3-shot CoT, micro-average over its tasks)."
+
+
+def prepare_bbh(bbh_path: str, task_dir: Path, limit: int | None) -> list[str]:
+    """Task YAMLs for each BBH task of the local copy that lm-eval knows; `limit` items per task, evenly spread."""
+    source = Path(bbh_path).expanduser()
+    known = {p.stem for p in (lm_eval_tasks_dir() / "bbh" / "cot_fewshot").glob("[!_]*.yaml")}
+    files = sorted(p for p in source.glob("*.json") if p.stem in known) if source.is_dir() else []
+    if not files:
+        raise InputError(f"evaluation.bbh_path {source}: no BBH task files (<task>.json, e.g. navigate.json) found")
+    task_dir.mkdir(parents=True, exist_ok=True)
+    tasks = []
+    for path in files:
+        examples = json.loads(path.read_text(encoding="utf-8"))["examples"]
+        step = max(len(examples) / limit, 1.0) if limit else 1.0
+        chosen = [examples[int(i * step)] for i in range(min(limit or len(examples), len(examples)))]
+        data = task_dir / f"bbh-{path.stem}.jsonl"
+        data.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in chosen), encoding="utf-8")
+        text = BBH_TEMPLATE.format(sub=path.stem, tasks=lm_eval_tasks_dir(), data=data)
+        (task_dir / f"bbh_{path.stem}.yaml").write_text(text, encoding="utf-8")
+        tasks.append(f"glan_bbh_{path.stem}")
+    return tasks
 
 
 def _use_offline_nltk_data() -> None:
@@ -105,7 +196,8 @@ def _use_offline_nltk_data() -> None:
 
 @dataclass(frozen=True)
 class BenchmarkScore:
-    """One measured number: a model's score on one benchmark metric, with its sample size and run time."""
+    """One measured number: a model's score on one benchmark metric under a protocol, with its sample size,
+    lm-eval's standard error, a 95% Wilson interval and the run time."""
 
     model: str
     benchmark: str
@@ -113,6 +205,38 @@ class BenchmarkScore:
     value: float
     n: int
     seconds: float
+    protocol: str = "lm_eval"
+    stderr: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    @property
+    def protocol_note(self) -> str:
+        """The protocol in words (`PROTOCOL_NOTES`)."""
+        base = self.benchmark.split("_")[0] if self.benchmark.startswith("ifeval") else self.benchmark
+        return PROTOCOL_NOTES.get((base, self.protocol), self.protocol)
+
+
+def _score(
+    spec: ModelSpec, label: str, key: str, results: dict[str, Any], n: int, seconds: float, protocol: str
+) -> BenchmarkScore:
+    """A BenchmarkScore from lm-eval's results for one metric key (its stderr key is `<metric>_stderr,<filter>`)."""
+    metric, filt = key.split(",")
+    stderr = results.get(f"{metric}_stderr,{filt}")
+    value = float(results[key])
+    low, high = wilson_interval(value, n)
+    return BenchmarkScore(
+        spec.name,
+        label,
+        metric,
+        value,
+        n,
+        seconds,
+        protocol,
+        float(stderr) if isinstance(stderr, int | float) else None,
+        low,
+        high,
+    )
 
 
 def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> list[BenchmarkScore]:
@@ -123,17 +247,23 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
 
     _use_offline_nltk_data()
     task_dir = out_dir / "tasks"
-    tasks = prepare_tasks(settings.benchmarks, task_dir, settings.limit)
+    names = [name for name in settings.benchmarks if name != "bbh"]
+    protocols = {name: settings.protocol_of(name) for name in names}
+    tasks = prepare_tasks(names, task_dir, settings.limit, protocols)
+    groups = [(name, [task]) for name, task in zip(names, tasks, strict=True)]
+    if "bbh" in settings.benchmarks and settings.bbh_path:
+        protocols["bbh"] = "paper"
+        groups.append(("bbh", prepare_bbh(settings.bbh_path, task_dir, settings.limit)))
     manager = TaskManager(include_path=str(task_dir))
     model_type, model_args = spec.lm_eval_args()
     lm = get_model(model_type)(**model_args, batch_size=settings.batch_size)
     gen_kwargs = {"max_gen_toks": settings.max_gen_toks} if settings.max_gen_toks else None
     scores = []
-    for name, task in zip(settings.benchmarks, tasks, strict=True):
+    for name, group in groups:
         start = time.perf_counter()
         output = simple_evaluate(
             model=lm,
-            tasks=[task],
+            tasks=group,
             task_manager=manager,
             gen_kwargs=gen_kwargs,
             apply_chat_template=spec.chat,
@@ -141,21 +271,32 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
             log_samples=False,
         )
         seconds = time.perf_counter() - start
-        results, n = output["results"][task], output["n-samples"][task]["effective"]
+        results, n = _pooled(output, group)
         raw = out_dir / "lm_eval" / spec.name / f"{name}.json"
         raw.parent.mkdir(parents=True, exist_ok=True)
-        raw.write_text(json.dumps({"results": results, "configs": output["configs"]}, indent=1, default=str))
-        scores += [
-            BenchmarkScore(spec.name, label, key.split(",")[0], float(results[key]), n, seconds)
-            for label, key in METRICS[name].items()
-        ]
+        record = {"results": results, "per_task": output["results"], "configs": output["configs"]}
+        raw.write_text(json.dumps(record, indent=1, default=str))
+        metrics = {"bbh": "exact_match,get-answer"} if name == "bbh" else metrics_for(name, protocols[name])
+        scores += [_score(spec, label, key, results, n, seconds, protocols[name]) for label, key in metrics.items()]
     return scores
 
 
+def _pooled(output: dict[str, Any], tasks: list[str]) -> tuple[dict[str, Any], int]:
+    """One task's results and n; for several (BBH's tasks) the micro-average of each metric over all items."""
+    if len(tasks) == 1:
+        return output["results"][tasks[0]], output["n-samples"][tasks[0]]["effective"]
+    sizes = {task: output["n-samples"][task]["effective"] for task in tasks}
+    keys = [k for k, v in output["results"][tasks[0]].items() if isinstance(v, int | float) and "_stderr" not in k]
+    total = sum(sizes.values())
+    pooled = {k: sum(output["results"][t][k] * sizes[t] for t in tasks) / total for k in keys}
+    return pooled, total
+
+
 def save_scores(scores: list[BenchmarkScore], path: Path) -> Path:
-    """Write measured scores as a JSON list (one object per model x benchmark metric)."""
+    """Write measured scores as a JSON list (one object per model x benchmark metric, protocol in words)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([asdict(score) for score in scores], indent=1), encoding="utf-8")
+    rows = [asdict(score) | {"protocol_note": score.protocol_note} for score in scores]
+    path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
     return path
 
 

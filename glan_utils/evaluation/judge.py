@@ -1,10 +1,13 @@
-"""GLAN-Test: the evaluated model answers held-out generated questions and an LLM judge grades each answer.
+"""GLAN-Test: the evaluated models answer held-out generated questions and an LLM judge scores the answers.
 
-The paper scores 6,300 held-out questions (50 per discipline) and reports per discipline. The questions come
-from the exported data set's `test` split; answers come from the model under evaluation (a local checkpoint
-through transformers, or an endpoint through the project's LLM client); the judge is the client's configured
-model, asked for a pydantic verdict (1-10 score and correct/incorrect). A failed judge call keeps the row with
-its error."""
+The paper scores 6,300 held-out questions (50 per discipline) *pairwise*: GPT-4 gives two models' answers to one
+question a 1-10 score each, in both orders to cancel position bias, and the report is the score difference per
+discipline. That is the `pairwise` view here (`judge_pairwise.jinja`). The `reference` view grades each answer on
+its own against the generator's answer (`judge.jinja`); that answer is unverified, so this view measures agreement
+with the data generator, and is shown second. Questions come from the exported data set's `test` split; answers
+from each model (a local checkpoint through transformers, or an endpoint through the project's LLM client), with
+their own budget `evaluation.judge_max_tokens` (the references are full solutions); the judge is the client's
+configured model, asked for a pydantic verdict. A failed judge call keeps the row with its error."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from itertools import chain, zip_longest
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
@@ -20,9 +24,18 @@ from glan_utils.core.aio import run
 from glan_utils.core.errors import InputError
 from glan_utils.core.jsonl import iter_jsonl
 from glan_utils.evaluation.harness import ModelSpec
+from glan_utils.evaluation.stats import bootstrap_interval
 from glan_utils.llm.client import open_client
 from glan_utils.llm.prompts import render
 from glan_utils.settings import Settings
+
+
+class PairVerdict(BaseModel):
+    """The judge's scores for two answers to one question, in the order shown."""
+
+    score_1: int = Field(ge=1, le=10, description="Assistant 1: 1 = wrong or empty, 10 = correct, complete, clear.")
+    score_2: int = Field(ge=1, le=10, description="Assistant 2, same scale.")
+    reason: str = Field(max_length=300, description="One sentence.")
 
 
 class JudgeVerdict(BaseModel):
@@ -111,18 +124,63 @@ async def judge(rows: list[dict[str, Any]], answers: list[str], settings: Settin
     return graded
 
 
+async def answers_of(spec: ModelSpec, rows: list[dict[str, Any]], settings: Settings, max_tokens: int) -> list[str]:
+    """One model's answers to the held-out questions (greedy, at most `max_tokens` tokens each)."""
+    questions = [row["question"] for row in rows]
+    if spec.base_url:
+        return await _endpoint_answers(spec, questions, settings, max_tokens)
+    return await asyncio.to_thread(_hf_answers, spec, questions, max_tokens)
+
+
 async def run_glan_test(
     spec: ModelSpec, settings: Settings, dataset_dir: Path, limit: int | None, max_tokens: int
 ) -> pd.DataFrame:
-    """Answer and judge the held-out questions for one model; returns one row per question."""
+    """Answer and grade (reference view) the held-out questions for one model; one row per question."""
     rows = load_questions(dataset_dir, limit)
-    questions = [row["question"] for row in rows]
-    if spec.base_url:
-        answers = await _endpoint_answers(spec, questions, settings, max_tokens)
-    else:
-        answers = await asyncio.to_thread(_hf_answers, spec, questions, max_tokens)
-    frame = pd.DataFrame(await judge(rows, answers, settings))
-    return frame.assign(model=spec.name)
+    answers = await answers_of(spec, rows, settings, max_tokens)
+    return pd.DataFrame(await judge(rows, answers, settings)).assign(model=spec.name)
+
+
+async def judge_pairs(
+    rows: list[dict[str, Any]], first: list[str], second: list[str], settings: Settings
+) -> list[dict[str, Any]]:
+    """The paper's pairwise judgement: each question judged twice, (first, second) and (second, first); a model's
+    score is the mean over both orders, so a judge that favours a position moves both models alike."""
+
+    def prompt(row: dict[str, Any], one: str, two: str) -> Any:
+        return render(
+            "judge_pairwise",
+            discipline=row["discipline"],
+            difficulty=row["difficulty"],
+            question=row["question"],
+            answer_1=one,
+            answer_2=two,
+        )
+
+    async with open_client(settings, stage="glan_test_pairwise") as client:
+        calls = [prompt(r, a, b) for r, a, b in zip(rows, first, second, strict=True)]
+        calls += [prompt(r, b, a) for r, a, b in zip(rows, first, second, strict=True)]
+        results = await asyncio.gather(*(client.chat(prompt=p, schema=PairVerdict, temperature=0.0) for p in calls))
+    forward, backward = results[: len(rows)], results[len(rows) :]
+    judged = []
+    for row, ab, ba in zip(rows, forward, backward, strict=True):
+        ok = ab.ok and ba.ok
+        first_score = (ab.parsed.score_1 + ba.parsed.score_2) / 2 if ok else None
+        second_score = (ab.parsed.score_2 + ba.parsed.score_1) / 2 if ok else None
+        judged.append(
+            {
+                "id": row["id"],
+                "discipline": row["discipline"],
+                "difficulty": row["difficulty"],
+                "first_score": first_score,
+                "second_score": second_score,
+                "position_bias": (ab.parsed.score_1 - ab.parsed.score_2 + ba.parsed.score_1 - ba.parsed.score_2) / 2
+                if ok
+                else None,
+                "error": None if ok else (ab.error or ba.error),
+            }
+        )
+    return judged
 
 
 def summarize(graded: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -135,19 +193,81 @@ def summarize(graded: pd.DataFrame, by: str) -> pd.DataFrame:
     )
 
 
-def glan_test_report(
-    specs: list[ModelSpec], settings: Settings, limit: int | None, max_tokens: int, out_dir: Path
-) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """Score every model on the run's held-out split and save the graded rows and the per-discipline summary.
+def summarize_pairs(pairs: pd.DataFrame, by: str, resamples: int = 1000) -> pd.DataFrame:
+    """Per `by` (discipline/difficulty/all): both models' mean scores, their difference (second − first) with a
+    95% bootstrap interval, and wins/ties/losses; the difference is significant when the interval excludes 0."""
+    rows = []
+    for (pair, key), group in pairs.dropna(subset=["first_score"]).groupby(["pair", by]):
+        diff = (group.second_score - group.first_score).to_numpy()
+        low, high = bootstrap_interval([diff], np.mean, resamples)
+        rows.append(
+            {
+                "pair": pair,
+                by: key,
+                "n": len(diff),
+                "first": group.first_score.mean(),
+                "second": group.second_score.mean(),
+                "difference": diff.mean(),
+                "ci_low": low,
+                "ci_high": high,
+                "significant": bool(low > 0 or high < 0),
+                "wins": int((diff > 0).sum()),
+                "ties": int((diff == 0).sum()),
+                "losses": int((diff < 0).sum()),
+            }
+        )
+    return pd.DataFrame(rows)
 
-    Returns (by discipline, by difficulty), or None when the run has no exported data set yet (notebook 05).
-    """
+
+async def _glan_test(
+    specs: list[ModelSpec], settings: Settings, rows: list[dict[str, Any]], mode: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(reference-graded rows, pairwise rows) for all models: each answers once, both views reuse the answers."""
+    max_tokens = settings.evaluation.judge_max_tokens
+    answers = {spec.name: await answers_of(spec, rows, settings, max_tokens) for spec in specs}
+    graded = pd.DataFrame()
+    if mode in ("reference", "both"):
+        graded = pd.concat(
+            [pd.DataFrame(await judge(rows, answers[s.name], settings)).assign(model=s.name) for s in specs]
+        )
+    pairs = pd.DataFrame()
+    if mode in ("pairwise", "both") and len(specs) > 1:
+        first = specs[0].name
+        pairs = pd.concat(
+            [
+                pd.DataFrame(await judge_pairs(rows, answers[first], answers[s.name], settings)).assign(
+                    pair=f"{s.name} vs {first}", first=first, second=s.name
+                )
+                for s in specs[1:]
+            ]
+        )
+    return graded, pairs
+
+
+def glan_test_report(
+    specs: list[ModelSpec], settings: Settings, out_dir: Path, limit: int | None = None
+) -> dict[str, pd.DataFrame] | None:
+    """Score the models on the run's held-out split, in the views `evaluation.judge_mode` asks for, and save them.
+
+    Returns summaries by name (`pairwise_by_discipline`, `pairwise_overall`, `reference_by_discipline`,
+    `reference_by_difficulty`), or None when the run has no exported data set yet (notebook 05). `limit`
+    overrides `evaluation.judge_limit`."""
     dataset_dir = settings.run_dir / "dataset"
     if not (dataset_dir / "test.jsonl").exists():
         return None
-    graded = pd.concat([run(run_glan_test(spec, settings, dataset_dir, limit, max_tokens)) for spec in specs])
+    rows = load_questions(dataset_dir, limit or settings.evaluation.judge_limit)
+    graded, pairs = run(_glan_test(specs, settings, rows, settings.evaluation.judge_mode))
     out_dir.mkdir(parents=True, exist_ok=True)
-    graded.to_json(out_dir / "glan_test.jsonl", orient="records", lines=True)
-    by_discipline, by_difficulty = summarize(graded, "discipline"), summarize(graded, "difficulty")
-    by_discipline.to_json(out_dir / "glan_test_by_discipline.json", orient="records", indent=1)
-    return by_discipline, by_difficulty
+    summaries: dict[str, pd.DataFrame] = {}
+    if len(pairs):
+        pairs.to_json(out_dir / "glan_test_pairwise.jsonl", orient="records", lines=True)
+        resamples = settings.evaluation.bootstrap
+        summaries["pairwise_overall"] = summarize_pairs(pairs.assign(all="all"), "all", resamples)
+        summaries["pairwise_by_discipline"] = summarize_pairs(pairs, "discipline", resamples)
+    if len(graded):
+        graded.to_json(out_dir / "glan_test.jsonl", orient="records", lines=True)
+        summaries["reference_by_discipline"] = summarize(graded, "discipline")
+        summaries["reference_by_difficulty"] = summarize(graded, "difficulty")
+    for name, frame in summaries.items():
+        frame.to_json(out_dir / f"glan_test_{name}.json", orient="records", indent=1)
+    return summaries

@@ -1,4 +1,4 @@
-"""Response-only supervised fine-tuning (paper §3) on the exported GLAN data set, plus the loss-gap check.
+"""Response-only supervised fine-tuning (paper §3) on the exported GLAN data set.
 
 The data set's `messages` become TRL's conversational prompt/completion pairs; TRL applies the model's chat
 template and `completion_only_loss` masks the prompt tokens (label -100), so the loss is on answers only.
@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from datasets import DatasetDict, load_from_disk
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
 from glan_utils.core.errors import InputError, SetupError
+from glan_utils.data.run_card import card_section, write_run_card
+from glan_utils.evaluation.loss_gap import loss_gap, mean_token_loss  # noqa: F401  (moved; old import path)
 from glan_utils.llm import embedded
 from glan_utils.settings import FinetuneSettings
 
@@ -247,7 +247,8 @@ def train(
 
 
 def model_card(settings: FinetuneSettings, result: TrainResult, run_dir: Path) -> str:
-    """A Hugging Face style card: base model, data set (linked to its card), hyper-parameters, losses."""
+    """A Hugging Face style card: base model, data set (linked to its card), hyper-parameters, losses, and the run
+    card (`data/run_card.py`), so a published model says exactly how its data were made."""
     params = "\n".join(f"| {k} | {v} |" for k, v in settings.model_dump().items())
     loss = "\n".join(
         f"| {name} | {value:.4f} |"
@@ -281,57 +282,6 @@ Response-only supervised fine-tuning (GLAN paper §3) on the GLAN data set of ru
 | setting | value |
 |---|---|
 {params}
+
+{card_section(write_run_card(run_dir))}
 """
-
-
-@torch.no_grad()
-def mean_token_loss(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: Sequence[str],
-    batch_size: int = 4,
-    max_length: int = 1024,
-) -> float:
-    """Mean next-token cross-entropy over all tokens of `texts` (token-weighted, padding excluded)."""
-    if not texts:
-        raise InputError("mean_token_loss needs at least one text")
-    side, tokenizer.padding_side = tokenizer.padding_side, "right"  # left padding would shift positions
-    total, count = 0.0, 0
-    model.eval()
-    try:
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(
-                list(texts[start : start + batch_size]),
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-            ).to(model.device)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            mask = batch["attention_mask"][:, 1:].bool()
-            losses = F.cross_entropy(
-                logits[:, :-1].float().transpose(1, 2), batch["input_ids"][:, 1:], reduction="none"
-            )
-            total += losses[mask].sum().item()
-            count += int(mask.sum().item())
-    finally:
-        tokenizer.padding_side = side
-    return total / count
-
-
-def loss_gap(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    train_texts: Sequence[str],
-    test_texts: Sequence[str],
-    batch_size: int = 4,
-    max_length: int = 1024,
-) -> float:
-    """Paper's contamination check: Δ = (L_test − L_train) / L_test, a fraction (×100 for Δ%).
-
-    L is `mean_token_loss` of the model on a benchmark's train and test texts. A Δ well below the base model's
-    suggests the test set leaked into training. Works for a base model and a fine-tuned (peft) model alike.
-    """
-    train_loss = mean_token_loss(model, tokenizer, train_texts, batch_size, max_length)
-    test_loss = mean_token_loss(model, tokenizer, test_texts, batch_size, max_length)
-    return (test_loss - train_loss) / test_loss

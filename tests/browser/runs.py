@@ -79,3 +79,51 @@ def make_report_run(run_dir: Path) -> Path:
     (run_dir / "notebooks").mkdir()
     nbformat.write(_executed_notebook(), run_dir / "notebooks" / "01_tiny.ipynb")
     return run_dir
+
+
+def make_findings_run(run_dir: Path) -> Path:
+    """`make_report_run` plus what the report's first screen reads: a data set report and `qa.parquet`, and
+    base/tuned benchmark scores (ARC-Easy under the paper protocol, MMLU under lm-eval's)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from glan_utils.evaluation.harness import BenchmarkScore, save_scores
+    from glan_utils.evaluation.stats import wilson_interval
+
+    make_report_run(run_dir)
+    rows = [
+        {
+            "field": field,
+            "subfield": f"{field} core",
+            "discipline": discipline,
+            "subject": f"{discipline} {i % 3}",
+            "difficulty": "basic" if i % 3 else "challenging",
+            "question": f"{('What', 'How', 'Explain')[i % 3]} is thing {i}?",
+        }
+        for i, (field, discipline) in enumerate(
+            [("Science", "Physics"), ("Science", "Chemistry"), ("Humanities", "History")] * 4
+        )
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), run_dir / "dataset" / "qa.parquet")
+    report = {
+        "records": 15,
+        "exact_duplicates": 1,
+        "near_duplicates": 1,
+        "contaminated": 1,
+        "kept": 12,
+        "train": 9,
+        "test": 3,
+        "benchmarks": {"gsm8k": {"flagged": 1, "removed": 1}},
+    }
+    (run_dir / "dataset" / "report.json").write_text(json.dumps(report))
+    scores = [
+        BenchmarkScore(model, bench, "exact_match", value, n, 1.0, protocol, None, *wilson_interval(value, n))
+        for model, bench, value, n, protocol in [
+            ("base", "arc_easy", 0.5, 20, "paper"),
+            ("tuned", "arc_easy", 0.7, 20, "paper"),
+            ("base", "mmlu", 0.3, 20, "lm_eval"),
+            ("tuned", "mmlu", 0.35, 20, "lm_eval"),
+        ]
+    ]
+    save_scores(scores, run_dir / "evaluation" / "benchmarks.json")
+    return run_dir

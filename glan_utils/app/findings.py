@@ -1,0 +1,139 @@
+"""The report's first screen: what a reader came for, drawn from the run's files in one view.
+
+Pairs generated and kept, the cost, the records removed by reason, the coverage sunburst, the difficulty and
+question-type mix, and the benchmark table (base vs tuned vs paper, with n, protocol and 95% intervals). Each
+figure is a small plotly div in one flex grid (the page inlines plotly.js once); a part the run has not reached
+yet says so in words instead of drawing an empty box. Quality and diversity per discipline are not shown: this
+workbench has no quality stage yet."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import plotly.io as pio
+import pyarrow.parquet as pq
+
+from glan_utils.evaluation.harness import BenchmarkScore, bbh_status
+from glan_utils.llm.ledger import read_ledger
+from glan_utils.settings.evaluation import EvalSettings
+from glan_utils.views.eval_plots import benchmark_bars, comparison_table
+from glan_utils.views.plots import coverage
+
+FIGURE_HEIGHT = 290
+QUESTION_TYPES = ("what", "how", "why", "explain", "describe", "calculate", "compare", "discuss", "design", "prove")
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def question_type(question: str) -> str:
+    """A question's type by its opening verb or wh-word (the first of QUESTION_TYPES it starts with), else other."""
+    words = question.lower().split()
+    first = words[0].strip(",.:;?") if words else ""
+    return first if first in QUESTION_TYPES else "other"
+
+
+def _qa(run_dir: Path) -> pd.DataFrame | None:
+    path = run_dir / "dataset" / "qa.parquet"
+    columns = ["field", "subfield", "discipline", "subject", "difficulty", "question"]
+    return pq.read_table(path, columns=columns).to_pandas() if path.is_file() else None
+
+
+def _small(figure: go.Figure, title: str) -> go.Figure:
+    return figure.update_layout(
+        height=FIGURE_HEIGHT, margin={"l": 40, "r": 10, "t": 40, "b": 40}, title={"text": title, "font": {"size": 14}}
+    )
+
+
+def _removed(report: dict[str, Any]) -> go.Figure:
+    reasons = {"exact duplicate": report["exact_duplicates"], "near duplicate": report["near_duplicates"]}
+    reasons |= {f"contaminated: {name}": f["removed"] for name, f in report.get("benchmarks", {}).items()}
+    frame = pd.DataFrame({"reason": list(reasons), "records": list(reasons.values())})
+    return _small(px.bar(frame, x="reason", y="records"), f"Removed by reason ({report['records']:,} in)")
+
+
+def _mix(qa: pd.DataFrame) -> go.Figure:
+    frame = qa.assign(type=qa.question.map(question_type)).groupby(["type", "difficulty"]).size()
+    figure = px.bar(frame.reset_index(name="pairs"), x="type", y="pairs", color="difficulty")
+    return _small(figure, "Difficulty and question-type mix")
+
+
+def _scores(run_dir: Path) -> list[BenchmarkScore]:
+    rows = _read_json(run_dir / "evaluation" / "benchmarks.json") or []
+    return [BenchmarkScore(**{k: v for k, v in row.items() if k != "protocol_note"}) for row in rows]
+
+
+def headline(run_dir: Path) -> str:
+    """One sentence: pairs generated, kept (train/test), removed by reason, failed answers and the cost."""
+    report = _read_json(run_dir / "dataset" / "report.json")
+    total = read_ledger(run_dir / "ledger.jsonl")["all"]
+    cost = f"${total.cost_usd:,.4f} for {total.calls:,} model calls ({total.cached:,} cached, {total.failed:,} failed)"
+    if report is None:
+        return f"No data set built yet (notebook 05). Cost so far: {cost}."
+    removed = report["exact_duplicates"] + report["near_duplicates"] + report["contaminated"]
+    return (
+        f"**{report['records']:,} pairs generated, {report['kept']:,} kept** (train {report['train']:,}, test "
+        f"{report['test']:,}); {removed:,} removed: {report['exact_duplicates']:,} exact and "
+        f"{report['near_duplicates']:,} near duplicates, {report['contaminated']:,} contaminated. Cost: {cost}."
+    )
+
+
+def _figure_html(figure: go.Figure, name: str) -> str:
+    body = pio.to_html(figure, include_plotlyjs=False, full_html=False, default_width="100%", validate=False)
+    return f'<div class="glan-finding" data-finding="{name}">{body}</div>'
+
+
+def _missing(name: str, text: str) -> str:
+    return f'<div class="glan-finding glan-missing" data-finding="{name}"><p>{html.escape(text)}</p></div>'
+
+
+def _benchmark_table(scores: list[BenchmarkScore]) -> str:
+    table = comparison_table(scores).drop(columns=["protocol_id"])
+    return table.round(1).to_html(classes="glan-benchmarks", na_rep="", border=0)
+
+
+def findings_html(run_dir: str | Path) -> str:
+    """The first screen as HTML: the headline, four small figures in a grid and the benchmark table."""
+    run_dir = Path(run_dir)
+    report, qa, scores = _read_json(run_dir / "dataset" / "report.json"), _qa(run_dir), _scores(run_dir)
+    parts = [
+        _figure_html(_small(coverage(qa), "Coverage: pairs per field / sub-field / discipline"), "coverage")
+        if qa is not None and len(qa)
+        else _missing("coverage", "Coverage: no exported data set yet (notebook 05)."),
+        _figure_html(_removed(report), "removed")
+        if report
+        else _missing("removed", "Removed by reason: no data set report yet (notebook 05)."),
+        _figure_html(_mix(qa), "mix")
+        if qa is not None and len(qa)
+        else _missing("mix", "Difficulty and question-type mix: no exported data set yet (notebook 05)."),
+        _figure_html(_small(benchmark_bars(scores), "Benchmarks, 95% intervals"), "benchmarks")
+        if scores
+        else _missing("benchmarks", "Benchmarks: no evaluation yet (notebook 07)."),
+    ]
+    table = _benchmark_table(scores) if scores else ""
+    settings = EvalSettings.model_validate(_read_json(run_dir / "evaluation" / "settings.json") or {})
+    return (
+        '<div class="glan-findings">'
+        f'<div class="glan-grid">{"".join(parts)}</div>{table}'
+        f'<p class="glan-note">{html.escape(bbh_status(settings))} Quality and diversity per discipline: no '
+        "quality stage in this workbench yet.</p></div>"
+    )
+
+
+FINDINGS_CSS = """<style>
+.glan-grid { display: grid; grid-template-columns: 1fr 1fr; gap: 4px 12px; }
+.glan-missing { display: flex; align-items: center; justify-content: center; min-height: 120px;
+  border: 1px dashed #bbb; color: #666; }
+.glan-benchmarks { font-size: 12px; border-collapse: collapse; margin-top: 6px; }
+.glan-benchmarks td, .glan-benchmarks th { padding: 1px 6px; border-bottom: 1px solid #eee; text-align: right; }
+.glan-note { font-size: 12px; color: #555; }
+details.glan-fold { border-top: 1px solid #ddd; padding: 4px 0; }
+details.glan-fold > summary { cursor: pointer; font-size: 1.15em; font-weight: 600; padding: 4px 0; }
+</style>"""
