@@ -87,7 +87,7 @@ def test_prompt_carries_whole_syllabus_progress_and_exact_concepts():
     draw = Draw(3, "challenging", (2, 5), ("c2.1", "c5.0", "c5.3"))
     text = question_prompt(QuestionTask(source, draw), "English").messages[-1]["content"]
     assert all(f"Session {i}" in text for i in range(1, 7))
-    assert "learned up to session 5" in text and '["c2.1", "c5.0", "c5.3"]' in text
+    assert "learned up to session 5" in text and '"c2.1", "c5.0", "c5.3"' in text
     assert "challenging" in text
 
 
@@ -107,7 +107,10 @@ async def test_non_english_run_end_to_end(openai_server, make_settings):
     )
     reports = await pipeline.run_until(settings, "answers")
     assert all(r.summary.failed == 0 for r in reports.values())
-    assert all('language: "Deutsch"' in r["messages"][-1]["content"] for r in openai_server.requests)
+    assert all(
+        any("language: " in m["content"] and "Deutsch" in m["content"] for m in r["messages"])
+        for r in openai_server.requests
+    )
     store = RunStore(settings.run_dir)
     pairs = list(store.iter_records("answers"))
     assert len(pairs) == 5 * 2 and all(p.language == "Deutsch" for p in pairs)
