@@ -66,7 +66,11 @@ class SubjectSettings(Section):
     top_p: float = Field(0.95, gt=0, le=1)
     max_tokens: int = Field(1024, ge=16)
     merge_threshold: float = Field(
-        0.85, ge=0, le=1, description="Similarity (embedding cosine, or word overlap) at which subjects merge."
+        0.80,
+        ge=0,
+        le=1,
+        description="Similarity at which subjects of one level merge: embedding cosine of the filler-free names "
+        "(chosen on tests/data/course_pairs.csv), or word overlap when merge_by_embedding is off.",
     )
     max_subjects: int | None = Field(None, ge=1, description="Cap per discipline after merging (demo sizes).")
     remote_per_round: int = Field(40, ge=1, description="Subjects asked for per round on a remote endpoint.")
