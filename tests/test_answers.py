@@ -101,3 +101,22 @@ async def test_answer_cut_twice_is_a_failure_kept_with_its_text(openai_server, m
     answers = quality.truncation_by_difficulty(settings).set_index(["stage", "difficulty"]).loc["answers"]
     assert answers["failed"].sum() == 10 and set(answers["failure_rate"]) == {1.0}
     assert report.summary.failures_by_reason
+
+
+def test_budgets_depend_on_the_endpoint(make_settings, tmp_path):
+    from glan_utils.settings import load_settings
+    from glan_utils.stages.bounds import budget, question_chars
+
+    remote = make_settings("http://127.0.0.1:9/v1")
+    embedded = load_settings(None, {"output_dir": str(tmp_path / "e")}, environ={})
+    for stage in ("taxonomy", "subjects", "syllabi", "questions", "answers"):
+        tight, generous = budget(embedded, getattr(embedded, stage)), budget(remote, getattr(remote, stage))
+        assert tight == {"max_tokens": getattr(embedded, stage).max_tokens} | {
+            "length_retry_max_tokens": tight["max_tokens"]
+        }
+        assert (
+            generous["max_tokens"] > tight["max_tokens"]
+            and generous["length_retry_max_tokens"] > generous["max_tokens"]
+        )
+    assert budget(embedded, embedded.answers)["max_tokens"] == 1024  # the small model keeps today's bounds
+    assert (question_chars(embedded), question_chars(remote)) == (1500, 8000)

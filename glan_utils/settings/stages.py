@@ -40,7 +40,7 @@ QUESTION_TYPES = (
 )
 
 REMOTE_HELP = "max_tokens on a remote endpoint; the embedded model keeps the tight `max_tokens`."
-RETRY_HELP = "Cap of the one retry after finish_reason=length (it gets twice the budget, at most this)."
+RETRY_HELP = "Remote endpoints: cap of the one retry after finish_reason=length (twice the budget, at most this)."
 
 
 class TaxonomySettings(Section):

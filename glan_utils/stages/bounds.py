@@ -3,8 +3,9 @@
 The tight bounds of the embedded SmolLM2-135M (short budgets, a short type list) stop a small model's loops; a
 strong remote model (GPT-4o class, a 70B on vLLM) writes 2,000-character questions and long worked answers, which
 those bounds would cut and bias the data toward short, easy items. So each stage section carries both, and the
-endpoint decides. A reply cut at its budget gets one retry with twice the budget, capped by the section's
-`length_retry_max_tokens`, before it is recorded as a failure.
+endpoint decides. On a remote endpoint a reply cut at its budget gets one retry with twice the budget, capped by
+the section's `length_retry_max_tokens`, before it is recorded as a failure. The embedded model gets no such
+retry: a 135M model that hits its budget is almost always looping, and more tokens only cost CPU time.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ def remote(settings: Settings) -> bool:
 
 
 def budget(settings: Settings, section: Any) -> dict[str, int]:
-    """`max_tokens` and the length-retry cap for one stage's calls on this run's endpoint."""
-    tokens = section.remote_max_tokens if remote(settings) else section.max_tokens
+    """`max_tokens` and the length-retry cap for one stage's calls on this run's endpoint (no retry if embedded)."""
+    if not remote(settings):
+        return {"max_tokens": section.max_tokens, "length_retry_max_tokens": section.max_tokens}
+    tokens = section.remote_max_tokens
     return {"max_tokens": tokens, "length_retry_max_tokens": max(tokens, section.length_retry_max_tokens)}
 
 
