@@ -120,13 +120,15 @@ def test_short_items_need_the_whole_question_and_at_least_six_words():
     items = [
         ("arc_easy:test", 0, "Which gas do plants absorb?", "carbon dioxide"),  # 5 words: too generic, skipped
         ("arc_easy:test", 1, "Which organ pumps blood through the human body?", "the heart"),
+        ("mbpp:test", 2, "Write a function to find the shared elements of two lists.", "def f(a, b): " * 5),
     ]
-    index = BenchmarkIndex.from_texts(planted_texts([("arc_easy", MBPP_LIKE)])(), 13)
+    index = BenchmarkIndex.from_texts(planted_texts([("arc_easy", MBPP_LIKE), ("mbpp", MBPP_LIKE)])(), 13)
     index.short = ShortIndex.from_items(items, index.sources, 12)
-    assert len(index.short) == 1
+    assert len(index.short) == 2
     records = [
         ("Which gas do plants absorb?", "carbon dioxide"),
         ("Which organ pumps blood through the body?", "the heart"),  # not the whole question
         ("Quiz. Which organ pumps blood through the human body? Think.", "It is the heart."),
-    ]
-    assert scan(records, index, _settings()).contaminated(1).tolist() == [False, False, True]
+        ("Write a function to find the shared elements of two lists.", "def g(x, y): return set(x) & set(y)"),
+    ]  # the last one: MBPP's gold is long code, left to the 13-gram index; the question alone decides
+    assert scan(records, index, _settings()).contaminated(1).tolist() == [False, False, True, True]

@@ -9,7 +9,8 @@ normalised like GPT-3's and lm-eval's decontamination (lower case, punctuation r
 Texts shorter than n words can never share an n-gram, yet 26-35% of ARC, MMLU and MBPP test questions have fewer
 than 13 words. So items of `SHORT_MIN_WORDS`..n-1 words are matched by normalised containment instead
 (`ShortIndex`): a record is flagged when its question or answer contains the item's whole question as
-consecutive words AND, where the item has a gold option or answer, that too. Multiple-choice options are indexed
+consecutive words AND, where the item has a short gold option or answer (under n words), that too; a longer gold
+(MBPP's code) is left to the n-gram index, so the question alone decides. Multiple-choice options are indexed
 like the questions. Only the splits the offline wheels ship can be checked (no training splits are among them).
 """
 
@@ -61,7 +62,10 @@ class ShortIndex:
         short = np.flatnonzero((words >= SHORT_MIN_WORDS) & (words <= longest))
         row_of = np.full(len(kept), -1, np.int64)
         row_of[short] = np.arange(len(short))
-        rows = [(position[kept[i][0]], kept[i][1], g_tokens[bounds[i] : bounds[i + 1]]) for i in short.tolist()]
+        golds = [g_tokens[bounds[i] : bounds[i + 1]] for i in range(len(kept))]
+        # a gold of n words or more (MBPP's code, GSM8K's solution) is matched by the n-gram index itself
+        golds = [gold if len(gold) <= longest else gold[:0] for gold in golds]
+        rows = [(position[kept[i][0]], kept[i][1], golds[i]) for i in short.tolist()]
         by_length = {}
         for length in np.unique(words[short]).tolist():
             grams, gram_doc = ngram_hashes(q_tokens, q_doc, length)
