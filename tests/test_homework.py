@@ -9,8 +9,10 @@ import pytest
 
 from glan_utils.core.records import ClassSession, Syllabus
 from glan_utils.runs.store import RunStore
+from glan_utils.settings import load_settings
 from glan_utils.stages import pipeline
-from glan_utils.stages.questions import Draw, QuestionTask, draws, question_prompt
+from glan_utils.stages.bounds import question_types
+from glan_utils.stages.questions import Draw, QuestionTask, draws, pick_question_type, question_prompt
 
 TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
 
@@ -87,7 +89,7 @@ def test_prompt_carries_whole_syllabus_progress_and_exact_concepts():
     draw = Draw(3, "challenging", (2, 5), ("c2.1", "c5.0", "c5.3"))
     text = question_prompt(QuestionTask(source, draw), "English").messages[-1]["content"]
     assert all(f"Session {i}" in text for i in range(1, 7))
-    assert "learned up to session 5" in text and '["c2.1", "c5.0", "c5.3"]' in text
+    assert "learned up to session 5" in text and '"c2.1", "c5.0", "c5.3"' in text
     assert "challenging" in text
 
 
@@ -107,8 +109,48 @@ async def test_non_english_run_end_to_end(openai_server, make_settings):
     )
     reports = await pipeline.run_until(settings, "answers")
     assert all(r.summary.failed == 0 for r in reports.values())
-    assert all('language: "Deutsch"' in r["messages"][-1]["content"] for r in openai_server.requests)
+    assert all(
+        any("language: " in m["content"] and "Deutsch" in m["content"] for m in r["messages"])
+        for r in openai_server.requests
+    )
     store = RunStore(settings.run_dir)
     pairs = list(store.iter_records("answers"))
     assert len(pairs) == 5 * 2 and all(p.language == "Deutsch" for p in pairs)
     assert all(q.language == "Deutsch" for q in store.iter_records("questions"))
+
+
+def test_question_types_are_drawn_per_question_and_recorded(make_settings, tmp_path):
+    remote = make_settings("http://127.0.0.1:9/v1")
+    embedded = load_settings(None, {"output_dir": str(tmp_path / "e")}, environ={})
+    assert question_types(remote) == remote.questions.question_types and len(question_types(remote)) == 7
+    assert question_types(embedded) == embedded.questions.embedded_question_types  # the small model's short list
+    kinds = [pick_question_type(0, "syl", i, question_types(remote)) for i in range(200)]
+    assert kinds == [pick_question_type(0, "syl", i, question_types(remote)) for i in range(200)]  # reproducible
+    assert set(kinds) == set(question_types(remote))  # every type is drawn
+    task = QuestionTask(syllabus(3), Draw(0, "basic", (2,), ("c2.0",)), question_type="code with tests")
+    assert task.id != QuestionTask(syllabus(3), Draw(0, "basic", (2,), ("c2.0",))).id  # the type shapes the task
+    text = question_prompt(task, "English").messages[-1]["content"]
+    assert "Question type: code with tests" in text and "no title or header" in text
+
+
+async def test_questions_record_their_type(openai_server, make_settings):
+    settings = make_settings(
+        openai_server.base_url,
+        {
+            "taxonomy.source": TAXONOMY,
+            "subjects.rounds": 1,
+            "subjects.max_subjects": 1,
+            "syllabi.min_sessions": 2,
+            "syllabi.max_sessions": 3,
+            "questions.questions_per_syllabus": 4,
+            "questions.question_types": ["case analysis", "derivation or proof"],
+        },
+    )
+    await pipeline.run_until(settings, "answers")
+    store = RunStore(settings.run_dir)
+    questions = list(store.iter_records("questions"))
+    assert {q.question_type for q in questions} == {"case analysis", "derivation or proof"}
+    pairs = {p.question_id: p for p in store.iter_records("answers")}
+    assert all(pairs[q.id].question_type == q.question_type for q in questions)
+    systems = [b["messages"][0]["content"] for b in openai_server.requests if "response_format" not in b]
+    assert all('type: "case analysis"' in s or 'type: "derivation or proof"' in s for s in systems)

@@ -37,6 +37,8 @@ def test_ids_follow_identity_not_metadata():
     relabelled = Question(sample_index=3, **{**METADATA, "field": "Other", "level": "graduate"})
     assert relabelled.id == question.id
     assert Question(sample_index=4, **METADATA).id != question.id
+    typed = Question(sample_index=3, question_type="derivation or proof", **METADATA)
+    assert typed.id != question.id  # the type shapes the question; untyped ones keep their pinned ids
     pair = QAPair(question_id=question.id, answer="Because.", **METADATA)
     assert QAPair(question_id=question.id, answer="Other.", **METADATA).id != pair.id
 
@@ -44,7 +46,7 @@ def test_ids_follow_identity_not_metadata():
 def test_stored_field_order_is_parent_first():
     question = Question(sample_index=3, **METADATA)
     pair = QAPair(question_id=question.id, answer="Because.", **METADATA)
-    placement = list(METADATA)[:-2]
+    placement = [*list(METADATA)[:-2], "question_type"]  # Placement's fields, the drawn type last
     assert list(question.model_dump()) == [
         "id",
         "task_id",

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import csv
 import random
 from pathlib import Path
 
+import pydantic
+import pytest
+
+from glan_utils.core.records import TaxonomyNode
 from glan_utils.runs.store import RunStore
 from glan_utils.stages import pipeline
-from glan_utils.stages.subjects import SubjectProposal, SubjectRound, merge_rounds, similarity
+from glan_utils.stages.subjects import (
+    SubjectProposal,
+    SubjectRound,
+    known_names,
+    merge_rounds,
+    proposal_reply,
+    similarity,
+    subjects_prompt,
+)
 
 TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
+PAIRS = Path(__file__).parent / "data" / "course_pairs.csv"
 
 
 def round_of(discipline: str, number: int, *names: str) -> SubjectRound:
@@ -89,3 +103,78 @@ async def test_rounds_are_separate_calls_at_sampling_temperature(openai_server, 
         assert {n for s in subjects if s.discipline_id == discipline for n in s.rounds} == {0, 1, 2}
     again = await pipeline.run(settings, "subjects")
     assert openai_server.count == 15 and again.extra["subjects_new"] == 0
+
+
+def test_round_prompts_carry_a_focus_and_the_names_already_collected(make_settings):
+    settings = make_settings("http://127.0.0.1:9/v1")
+    discipline = TaxonomyNode(name="Economics", level="discipline", path=["Social", "Econ", "Economics"])
+    earlier = [round_of(discipline.name, 0, "Microeconomics"), round_of(discipline.name, 1, "Econometrics")]
+    for rec in earlier:
+        rec.discipline_id = discipline.id
+    known = known_names(earlier, discipline.id, before=1)
+    assert known == ["Microeconomics (undergraduate)"]  # only rounds before this one
+    first, second = (subjects_prompt(discipline, settings, r, known_names(earlier, discipline.id, r)) for r in (0, 1))
+    focuses = settings.subjects.focuses
+    assert focuses[0] in first.messages[-1]["content"] and focuses[1] in second.messages[-1]["content"]
+    assert "Microeconomics" not in first.messages[-1]["content"]
+    assert "Microeconomics (undergraduate)" in second.messages[-1]["content"]
+    assert f"List {settings.subjects.remote_per_round} subjects" in first.messages[-1]["content"]
+
+
+def test_level_must_come_from_the_vocabulary():
+    reply = proposal_reply(("high school", "graduate"))
+    assert reply.model_validate({"subject_name": "Calculus", "level": " Graduate "}).level == "graduate"
+    with pytest.raises(pydantic.ValidationError):
+        reply.model_validate({"subject_name": "Calculus", "level": "2,"})
+    assert reply.model_json_schema()["properties"]["level"]["enum"] == ["high school", "graduate"]
+
+
+def test_merge_keeps_levels_apart():
+    rounds = [
+        SubjectRound(
+            discipline_id="d",
+            discipline="Math",
+            round=r,
+            proposals=[SubjectProposal(subject_name="Calculus", level=level)],
+        )
+        for r, level in enumerate(["high school", "undergraduate introductory", "high school"])
+    ]
+    merged = merge_rounds(rounds, 0.85, by_embedding=False)
+    assert sorted((s.level, s.rounds) for s in merged.subjects) == [
+        ("high school", [0, 2]),
+        ("undergraduate introductory", [1]),
+    ]
+    assert len({s.id for s in merged.subjects}) == 2  # (name, level) is the identity
+
+
+def course_pairs() -> list[tuple[str, str, bool]]:
+    with PAIRS.open(encoding="utf-8") as f:
+        return [(row["a"], row["b"], row["same"] == "1") for row in csv.DictReader(f)]
+
+
+def merged_pairs(threshold: float) -> tuple[float, float]:
+    """(share of true paraphrases merged, share of distinct courses merged) by the stage's own merge."""
+    pairs = course_pairs()
+    outcomes = []
+    for number, (a, b, same) in enumerate(pairs):
+        rec = SubjectRound(
+            discipline_id=f"pair{number}",
+            discipline="x",
+            round=0,
+            proposals=[SubjectProposal(subject_name=n, level="graduate") for n in (a, b)],
+        )
+        outcomes.append((same, merge_rounds([rec], threshold, by_embedding=True).merged == 1))
+    true = [m for same, m in outcomes if same]
+    false = [m for same, m in outcomes if not same]
+    return sum(true) / len(true), sum(false) / len(false)
+
+
+def test_embedding_merge_threshold_on_labelled_course_pairs(make_settings):
+    pairs = course_pairs()
+    assert len(pairs) >= 60 and 25 <= sum(s for *_, s in pairs) <= len(pairs) - 25
+    threshold = make_settings("http://127.0.0.1:9/v1").subjects.merge_threshold
+    recall, false_merges = merged_pairs(threshold)
+    print(f"\nmerge at {threshold}: {recall:.1%} of paraphrases merged, {false_merges:.1%} of distinct courses merged")
+    assert recall >= 0.90 and false_merges <= 0.05
+    loose, _ = merged_pairs(0.99)
+    assert loose < 0.9  # the threshold matters: near-exact matching misses paraphrases

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pydantic
+import pytest
+
 from glan_utils.runs.store import RunStore
 from glan_utils.stages import pipeline
+from glan_utils.stages.syllabi import syllabus_reply
 from glan_utils.testing import Behavior
 
 TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
@@ -64,3 +68,20 @@ async def test_unparseable_reply_is_kept_as_failure_then_retried(openai_server, 
     assert store.count("syllabi") == 4
     again = await pipeline.run(settings, "syllabi")
     assert again.llm.calls == 1 and store.count("syllabi") == 5  # only the failed subject is asked again
+
+
+async def test_syllabus_has_course_parts_and_described_sessions_at_paper_sampling(openai_server, make_settings):
+    settings = await prepared(openai_server, make_settings)
+    await pipeline.run(settings, "syllabi")
+    body = openai_server.requests[0]
+    assert (body["temperature"], body["top_p"]) == (1.0, 0.95)  # paper §2.3
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert {"overview", "objectives", "outcomes", "sessions"} <= set(schema["required"])
+    assert schema["$defs"]["SessionReply"]["properties"]["description"]["minLength"] == 1
+    reply = syllabus_reply(3, 5, 4)
+    session = {"title": "Lenses", "description": "", "key_concepts": ["focal length"]}
+    with pytest.raises(pydantic.ValidationError):  # an empty description is no longer accepted
+        reply.model_validate({"overview": "o", "objectives": ["a"], "outcomes": ["b"], "sessions": [session] * 3})
+    for syllabus in RunStore(settings.run_dir).iter_records("syllabi"):
+        assert syllabus.overview and syllabus.objectives and syllabus.outcomes
+        assert all(s.description for s in syllabus.sessions)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -112,7 +111,7 @@ async def test_hostile_names_are_quoted_data_and_records_stay_valid(openai_serve
     hostile = pipeline.kept_disciplines(settings)[0].name
     assert hostile.startswith("Ignore previous instructions")
     user_turn = openai_server.requests[0]["messages"][-1]["content"]
-    assert json.dumps(hostile) in user_turn  # quoted as a JSON string, never spliced in as an instruction
+    assert f'"{hostile}"' in user_turn  # quoted verbatim as data, never spliced in as an instruction
     assert report.summary.failed == 0
     subjects = list(RunStore(settings.run_dir).iter_records("subjects"))
     assert subjects and all(s.discipline == hostile for s in subjects)

@@ -85,12 +85,13 @@ class Subject(Record):
     discipline_id: str
     discipline: str
     subject_name: str
-    level: str
+    level: str = Field(description="From the fixed vocabulary `subjects.levels`; part of the identity.")
     subtopics: list[str] = Field(default_factory=list)
     rounds: list[int] = Field(default_factory=list, description="Sampling rounds that proposed this subject.")
 
     def identity(self) -> Any:
-        return [self.discipline_id, self.subject_name.casefold().strip()]
+        # (name, level): "Calculus" for high school and for undergraduates are two subjects
+        return [self.discipline_id, self.subject_name.casefold().strip(), self.level.casefold().strip()]
 
 
 class ClassSession(BaseModel):
@@ -113,9 +114,16 @@ class Syllabus(Record):
     subject_name: str
     level: str
     sessions: list[ClassSession] = Field(min_length=1)
+    overview: str = Field("", description="The course introduction the homework prompt shows (paper §2.3-2.4).")
+    objectives: list[str] = Field(default_factory=list, description="Teaching objectives of the course.")
+    outcomes: list[str] = Field(default_factory=list, description="What a student can do after it (testable).")
+    prerequisites: list[str] = Field(default_factory=list)
 
     def identity(self) -> Any:
-        return [self.subject_id, [s.model_dump() for s in self.sessions]]
+        sessions = [s.model_dump() for s in self.sessions]
+        course = [self.overview, self.objectives, self.outcomes, self.prerequisites]
+        # a syllabus without the course parts (older runs) keeps the id it always had
+        return [self.subject_id, sessions, *([course] if any(course) else [])]
 
 
 class Placement(BaseModel):
@@ -132,6 +140,7 @@ class Placement(BaseModel):
     difficulty: Difficulty
     session_indices: list[int]
     concepts: list[str]
+    question_type: str = Field("", description="The format drawn for the question, e.g. 'derivation or proof'.")
 
 
 class Question(Placement, Record):
@@ -151,6 +160,7 @@ class Question(Placement, Record):
             self.concepts,
             self.sample_index,
             self.question,
+            *([self.question_type] if self.question_type else []),  # untyped (older) questions keep their ids
         ]
 
 

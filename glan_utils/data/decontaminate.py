@@ -4,8 +4,14 @@ Benchmark texts (questions and reference answers/solutions of GSM8K, MATH, Human
 every split shipped offline) are reduced to hashed n-grams: one sorted uint64 array, ~14 bytes per n-gram with
 its source and item, cached on disk per benchmark split, keyed by n and the loader's source. Records stream in
 chunks; a lookup is a binary search per n-gram, so memory does not grow with the number of records. Words are
-normalised like GPT-3's and lm-eval's decontamination (lower case, punctuation removed); texts shorter than n
-words cannot match.
+normalised like GPT-3's and lm-eval's decontamination (lower case, punctuation removed).
+
+Texts shorter than n words can never share an n-gram, yet 26-35% of ARC, MMLU and MBPP test questions have fewer
+than 13 words. So items of `SHORT_MIN_WORDS`..n-1 words are matched by normalised containment instead
+(`ShortIndex`): a record is flagged when its question or answer contains the item's whole question as
+consecutive words AND, where the item has a short gold option or answer (under n words), that too; a longer gold
+(MBPP's code) is left to the n-gram index, so the question alone decides. Multiple-choice options are indexed
+like the questions. Only the splits the offline wheels ship can be checked (no training splits are among them).
 """
 
 from __future__ import annotations
@@ -27,8 +33,74 @@ from glan_utils.settings import DecontamSettings
 BenchmarkText = tuple[str, int, str]
 """(source such as 'gsm8k:test', item position within the source, text)."""
 
-INDEX_FORMAT = 1
-"""Bump when tokenisation or hashing changes, so cached indexes are rebuilt."""
+INDEX_FORMAT = 2
+"""Bump when tokenisation, hashing or the indexed texts change, so cached indexes are rebuilt."""
+
+SHORT_MIN_WORDS = 6
+"""Shorter questions ("Which gas do plants absorb?") are too generic to call a match contamination."""
+
+ShortItem = tuple[str, int, str, str | None]
+"""(source, item position, question, gold option or answer, if any) of a benchmark item."""
+
+
+@dataclass
+class ShortIndex:
+    """Benchmark questions of SHORT_MIN_WORDS..ngram-1 words: the hash of each whole question, by length."""
+
+    sources: list[str]
+    by_length: dict[int, tuple[np.ndarray, np.ndarray]]  # words -> (sorted question hashes, row in `items`)
+    items: list[tuple[int, int, np.ndarray]]  # (source position, item position, gold word hashes)
+
+    @classmethod
+    def from_items(cls, items: Iterable[ShortItem], sources: list[str], longest: int) -> ShortIndex:
+        """Index the items whose question has SHORT_MIN_WORDS..`longest` normalised words (vectorised)."""
+        position = {name: i for i, name in enumerate(sources)}
+        kept = [entry for entry in items if entry[0] in position]
+        q_tokens, q_doc = tokenize([question for _, _, question, _ in kept])
+        g_tokens, g_doc = tokenize([gold or "" for *_, gold in kept])
+        words = np.bincount(q_doc, minlength=len(kept))
+        bounds = np.searchsorted(g_doc, np.arange(len(kept) + 1))
+        short = np.flatnonzero((words >= SHORT_MIN_WORDS) & (words <= longest))
+        row_of = np.full(len(kept), -1, np.int64)
+        row_of[short] = np.arange(len(short))
+        golds = [g_tokens[bounds[i] : bounds[i + 1]] for i in range(len(kept))]
+        # a gold of n words or more (MBPP's code, GSM8K's solution) is matched by the n-gram index itself
+        golds = [gold if len(gold) <= longest else gold[:0] for gold in golds]
+        rows = [(position[kept[i][0]], kept[i][1], golds[i]) for i in short.tolist()]
+        by_length = {}
+        for length in np.unique(words[short]).tolist():
+            grams, gram_doc = ngram_hashes(q_tokens, q_doc, length)
+            whole = words[gram_doc] == length  # the one gram that spans a question of exactly this length
+            order = np.argsort(grams[whole], kind="stable")
+            by_length[length] = (grams[whole][order], row_of[gram_doc[whole]][order])
+        return cls(sources, by_length, rows)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def matches(self, tokens: np.ndarray, doc: np.ndarray, n_records: int) -> np.ndarray:
+        """Rows (doc, source, question hash, item) where a doc holds a short question and its record the gold.
+
+        Docs 0..n_records-1 are questions and n_records.. the answers of the same records."""
+        out = []
+        for length, (hashes, rows) in self.by_length.items():
+            grams, gram_doc = ngram_hashes(tokens, doc, length)
+            left = np.searchsorted(hashes, grams, "left")
+            hit = (left < len(hashes)) & (hashes[np.minimum(left, len(hashes) - 1)] == grams)
+            for at, where in zip(left[hit].tolist(), gram_doc[hit].tolist(), strict=True):
+                source, item, gold = self.items[int(rows[at])]
+                record = where % n_records
+                texts = [tokens[doc == record], tokens[doc == record + n_records]]
+                if len(gold) == 0 or any(_contains(t, gold) for t in texts):
+                    out.append((where, source, int(hashes[at]), item))
+        return np.array(out, dtype=np.uint64).reshape(-1, 4)
+
+
+def _contains(words: np.ndarray, part: np.ndarray) -> bool:
+    """Whether `part` occurs in `words` as consecutive words."""
+    n = len(part)
+    starts = np.flatnonzero(words[: len(words) - n + 1] == part[0]) if n and len(words) >= n else []
+    return any(np.array_equal(words[i : i + n], part) for i in starts)
 
 
 @dataclass
@@ -40,6 +112,7 @@ class BenchmarkIndex:
     hashes: np.ndarray
     source: np.ndarray
     item: np.ndarray
+    short: ShortIndex | None = None
 
     @classmethod
     def from_parts(cls, parts: dict[str, tuple[np.ndarray, np.ndarray]], n: int) -> BenchmarkIndex:
@@ -104,15 +177,23 @@ def hash_sources(
 
 
 def benchmark_texts(name: str, split: str) -> Iterator[BenchmarkText]:
-    """Question and reference texts of one benchmark split (MATH also its worked solution)."""
+    """Question, reference and option texts of one benchmark split (MATH also its worked solution)."""
     from glan_utils.data import benchmarks
 
     source = f"{name}:{split}"
     for position, item in enumerate(benchmarks.iter_items(name, split)):
         yield source, position, item.text
-        for extra in (item.answer, item.extra.get("solution")):
+        for extra in dict.fromkeys((item.answer, item.extra.get("solution"), *(item.choices or []))):
             if isinstance(extra, str) and extra:
                 yield source, position, extra
+
+
+def short_items(name: str, split: str) -> Iterator[ShortItem]:
+    """Every item of a split as (source, position, question, gold); ShortIndex keeps the short ones."""
+    from glan_utils.data import benchmarks
+
+    for position, item in enumerate(benchmarks.iter_items(name, split)):
+        yield f"{name}:{split}", position, item.text, item.answer
 
 
 def _cache_root(settings: DecontamSettings) -> Path:
@@ -128,11 +209,12 @@ def load_index(settings: DecontamSettings) -> BenchmarkIndex:
     loader = hashlib.sha256(inspect.getsource(benchmarks).encode()).hexdigest()[:12]
     root = _cache_root(settings)
     root.mkdir(parents=True, exist_ok=True)
-    parts = {}
+    parts, chosen = {}, []
     for name in settings.benchmarks or benchmarks.BENCHMARKS:
         for split in settings.splits or benchmarks.splits(name):
             if split not in benchmarks.splits(name):
                 continue
+            chosen.append((name, split))
             path = root / f"{name}-{split}-n{settings.ngram}-v{INDEX_FORMAT}-{loader}.npz"
             if not path.exists():
                 built = hash_sources(benchmark_texts(name, split), settings.ngram).get(f"{name}:{split}")
@@ -143,7 +225,10 @@ def load_index(settings: DecontamSettings) -> BenchmarkIndex:
                 tmp.replace(path)
             data = np.load(path)
             parts[f"{name}:{split}"] = (data["hashes"], data["items"])
-    return BenchmarkIndex.from_parts(parts, settings.ngram)
+    index = BenchmarkIndex.from_parts(parts, settings.ngram)
+    items = (entry for name, split in chosen for entry in short_items(name, split))
+    index.short = ShortIndex.from_items(items, index.sources, settings.ngram - 1)
+    return index
 
 
 def item_text(texts: Iterable[BenchmarkText], source: str, item: int) -> str:
@@ -206,8 +291,15 @@ def _match_chunk(chunk: list[tuple[str, str]]) -> np.ndarray:
     """Rows (record, source, gram, doc, item) of each distinct match in a chunk (docs: questions, answers)."""
     assert _WORKER_INDEX is not None
     texts = [q for q, _ in chunk] + [a for _, a in chunk]
-    grams, doc = ngram_hashes(*tokenize(texts), _WORKER_INDEX.ngram)
+    tokens, token_doc = tokenize(texts)
+    grams, doc = ngram_hashes(tokens, token_doc, _WORKER_INDEX.ngram)
     hit_doc, hit_source, hit_item, hit_gram = _WORKER_INDEX.lookup(grams, doc)
+    if _WORKER_INDEX.short is not None:  # short items: whole-question containment (+ gold), one match each
+        short = _WORKER_INDEX.short.matches(tokens, token_doc, len(chunk))
+        hit_doc, hit_source, hit_gram, hit_item = (
+            np.concatenate([mine, short[:, k].astype(mine.dtype)])
+            for k, mine in enumerate((hit_doc, hit_source, hit_gram, hit_item))
+        )
     columns = [hit_doc % len(chunk), hit_source, hit_gram.view(np.int64), hit_doc, hit_item]
     return np.unique(np.stack([c.astype(np.int64) for c in columns], axis=1), axis=0)
 

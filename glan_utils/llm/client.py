@@ -222,8 +222,13 @@ class LLMClient:
         top_p: float | None = None,
         max_tokens: int | None = None,
         sample_index: int = 0,
+        length_retry_max_tokens: int | None = None,
     ) -> ChatResult:
-        """One logical call: cached, rate-limited, retried, validated against `schema` when given."""
+        """One logical call: cached, rate-limited, retried, validated against `schema` when given.
+
+        A reply cut at `max_tokens` is asked once more with twice the budget (at most `length_retry_max_tokens`)
+        under the same cache key, so a long answer is kept instead of failing on every rerun.
+        """
         messages = messages if messages is not None else prompt.messages if prompt else None
         if not messages:
             raise ValueError("chat() needs messages or a rendered prompt")
@@ -242,6 +247,11 @@ class LLMClient:
             result.cached = True
             return result
         result = await self._fetch(key, body, schema, params)
+        if not result.ok and result.finish_reason == "length" and max_tokens and length_retry_max_tokens:
+            budget = min(2 * max_tokens, length_retry_max_tokens)
+            if budget > max_tokens:
+                body, params = {**body, "max_tokens": budget}, {**params, "max_tokens": budget}
+                result = await self._fetch(key, body, schema, params)
         if not result.ok and schema is not None and result.text is not None:
             retry_body = {**body, "messages": reask_messages(messages, result.text, result.error or "")}
             result = await self._fetch(key, retry_body, schema, params)

@@ -1,8 +1,12 @@
 """Versioned prompt templates: Jinja files under `prompts/`, each rendered to chat messages plus its hash.
 
 A template holds a `system` and a `user` block. The hash of the template source goes into every record's provenance
-and into the cache key, so editing a prompt invalidates exactly the work it shaped. Values are inserted as data: the
-templates quote user-supplied names (`| tojson`), so a hostile discipline name cannot pose as an instruction.
+and into the cache key, so editing a prompt invalidates exactly the work it shaped.
+
+Values reach the model verbatim: `'`, `<`, `&`, `\\`, code and LaTeX are not escaped (Jinja's `tojson` would write
+`\\u0027` and `\\\\frac`, and a model copies that into the data). The templates mark data instead: short names in
+double quotes (`| quote`), long texts between `<<<` and `>>>` lines (`| block`), and the system turn says that marked
+text is data, never instructions.
 """
 
 from __future__ import annotations
@@ -39,9 +43,25 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=False,
         autoescape=False,
     )
-    # `tojson` quotes data; keep non-English text readable to the model ("Übung", not "\u00dcbung").
-    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
+    env.filters["quote"] = quote
+    env.filters["block"] = block
+    env.filters["quote_list"] = quote_list
     return env
+
+
+def quote(value: object) -> str:
+    """A name as data: in double quotes, verbatim (no escaping, so `Newton's <Laws> & Co` arrives as written)."""
+    return f'"{value}"'
+
+
+def quote_list(values: list[object]) -> str:
+    """Several names as data: each quoted verbatim, comma-separated."""
+    return ", ".join(quote(v) for v in values)
+
+
+def block(value: object) -> str:
+    """A long text as data between `<<<` and `>>>` lines: verbatim, multi-line code and LaTeX intact."""
+    return f"<<<\n{str(value).strip()}\n>>>"
 
 
 @lru_cache(maxsize=64)

@@ -3,16 +3,53 @@
 The defaults are the demo's sizes (`configs/demo.yaml`: a minutes-long run on the embedded model), so a notebook
 opened without a settings file never starts a paper-scale run by accident; `configs/paper.yaml` holds the paper's
 sizes. Sampling settings (temperatures, top-p) default to the paper's values. Every integer has an upper bound,
-so a typo such as `questions_per_syllabus: 99999999999999999999999` is one clear error, not a plan.
+so a typo such as `questions_per_syllabus: 99999999999999999999999` is one clear error, not a plan. Length bounds
+come in two sets: `max_tokens` (tight, for the embedded 135M model, which loops at high temperature) and
+`remote_max_tokens` for any other endpoint, where a cut reply gets one retry with a larger budget.
 """
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
 from glan_utils.core.section import Section
+
+Structure = Literal["schema", "paper"]
+STRUCTURE_HELP = (
+    "'schema': one call replies in JSON; 'paper': free text first, then a second call extracts the structure "
+    "(paper §2.2-2.3)."
+)
+SUBJECT_LEVELS = (
+    "high school",
+    "undergraduate introductory",
+    "undergraduate intermediate",
+    "undergraduate advanced",
+    "graduate",
+    "vocational",
+    "professional",
+)
+SUBJECT_FOCUSES = (
+    "core courses every student of the discipline takes",
+    "electives and specialised topics",
+    "advanced undergraduate and graduate courses",
+    "professional, vocational and applied courses used in industry and practice",
+    "interdisciplinary courses that connect it with other disciplines",
+)
+QUESTION_TYPES = (
+    "worked numeric problem",
+    "derivation or proof",
+    "code with tests",
+    "case analysis",
+    "compare and contrast",
+    "multi-part problem",
+    "short essay with stated criteria",
+)
+
+REMOTE_HELP = "max_tokens on a remote endpoint; the embedded model keeps the tight `max_tokens`."
+RETRY_HELP = "Remote endpoints: cap of the one retry after finish_reason=length (twice the budget, at most this)."
+TOKENS = {"ge": 16, "le": 1_000_000}
 
 
 class TaxonomySettings(Section):
@@ -31,21 +68,40 @@ class TaxonomySettings(Section):
     )
     review_file: str | None = Field(None, description="Saved review to apply; null = accept all nodes.")
     temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(512, ge=16, le=1_000_000)
+    max_tokens: int = Field(512, **TOKENS)
+    remote_max_tokens: int = Field(2048, **TOKENS, description=REMOTE_HELP)
+    length_retry_max_tokens: int = Field(4096, **TOKENS, description=RETRY_HELP)
 
 
 class SubjectSettings(Section):
     """Paper §2.2: 10 rounds per discipline at T=1.0, top-p 0.95, merged (100-200 subjects per discipline)."""
 
     rounds: int = Field(2, ge=1, le=100, description="Sampling rounds per discipline (paper: 10).")
-    per_round: int = Field(3, ge=1, le=1_000, description="Subjects asked for per round.")
+    per_round: int = Field(3, ge=1, le=1_000, description="Subjects asked for per round (embedded model).")
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)
-    max_tokens: int = Field(1024, ge=16, le=1_000_000)
-    merge_threshold: float = Field(0.85, ge=0, le=1, description="Name similarity at which subjects merge.")
+    max_tokens: int = Field(1024, **TOKENS)
+    merge_threshold: float = Field(
+        0.80,
+        ge=0,
+        le=1,
+        description="Similarity at which subjects of one level merge: embedding cosine of the filler-free names "
+        "(chosen on tests/data/course_pairs.csv), or word overlap when merge_by_embedding is off.",
+    )
     max_subjects: int | None = Field(
         3, ge=1, le=100_000, description="Cap per discipline after merging (paper: ~150); null = no cap."
     )
+    remote_per_round: int = Field(40, ge=1, le=1_000, description="Subjects asked for per round on a remote endpoint.")
+    remote_max_tokens: int = Field(6144, **TOKENS, description=REMOTE_HELP)
+    length_retry_max_tokens: int = Field(12288, **TOKENS, description=RETRY_HELP)
+    focuses: list[str] = Field(
+        default_factory=lambda: list(SUBJECT_FOCUSES), description="Round r asks for focus r mod len(focuses)."
+    )
+    levels: list[str] = Field(default_factory=lambda: list(SUBJECT_LEVELS), description="The allowed `level`s.")
+    merge_by_embedding: bool = Field(
+        True, description="Merge by sentence-embedding cosine (all-MiniLM-L6-v2) instead of word overlap."
+    )
+    structure: Structure = Field("schema", description=STRUCTURE_HELP)
 
 
 class SyllabiSettings(Section):
@@ -54,8 +110,12 @@ class SyllabiSettings(Section):
     min_sessions: int = Field(3, ge=1, le=200, description="Paper: 10.")
     max_sessions: int = Field(5, ge=1, le=200, description="Paper: 30.")
     concepts_per_session: int = Field(3, ge=1, le=50, description="Paper: ~5.")
-    temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(4096, ge=16, le=1_000_000)
+    temperature: float = Field(1.0, ge=0, le=2, description="Paper: 1.0.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Paper: 0.95.")
+    max_tokens: int = Field(4096, **TOKENS)
+    remote_max_tokens: int = Field(8192, **TOKENS, description=REMOTE_HELP)
+    length_retry_max_tokens: int = Field(16384, **TOKENS, description=RETRY_HELP)
+    structure: Structure = Field("schema", description=STRUCTURE_HELP)
 
     @model_validator(mode="after")
     def _sessions_ordered(self) -> Self:
@@ -73,7 +133,20 @@ class QuestionSettings(Section):
     challenging_ratio: float = Field(0.5, ge=0, le=1)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)
-    max_tokens: int = Field(512, ge=16, le=1_000_000)
+    max_tokens: int = Field(512, **TOKENS)
+    max_chars: int = Field(1500, ge=100, le=1_000_000, description="Longest question kept from the embedded model.")
+    remote_max_tokens: int = Field(2048, **TOKENS, description=REMOTE_HELP)
+    length_retry_max_tokens: int = Field(4096, **TOKENS, description=RETRY_HELP)
+    remote_max_chars: int = Field(
+        8000, ge=100, le=1_000_000, description="Longest question kept from a remote endpoint."
+    )
+    question_types: list[str] = Field(
+        default_factory=lambda: list(QUESTION_TYPES), description="One drawn per question (remote endpoints)."
+    )
+    embedded_question_types: list[str] = Field(
+        default_factory=lambda: ["short problem", "explain and apply"],
+        description="The simple list the small embedded model is given.",
+    )
 
 
 class AnswerSettings(Section):
@@ -81,7 +154,10 @@ class AnswerSettings(Section):
 
     model: str | None = Field(None, description="Answer model; null = the generation model.")
     temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(1024, ge=16, le=1_000_000)
+    top_p: float = Field(0.95, gt=0, le=1, description="Paper: 0.95.")
+    max_tokens: int = Field(1024, **TOKENS)
+    remote_max_tokens: int = Field(4096, **TOKENS, description=REMOTE_HELP)
+    length_retry_max_tokens: int = Field(8192, **TOKENS, description=RETRY_HELP)
 
 
 class QualitySettings(Section):
@@ -94,8 +170,8 @@ class QualitySettings(Section):
     model: str | None = Field(None, description="Judge model; null = the answer model (else the generation model).")
     base_url: str | None = Field(None, description="Judge endpoint; null = the run's endpoint (llm.base_url).")
     temperature: float = Field(0.0, ge=0, le=2, description="Judge sampling temperature (0 = most repeatable).")
-    max_tokens: int = Field(256, ge=16, le=1_000_000, description="Scores and a short rationale fit in 256 tokens.")
+    max_tokens: int = Field(256, **TOKENS, description="Scores and a short rationale fit in 256 tokens.")
     verify: bool = Field(True, description="Answer closed (numeric/symbolic) questions a second time and compare.")
     verifier_model: str | None = Field(None, description="Model of the second answer; null = the answer model.")
     verifier_seed: int = Field(1, ge=1, description="Sample index of the second answer (the first answer is 0).")
-    verifier_max_tokens: int = Field(1024, ge=16, le=1_000_000)
+    verifier_max_tokens: int = Field(1024, **TOKENS)

@@ -1,7 +1,10 @@
 """Paper §2.5: a separate call answers each question with full reasoning (paper: GPT-3.5-turbo, T=0.7).
 
-The answer is free text, not JSON: a worked solution reads better unescaped. The answer model may differ from
-the generation model (`answers.model`); the QA pair keeps every parent id, all metadata and both provenances.
+The answer is free text, not JSON: a worked solution reads better unescaped. The user turn is the bare question,
+exactly as it will be in the training data (no "a graduate student asks" framing, which invites "As a graduate
+student..." openers); the system turn makes the model an expert tutor and adapts the form to the question type
+(runnable code for code, a marked final answer where there is one). The answer model may differ from the
+generation model (`answers.model`); the QA pair keeps every parent id, all metadata and both provenances.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from glan_utils.core.records import Failure, Placement, QAPair, Question
 from glan_utils.llm.prompts import RenderedPrompt, render
 from glan_utils.settings import Settings
 from glan_utils.stages.base import Caller, Reply
+from glan_utils.stages.bounds import budget
 from glan_utils.stages.questions import current_questions
 from glan_utils.stages.registry import Plan, Stage, StageReport, finish, run_pending
 from glan_utils.stages.selection import count_kept, first_record
@@ -25,9 +29,8 @@ def answer_prompt(question: Question | QAPair, language: str) -> RenderedPrompt:
     return render(
         "answers",
         question=question.question,
-        subject=question.subject,
         discipline=question.discipline,
-        level=question.level,
+        question_type=question.question_type,
         language=language,
     )
 
@@ -41,7 +44,8 @@ async def write_answer(caller: Caller, question: Question, settings: Settings) -
         partial(_pair, question),
         model=cfg.model,
         temperature=cfg.temperature,
-        max_tokens=cfg.max_tokens,
+        top_p=cfg.top_p,
+        **budget(settings, cfg),
     )
 
 

@@ -4,8 +4,10 @@ basic: exactly one class session and 1-5 of its key concepts; challenging: exact
 2-5 concepts with at least one from each. Every question gets a FRESH draw from its own seed (run seed +
 syllabus id + sample index), so no sample is reused across questions (the public attempt's near-duplicate
 bug). A slot's difficulty comes from its own index too, so raising `questions_per_syllabus` keeps every
-existing question. The prompt holds the whole syllabus and "the student has learned up to session N", N being
-the last chosen session.
+existing question. The prompt holds the course overview and objectives, the whole syllabus and "the student has
+learned up to session N", N being the last chosen session; the drawn concepts are central and earlier sessions may
+be drawn on. Each question also gets a question type (worked problem, proof, code with tests, ...) drawn from its
+own seeded stream out of `questions.question_types` (a short list for the embedded model), recorded on it.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache, partial
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from glan_utils.core.ids import content_hash
 from glan_utils.core.records import ClassSession, Difficulty, Failure, Question, Subject, Syllabus
 from glan_utils.llm.prompts import RenderedPrompt, render
 from glan_utils.settings import Settings
 from glan_utils.stages.base import Caller, Reply
+from glan_utils.stages.bounds import budget, question_chars, question_types
 from glan_utils.stages.registry import Plan, Stage, StageReport, finish, run_pending
 from glan_utils.stages.selection import count_kept, kept_disciplines, kept_records
 from glan_utils.stages.syllabi import example_subject
@@ -31,10 +34,15 @@ NAME = "questions"
 MAX_CONCEPTS = 5
 
 
-class QuestionReply(BaseModel):
-    """One homework question."""
+@lru_cache(maxsize=8)
+def question_reply(max_chars: int) -> type[BaseModel]:
+    """The reply schema with the endpoint's longest question (1,500 characters suit the embedded model only)."""
+    return create_model("QuestionReply", question=(str, Field(min_length=1, max_length=max_chars)))
 
-    question: str = Field(min_length=1, max_length=1500)
+
+def pick_question_type(seed: int, syllabus_id: str, sample_index: int, types: list[str]) -> str:
+    """The question's type, from its own seeded stream (independent of its concept draw)."""
+    return random.Random(int(content_hash(seed, syllabus_id, sample_index, "question_type"), 16)).choice(types)
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,7 @@ class QuestionTask:
     draw: Draw
     field: str = ""
     subfield: str = ""
+    question_type: str = ""
 
     @property
     def id(self) -> str:
@@ -151,6 +160,7 @@ class QuestionTask:
             self.draw.sample_index,
             self.draw.session_indices,
             self.draw.concepts,
+            *([self.question_type] if self.question_type else []),
         )
 
 
@@ -161,11 +171,14 @@ def question_prompt(task: QuestionTask, language: str) -> RenderedPrompt:
         subject=syllabus.subject_name,
         discipline=syllabus.discipline,
         level=syllabus.level,
+        overview=syllabus.overview,
+        objectives=syllabus.objectives,
         sessions=[s.model_dump() for s in syllabus.sessions],
         learned_up_to=max(chosen.session_indices),
         session_indices=list(chosen.session_indices),
         concepts=list(chosen.concepts),
         difficulty=chosen.difficulty,
+        question_type=task.question_type or "any suitable format",
         language=language,
     )
 
@@ -177,11 +190,11 @@ async def write_question(caller: Caller, task: QuestionTask, settings: Settings)
         task.id,
         question_prompt(task, settings.language),
         partial(_question, task, settings.language),
-        schema=QuestionReply,
+        schema=question_reply(question_chars(settings)),
         temperature=cfg.temperature,
         top_p=cfg.top_p,
-        max_tokens=cfg.max_tokens,
         sample_index=task.draw.sample_index,
+        **budget(settings, cfg),
     )
 
 
@@ -200,6 +213,7 @@ def _question(task: QuestionTask, language: str, reply: Reply) -> list[Question]
             difficulty=chosen.difficulty,
             session_indices=list(chosen.session_indices),
             concepts=list(chosen.concepts),
+            question_type=task.question_type,
             sample_index=chosen.sample_index,
             language=language,
             question=reply.parsed.question.strip(),
@@ -211,25 +225,31 @@ def _question(task: QuestionTask, language: str, reply: Reply) -> list[Question]
 def question_tasks(settings: Settings) -> Iterator[QuestionTask]:
     """Every planned question, streamed: `questions_per_syllabus` fresh draws per kept syllabus."""
     paths = {d.id: d.path for d in kept_disciplines(settings)}
-    cfg = settings.questions
+    types = question_types(settings)
     for s in kept_records(settings, "syllabi"):
         field, subfield = paths[s.discipline_id][:2]
-        for d in draws(s, cfg.questions_per_syllabus, cfg.challenging_ratio, settings.seed):
-            yield QuestionTask(s, d, field=field, subfield=subfield)
+        for index in range(settings.questions.questions_per_syllabus):
+            yield planned_task(settings, s, index, types, field=field, subfield=subfield)
+
+
+def planned_task(settings: Settings, syllabus: Syllabus, index: int, types: list[str], **place: str) -> QuestionTask:
+    """Question slot `index` of a syllabus as the current plan has it: its draw and its question type."""
+    chosen = slot(syllabus, index, settings.questions.challenging_ratio, settings.seed)
+    kind = pick_question_type(settings.seed, syllabus.id, index, types)
+    return QuestionTask(syllabus, chosen, question_type=kind, **place)
 
 
 def current_questions(settings: Settings) -> Iterator[Question]:
     """The kept questions of the current plan: a slot dropped by a smaller `questions_per_syllabus` (or a
     question of another seed or ratio) stays on disk but is not answered or counted. Each question's slot is
     recomputed from its own syllabus and index, so this streams at any scale."""
-    cfg = settings.questions
+    cfg, types = settings.questions, question_types(settings)
     syllabi = {s.id: s for s in kept_records(settings, "syllabi")}
     for question in kept_records(settings, NAME):
         syllabus = syllabi.get(question.syllabus_id)
         if syllabus is None or question.sample_index >= cfg.questions_per_syllabus:
             continue
-        planned = slot(syllabus, question.sample_index, cfg.challenging_ratio, settings.seed)
-        if question.task_id == QuestionTask(syllabus, planned).id:
+        if question.task_id == planned_task(settings, syllabus, question.sample_index, types).id:
             yield question
 
 
@@ -248,7 +268,9 @@ async def run(settings: Settings) -> StageReport:
 
 def preview(settings: Settings) -> RenderedPrompt:
     task = next(iter(question_tasks(settings)), None) or QuestionTask(
-        _example_syllabus(example_subject(settings), settings), Draw(0, "basic", (1,), ("key concept 1.1",))
+        _example_syllabus(example_subject(settings), settings),
+        Draw(0, "basic", (1,), ("key concept 1.1",)),
+        question_type=question_types(settings)[0],
     )
     return question_prompt(task, settings.language)
 

@@ -1,38 +1,56 @@
 """Paper §2.3: one call per subject turns it into a syllabus of class sessions with key concepts.
 
-The reply schema bounds the number of sessions (min..max from settings), concepts per session and every
-string, and the parsed sessions are renumbered 1..n in reply order, so a model's own numbering can never
-create gaps.
+The syllabus has the course parts the paper's homework prompt relies on (overview, objectives, outcomes,
+prerequisites) and sessions that each have a description and specific, testable key concepts. The reply schema
+bounds the number of sessions (min..max from settings), concepts per session and every string, and the parsed
+sessions are renumbered 1..n in reply order, so a model's own numbering can never create gaps. Sampling is the
+paper's (T=1.0, top-p 0.95); `syllabi.structure: paper` writes prose first and extracts it (stages/extraction).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache, partial
+from typing import Annotated
 
 from pydantic import BaseModel, Field, create_model
 
 from glan_utils.core.records import ClassSession, Failure, Subject, Syllabus
 from glan_utils.llm.prompts import RenderedPrompt, render
 from glan_utils.settings import Settings
+from glan_utils.stages import extraction
 from glan_utils.stages.base import NAME_MAX, TEXT_MAX, Caller, Reply, ShortText
+from glan_utils.stages.bounds import budget
 from glan_utils.stages.registry import Plan, Stage, StageReport, run_per_record
 from glan_utils.stages.selection import first_record
 from glan_utils.stages.subjects import EXAMPLE_DISCIPLINE
 
 NAME = "syllabi"
+OVERVIEW_MAX = 1500
+SHAPE = {
+    "overview": "...",
+    "objectives": ["..."],
+    "outcomes": ["..."],
+    "prerequisites": ["..."],
+    "sessions": [{"title": "...", "description": "...", "key_concepts": ["..."]}],
+}
 
 
 @lru_cache(maxsize=64)
 def syllabus_reply(min_sessions: int, max_sessions: int, concepts: int) -> type[BaseModel]:
-    """Reply schema of a syllabus: min..max sessions, sessions of title, description, 1..concepts concepts."""
+    """Reply schema of a syllabus: course parts, then min..max sessions of title, description, 1..concepts."""
     session = create_model(
         "SessionReply",
         title=(str, Field(min_length=1, max_length=NAME_MAX)),
-        description=(str, Field("", max_length=TEXT_MAX)),
+        description=(str, Field(min_length=1, max_length=TEXT_MAX)),
         key_concepts=(list[ShortText], Field(min_length=1, max_length=concepts)),
     )
+    points = (list[Annotated[str, Field(min_length=1, max_length=TEXT_MAX)]], Field(min_length=1, max_length=8))
     return create_model(
         "SyllabusReply",
+        overview=(str, Field(min_length=1, max_length=OVERVIEW_MAX)),
+        objectives=points,
+        outcomes=points,
+        prerequisites=(list[Annotated[str, Field(min_length=1, max_length=TEXT_MAX)]], Field([], max_length=8)),
         sessions=(
             list[session],
             Field(
@@ -43,7 +61,7 @@ def syllabus_reply(min_sessions: int, max_sessions: int, concepts: int) -> type[
     )
 
 
-def syllabus_prompt(subject: Subject, settings: Settings) -> RenderedPrompt:
+def syllabus_prompt(subject: Subject, settings: Settings, paper: bool = False) -> RenderedPrompt:
     cfg = settings.syllabi
     return render(
         "syllabi",
@@ -55,19 +73,25 @@ def syllabus_prompt(subject: Subject, settings: Settings) -> RenderedPrompt:
         max_sessions=cfg.max_sessions,
         concepts=cfg.concepts_per_session,
         language=settings.language,
+        paper=paper,
     )
 
 
 async def write_syllabus(caller: Caller, subject: Subject, settings: Settings) -> list[Syllabus] | Failure:
     """One call per subject (the subject is its own task)."""
     cfg = settings.syllabi
-    return await caller.generate(
+    return await extraction.generate(
+        caller,
+        cfg.structure,
         subject.id,
-        syllabus_prompt(subject, settings),
+        lambda paper: syllabus_prompt(subject, settings, paper),
         partial(_syllabus, subject),
         schema=syllabus_reply(cfg.min_sessions, cfg.max_sessions, cfg.concepts_per_session),
+        what="course syllabus",
+        shape=SHAPE,
         temperature=cfg.temperature,
-        max_tokens=cfg.max_tokens,
+        top_p=cfg.top_p,
+        **budget(settings, cfg),
     )
 
 
@@ -92,6 +116,10 @@ def _syllabus(subject: Subject, reply: Reply) -> list[Syllabus] | Failure:
             subject_name=subject.subject_name,
             level=subject.level,
             sessions=sessions,
+            overview=reply.parsed.overview.strip(),
+            objectives=[o.strip() for o in reply.parsed.objectives],
+            outcomes=[o.strip() for o in reply.parsed.outcomes],
+            prerequisites=[p.strip() for p in reply.parsed.prerequisites],
             provenance=reply.provenance([subject.id, subject.discipline_id]),
         )
     ]

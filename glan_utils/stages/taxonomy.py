@@ -24,6 +24,7 @@ from glan_utils.llm.prompts import RenderedPrompt, render
 from glan_utils.runs.stage import StageSummary
 from glan_utils.settings import Settings
 from glan_utils.stages.base import NAME_MAX, TEXT_MAX, Caller, Reply, bounded_list
+from glan_utils.stages.bounds import budget
 from glan_utils.stages.registry import Plan, Stage, StageReport, finish, open_store, run_pending
 from glan_utils.stages.review import disciplines, repeated_disciplines
 from glan_utils.stages.selection import kept_disciplines
@@ -57,10 +58,16 @@ def level_size(settings: Settings, level: NodeLevel) -> int:
     return {"field": sizes.n_fields, "subfield": sizes.n_subfields, "discipline": sizes.n_disciplines}[level]
 
 
+def children_low(count: int) -> int:
+    """Fewest children asked for: half the level's size, so a narrow area is not padded to a uniform count."""
+    return max(1, (count + 1) // 2)
+
+
 def expand_prompt(task: ExpandTask, language: str) -> RenderedPrompt:
     return render(
         "taxonomy",
         level=task.level,
+        low=children_low(task.count),
         count=task.count,
         path=task.parent.path if task.parent else [],
         language=language,
@@ -75,7 +82,7 @@ async def expand(caller: Caller, task: ExpandTask, settings: Settings) -> list[T
         partial(_children, task),
         schema=bounded_list(NodeProposal, 1, task.count),
         temperature=settings.taxonomy.temperature,
-        max_tokens=settings.taxonomy.max_tokens,
+        **budget(settings, settings.taxonomy),
     )
 
 

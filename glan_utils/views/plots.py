@@ -87,6 +87,27 @@ def concepts_per_question(questions: pd.DataFrame) -> go.Figure:
     )
 
 
+def question_types(questions: pd.DataFrame) -> go.Figure:
+    """The mix of drawn question types (worked problem, proof, code, ...) by difficulty."""
+    kinds = questions.assign(question_type=questions.get("question_type", "").replace("", "untyped"))
+    counts = kinds.groupby(["question_type", "difficulty"]).size().reset_index(name="questions")
+    return px.bar(counts, x="question_type", y="questions", color="difficulty", title="Question types")
+
+
+def truncation(table: pd.DataFrame) -> go.Figure:
+    """Share of replies cut at their budget (rescued by the retry, or failed) per stage and difficulty."""
+    long = table.melt(id_vars=["stage", "difficulty"], value_vars=["truncation_rate", "failure_rate"])
+    return px.bar(
+        long,
+        x="difficulty",
+        y="value",
+        color="variable",
+        barmode="group",
+        facet_col="stage",
+        title="Replies cut at max_tokens, by difficulty",
+    )
+
+
 def answer_lengths(qa: pd.DataFrame) -> go.Figure:
     table = qa.assign(answer_words=qa["answer"].str.split().map(len))
     return px.histogram(table, x="answer_words", color="difficulty", nbins=40, title="Answer length (words)")

@@ -97,3 +97,42 @@ def distinctness(questions: Iterable[Question], dedup: DedupSettings | None = No
             }
         )
     return pd.DataFrame(rows, columns=["subject", "questions", "near_duplicates", "distinct_fraction"])
+
+
+def truncation_by_difficulty(settings: Settings) -> pd.DataFrame:
+    """Per stage (questions, answers) and difficulty: how often a reply was cut at its budget.
+
+    `rescued`: cut once, then kept thanks to the one retry with a larger budget (its record names the larger
+    `max_tokens`); `failed`: cut again, still without a record. Both bias the data toward short, easy items
+    when they are frequent, which is why they are shown by difficulty.
+    """
+    from glan_utils.stages import questions as question_stage  # views sit above stages; loaded on use
+    from glan_utils.stages.bounds import budget
+
+    store = RunStore(settings.run_dir)
+    asked = {q.id: q.difficulty for q in store.iter_records("questions")}
+    planned = {t.id: t.draw.difficulty for t in question_stage.question_tasks(settings)}
+    rows = []
+    for stage, difficulty_of in (("questions", planned), ("answers", asked)):
+        base = budget(settings, getattr(settings, stage))["max_tokens"]
+        records = list(store.iter_records(stage))
+        done = {r.task_id for r in records}
+        cut = {f.task_id for f in store.iter_failures(stage) if "max_tokens" in f.reason and f.task_id not in done}
+        tasks = [(r.task_id, bool(r.provenance and r.provenance.params.get("max_tokens", 0) > base)) for r in records]
+        tasks += [(task_id, False) for task_id in cut]
+        for task_id, rescued in tasks:
+            rows.append(
+                {
+                    "stage": stage,
+                    "difficulty": difficulty_of.get(task_id, "unknown"),
+                    "rescued": bool(rescued),
+                    "failed": task_id in cut,
+                }
+            )
+    table = pd.DataFrame(rows, columns=["stage", "difficulty", "rescued", "failed"])
+    summary = table.groupby(["stage", "difficulty"]).agg(
+        tasks=("rescued", "size"), rescued=("rescued", "sum"), failed=("failed", "sum")
+    )
+    summary["truncation_rate"] = (summary["rescued"] + summary["failed"]) / summary["tasks"]
+    summary["failure_rate"] = summary["failed"] / summary["tasks"]
+    return summary.reset_index()
