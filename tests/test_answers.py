@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from support.sizes import TINY_RUN
 
 from glan_utils.runs.store import RunStore
 from glan_utils.stages import pipeline
 from glan_utils.testing import Behavior, OpenAIServer
 from glan_utils.views import quality
 
-TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
-SIZES = {
-    "taxonomy.source": TAXONOMY,
-    "subjects.rounds": 1,
-    "subjects.per_round": 1,
-    "subjects.max_subjects": 1,
-    "syllabi.min_sessions": 2,
-    "syllabi.max_sessions": 3,
-    "questions.questions_per_syllabus": 2,
-}
-
 
 async def test_pairs_keep_parents_and_metadata_and_use_the_answer_model(make_settings):
     with OpenAIServer(models=["fake-model", "answer-model"]) as server:
-        settings = make_settings(server.base_url, {**SIZES, "answers.model": "answer-model"})
+        settings = make_settings(server.base_url, {**TINY_RUN, "answers.model": "answer-model"})
         await pipeline.run_until(settings, "questions")
         server.reset_stats()
         report = await pipeline.run(settings, "answers")
@@ -66,7 +55,9 @@ async def test_pairs_keep_parents_and_metadata_and_use_the_answer_model(make_set
 
 
 async def test_cut_off_answer_gets_one_retry_with_a_larger_budget(openai_server, make_settings):
-    settings = make_settings(openai_server.base_url, {**SIZES, "llm.concurrency": 1, "answers.remote_max_tokens": 300})
+    settings = make_settings(
+        openai_server.base_url, {**TINY_RUN, "llm.concurrency": 1, "answers.remote_max_tokens": 300}
+    )
     await pipeline.run_until(settings, "questions")
     openai_server.reset_stats()
     openai_server.script(Behavior("truncated"))
@@ -89,7 +80,7 @@ async def test_cut_off_answer_gets_one_retry_with_a_larger_budget(openai_server,
 async def test_answer_cut_twice_is_a_failure_kept_with_its_text(openai_server, make_settings):
     settings = make_settings(
         openai_server.base_url,
-        {**SIZES, "llm.concurrency": 1, "answers.remote_max_tokens": 300, "answers.length_retry_max_tokens": 450},
+        {**TINY_RUN, "llm.concurrency": 1, "answers.remote_max_tokens": 300, "answers.length_retry_max_tokens": 450},
     )
     await pipeline.run_until(settings, "questions")
     openai_server.reset_stats()

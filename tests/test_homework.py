@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from support.sizes import TINY_RUN
 
 from glan_utils.core.records import ClassSession, Syllabus
 from glan_utils.runs.store import RunStore
@@ -13,8 +13,6 @@ from glan_utils.settings import load_settings
 from glan_utils.stages import pipeline
 from glan_utils.stages.bounds import question_types
 from glan_utils.stages.questions import Draw, QuestionTask, draws, pick_question_type, question_prompt
-
-TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
 
 
 def syllabus(sessions: int, concepts: int = 5, shared: bool = False) -> Syllabus:
@@ -96,16 +94,7 @@ def test_prompt_carries_whole_syllabus_progress_and_exact_concepts():
 async def test_non_english_run_end_to_end(openai_server, make_settings):
     settings = make_settings(
         openai_server.base_url,
-        {
-            "taxonomy.source": TAXONOMY,
-            "language": "Deutsch",
-            "subjects.rounds": 1,
-            "subjects.per_round": 1,
-            "subjects.max_subjects": 1,
-            "syllabi.min_sessions": 2,
-            "syllabi.max_sessions": 3,
-            "questions.questions_per_syllabus": 2,
-        },
+        {**TINY_RUN, "language": "Deutsch"},
     )
     reports = await pipeline.run_until(settings, "answers")
     assert all(r.summary.failed == 0 for r in reports.values())
@@ -137,11 +126,7 @@ async def test_questions_record_their_type(openai_server, make_settings):
     settings = make_settings(
         openai_server.base_url,
         {
-            "taxonomy.source": TAXONOMY,
-            "subjects.rounds": 1,
-            "subjects.max_subjects": 1,
-            "syllabi.min_sessions": 2,
-            "syllabi.max_sessions": 3,
+            **TINY_RUN,
             "questions.questions_per_syllabus": 4,
             "questions.question_types": ["case analysis", "derivation or proof"],
         },

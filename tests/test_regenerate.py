@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow.parquet as pq
+from support.sizes import TINY_RUN
 
 from glan_utils.data.build import build_dataset
 from glan_utils.runs.store import RunStore
@@ -13,15 +12,8 @@ from glan_utils.stages.regenerate import regenerate, regenerations
 from glan_utils.stages.superseded import superseded_ids
 from glan_utils.testing import OpenAIServer
 
-TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
 SIZES = {
-    "taxonomy.source": TAXONOMY,
-    "subjects.rounds": 1,
-    "subjects.per_round": 1,
-    "subjects.max_subjects": 1,
-    "syllabi.min_sessions": 2,
-    "syllabi.max_sessions": 3,
-    "questions.questions_per_syllabus": 2,
+    **TINY_RUN,
     # keep every pair the rules or the (random) fake judge would drop: this test is about regeneration only
     "dataset.quality.drop_flags": [],
     "dataset.quality.min_score": 1,
