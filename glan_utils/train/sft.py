@@ -16,69 +16,13 @@ from typing import Any
 import torch
 from datasets import DatasetDict, load_from_disk
 from peft import LoraConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
-from glan_utils.core.errors import InputError, SetupError
+from glan_utils.core.errors import InputError
 from glan_utils.data.run_card import card_section, write_run_card
-from glan_utils.evaluation.loss_gap import loss_gap, mean_token_loss  # noqa: F401  (moved; old import path)
-from glan_utils.llm import embedded
 from glan_utils.settings import FinetuneSettings
-
-# Names for the small GGUF models that ship on PyPI (resolved by the embedded-server module).
-GGUF_MODELS = {"smollm2-gguf": "smollm2", "gemma3-270m-gguf": "gemma3-270m"}
-
-# Base models (Mistral-7B-v0.1, Gemma 3 base) ship no chat template; this plain one keeps prompt a prefix of
-# prompt+answer, which completion masking needs, and ends each answer with EOS so the model learns to stop.
-FALLBACK_CHAT_TEMPLATE = (
-    "{% for m in messages %}"
-    "{% if m['role'] == 'assistant' %}{{ 'Answer:\n' + m['content'] + eos_token }}"
-    "{% else %}{{ 'Question:\n' + m['content'] + '\n\n' }}{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'Answer:\n' }}{% endif %}"
-)
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where `from_pretrained` loads from: a hub id or directory, plus a GGUF file name inside it if any."""
-
-    name_or_dir: str
-    gguf_file: str | None = None
-
-
-def resolve_model(model: str) -> ModelSource:
-    """'smollm2-gguf' -> the PyPI GGUF; a .gguf path -> its directory + file; a hub id or dir as is."""
-    if model in GGUF_MODELS:
-        path = embedded.resolve_model(GGUF_MODELS[model]).path
-        return ModelSource(str(path.parent), path.name)
-    path = Path(model).expanduser()
-    if path.suffix == ".gguf":
-        if not path.is_file():
-            raise InputError(f"model file not found: {path}")
-        return ModelSource(str(path.parent), path.name)
-    return ModelSource(model)
-
-
-def load_model_and_tokenizer(model: str, bf16: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a causal LM ready for training: fp32 (or bf16), a pad token, right padding and a chat template."""
-    source = resolve_model(model)
-    kwargs: dict[str, Any] = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source.name_or_dir, **kwargs)
-        lm = AutoModelForCausalLM.from_pretrained(
-            source.name_or_dir, dtype=torch.bfloat16 if bf16 else torch.float32, **kwargs
-        )
-    except OSError as exc:
-        raise SetupError(f"cannot load model {model!r}: {str(exc).splitlines()[0]}") from None
-    if source.gguf_file and getattr(lm, "hf_quantizer", None) is not None:
-        lm.hf_quantizer.remove_quantization_config(lm)  # weights are de-quantized; the marker blocks training
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
-    return lm, tokenizer
+from glan_utils.train.models import load_model_and_tokenizer
 
 
 def load_exported_dataset(run_dir: str | Path) -> DatasetDict:
