@@ -65,14 +65,3 @@ def dataset_figures(report: DatasetReport) -> dict[str, go.Figure]:
         "dataset_disciplines": per_discipline(report),
         "dataset_lengths": length_histograms(Path(report.dataset_dir) / "qa.parquet"),
     }
-
-
-def save_figures(figures: dict[str, go.Figure], plot_dir: Path) -> list[Path]:
-    """Write each figure as standalone HTML (plotly.js saved once beside them, works offline)."""
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, figure in figures.items():
-        path = plot_dir / f"{name}.html"
-        figure.write_html(path, include_plotlyjs="directory")
-        paths.append(path)
-    return paths

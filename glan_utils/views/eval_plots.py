@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from glan_utils.evaluation.harness import PROTOCOL_NOTES, BenchmarkScore
 from glan_utils.evaluation.stats import difference_p_value
 from glan_utils.settings.evaluation import EvalSettings
+from glan_utils.views.plots import save_figure
 
 PUBLISHED: dict[str, dict[str, float]] = {
     "Mistral-7B": {
@@ -178,13 +179,6 @@ def discipline_heatmap(summary: pd.DataFrame) -> go.Figure:
         aspect="auto",
         title="GLAN-Test, reference view: mean judge score (1-10) vs the generator's answer",
     )
-
-
-def save_figure(figure: go.Figure, path: Path) -> Path:
-    """Write a figure as standalone HTML (plotly.js inlined, so it opens offline)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.write_html(path, include_plotlyjs=True)
-    return path
 
 
 def loss_gap_plot(gaps: pd.DataFrame) -> go.Figure:

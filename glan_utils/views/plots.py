@@ -21,12 +21,22 @@ def plots_dir(settings: Settings) -> Path:
     return settings.run_dir / "plots"
 
 
-def save(fig: go.Figure, settings: Settings, name: str) -> Path:
-    """Write `plots/<name>.html`; plotly.js is copied once into the folder, not inlined into every file."""
-    path = plots_dir(settings) / f"{name}.html"
+def save_figure(figure: go.Figure, path: Path) -> Path:
+    """Write a figure as standalone HTML that opens offline; plotly.js is copied once into the folder beside it,
+    not inlined into every file (the HTML report inlines it once for the whole page)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(path, include_plotlyjs="directory")
+    figure.write_html(path, include_plotlyjs="directory")
     return path
+
+
+def save_figures(figures: dict[str, go.Figure], plot_dir: Path) -> list[Path]:
+    """`save_figure` for each figure, as `<plot_dir>/<name>.html`."""
+    return [save_figure(figure, plot_dir / f"{name}.html") for name, figure in figures.items()]
+
+
+def save(fig: go.Figure, settings: Settings, name: str) -> Path:
+    """Write the run's `plots/<name>.html`."""
+    return save_figure(fig, plots_dir(settings) / f"{name}.html")
 
 
 def coverage(qa: pd.DataFrame) -> go.Figure:
