@@ -13,17 +13,17 @@ store, so each lands exactly once. Resume is the same as `run_stage`: tasks that
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from glan_utils.core.errors import SetupError
 from glan_utils.core.jsonl import JsonlWriter
+from glan_utils.core.parallel import chunks
 from glan_utils.core.records import Failure, Record, utc_now
 from glan_utils.llm.cache import ResponseCache
 from glan_utils.llm.ledger import Ledger, Totals
-from glan_utils.runs.stage import StageSummary
+from glan_utils.runs.stage import StageSummary, write_result
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import RaySettings, Settings
 
@@ -129,25 +129,11 @@ def _shard_worker(
     return pairs
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
-
-
-def _write(
+def _write_all(
     pairs: list[tuple[str, list[Record] | Failure]], out: JsonlWriter, failed_out: JsonlWriter, summary: StageSummary
 ) -> None:
     for task_id, result in pairs:
-        if isinstance(result, Failure):
-            summary.failed += 1
-            summary.failures_by_reason[result.reason.split(":")[0][:60]] += 1
-            failed_out.write(result.model_dump(mode="json"))
-            continue
-        for record in result:
-            record.task_id = task_id
-            out.write(record.model_dump(mode="json"))
-        summary.records += len(result)
+        write_result(task_id, result, out, failed_out, summary)
 
 
 def _connect(ray: Any, config: RaySettings) -> int:
@@ -203,14 +189,14 @@ def run_stage_distributed(
     try:
         with store.writer(stage) as out, store.failure_writer(stage) as failed_out:
             in_flight: list[Any] = []
-            for shard in _chunks(pending(), config.shard_size):
+            for shard in chunks(pending(), config.shard_size):
                 if len(in_flight) >= limit:
                     ready, in_flight = ray.wait(in_flight, num_returns=1)
-                    _write(ray.get(ready[0]), out, failed_out, summary)
+                    _write_all(ray.get(ready[0]), out, failed_out, summary)
                 in_flight.append(remote.remote(settings_ref, stage, work, shard, driver))
             while in_flight:
                 ready, in_flight = ray.wait(in_flight, num_returns=1)
-                _write(ray.get(ready[0]), out, failed_out, summary)
+                _write_all(ray.get(ready[0]), out, failed_out, summary)
         totals = ray.get(driver.flush.remote())
     finally:
         ray.kill(driver)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
+from glan_utils.core.jsonl import JsonlWriter
 from glan_utils.core.records import Failure, Record, utc_now
 from glan_utils.runs.store import RunStore
 
@@ -60,6 +61,22 @@ def _reason_kind(reason: str) -> str:
     return reason.split(":")[0][:60]
 
 
+def write_result(
+    task_id: str, result: list[Record] | Failure, out: JsonlWriter, failed_out: JsonlWriter, summary: StageSummary
+) -> None:
+    """Append one task's records (stamped with its id, for resume) or its failure, and count it: the one writer
+    of stage results, in-process and for Ray shards alike."""
+    if isinstance(result, Failure):
+        summary.failed += 1
+        summary.failures_by_reason[_reason_kind(result.reason)] += 1
+        failed_out.write(result.model_dump(mode="json"))
+        return
+    for record in result:
+        record.task_id = task_id
+        out.write(record.model_dump(mode="json"))
+    summary.records += len(result)
+
+
 async def run_stage(
     store: RunStore,
     stage: str,
@@ -79,15 +96,7 @@ async def run_stage(
     with store.writer(stage) as out, store.failure_writer(stage) as failed_out:
 
         def keep(task: Any, result: list[Record] | Failure) -> None:
-            if isinstance(result, Failure):
-                summary.failed += 1
-                summary.failures_by_reason[_reason_kind(result.reason)] += 1
-                failed_out.write(result.model_dump(mode="json"))
-            else:
-                for record in result:
-                    record.task_id = task.id
-                    out.write(record.model_dump(mode="json"))
-                summary.records += len(result)
+            write_result(task.id, result, out, failed_out, summary)
             progress.set_postfix(failed=summary.failed, refresh=False)
 
         async def one(task: Any) -> None:
