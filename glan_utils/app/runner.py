@@ -37,6 +37,7 @@ from pydantic import BaseModel
 from glan_utils.app.interrupts import Interrupted, catch_signals
 from glan_utils.core.errors import ConfigError
 from glan_utils.core.records import utc_now
+from glan_utils.core.yaml_files import read_yaml
 from glan_utils.runs.store import RunStore, is_alive
 from glan_utils.settings import Settings, load_settings
 from glan_utils.settings.config import FILE_RELATIVE
@@ -317,16 +318,6 @@ def parse_params(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
         except yaml.YAMLError:
             out[key] = raw
     return out
-
-
-def read_yaml(path: str | Path, what: str) -> Any:
-    """A YAML file's content; a missing or unparsable file is one ConfigError naming `what` and the path."""
-    try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{what} not found: {path}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"{what} is not valid YAML: {path}") from None
 
 
 def load_params_file(path: str | Path) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from typing import Any
 import pandas as pd
 
 from glan_utils.app.report import run_table, run_totals
-from glan_utils.app.runner import read_yaml
 from glan_utils.core.errors import ConfigError
+from glan_utils.core.yaml_files import read_yaml
 
 _KEYS = {"params", "runs", "grid"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")

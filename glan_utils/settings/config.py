@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError
 
 from glan_utils.core.errors import ConfigError
 from glan_utils.core.section import Section
+from glan_utils.core.yaml_files import read_yaml
 from glan_utils.settings.data import DatasetSettings
 from glan_utils.settings.evaluation import EvalSettings
 from glan_utils.settings.llm import EmbeddedSettings, LLMSettings
@@ -158,14 +159,7 @@ def load_settings(
 def read_settings_file(path: str | Path) -> dict[str, Any]:
     """A settings file as a nested mapping: dotted keys expanded, its relative paths made relative to it."""
     path = Path(path)
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config error: file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config error: {path}{where}: not valid YAML") from None
+    loaded = read_yaml(path, "settings file")
     if loaded is not None and not isinstance(loaded, dict):
         raise ConfigError(f"config error: {path}: top level must be a mapping")
     data: dict[str, Any] = {}
