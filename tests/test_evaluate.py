@@ -134,7 +134,7 @@ def test_multiple_choice_is_the_argmax_of_choice_logprobs(tmp_path) -> None:
 def test_glan_test_judges_each_question_per_discipline(tmp_path) -> None:
     """Endpoint answers and judge verdicts go through the project's client to the loopback server."""
     from glan_utils.core import aio
-    from glan_utils.evaluation.judge import load_questions, run_glan_test, summarize
+    from glan_utils.evaluation.judge import grade_table, load_questions, run_glan_test
     from glan_utils.settings import LLMSettings, Settings
 
     rows = [
@@ -156,7 +156,7 @@ def test_glan_test_judges_each_question_per_discipline(tmp_path) -> None:
         graded = aio.run(run_glan_test(spec, settings, tmp_path, None, 32))
         assert server.count == 6  # three answers, three verdicts
     assert graded["score"].between(1, 10).all() and graded["error"].isna().all()
-    summary = summarize(graded, "discipline")
+    summary = grade_table(graded, "discipline")
     assert summary.set_index("discipline")["n"].to_dict() == {"math": 2, "physics": 1}
 
 

@@ -175,7 +175,7 @@ async def judge_pairs(
     return judged
 
 
-def summarize(graded: pd.DataFrame, by: str) -> pd.DataFrame:
+def grade_table(graded: pd.DataFrame, by: str) -> pd.DataFrame:
     """Mean judge score (1-10) and accuracy per model and `by` (discipline/difficulty); failures excluded."""
     scored = graded.dropna(subset=["score"]).astype({"correct": float})
     return (
@@ -258,8 +258,8 @@ def glan_test_report(
         summaries["pairwise_by_discipline"] = summarize_pairs(pairs, "discipline", resamples)
     if len(graded):
         graded.to_json(out_dir / "glan_test.jsonl", orient="records", lines=True)
-        summaries["reference_by_discipline"] = summarize(graded, "discipline")
-        summaries["reference_by_difficulty"] = summarize(graded, "difficulty")
+        summaries["reference_by_discipline"] = grade_table(graded, "discipline")
+        summaries["reference_by_difficulty"] = grade_table(graded, "difficulty")
     for name, frame in summaries.items():
         frame.to_json(out_dir / f"glan_test_{name}.json", orient="records", indent=1)
     return summaries

@@ -27,7 +27,7 @@ from glan_utils.runs.stage import StageSummary, write_result
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import RaySettings, Settings
 
-Work = Callable[[Any, Any], Awaitable["list[Record] | Failure"]]
+ClientWork = Callable[[Any, Any], Awaitable["list[Record] | Failure"]]  # work(client, task) on a Ray worker
 
 
 def _ray() -> Any:
@@ -105,7 +105,7 @@ class RemoteLedger(Ledger):
 
 
 def _shard_worker(
-    settings_data: dict[str, Any], stage: str, work: Work, shard: list[Any], store: Any
+    settings_data: dict[str, Any], stage: str, work: ClientWork, shard: list[Any], store: Any
 ) -> list[tuple[str, list[Record] | Failure]]:
     """Runs inside a Ray worker: the normal client over one shard, cache and ledger at the driver."""
     from glan_utils.llm.client import open_client
@@ -159,7 +159,7 @@ def _driver_store(ray: Any, settings: Settings) -> Any:
 
 
 def run_stage_distributed(
-    settings: Settings, stage: str, tasks: Iterable[Any], work: Work, config: RaySettings | None = None
+    settings: Settings, stage: str, tasks: Iterable[Any], work: ClientWork, config: RaySettings | None = None
 ) -> tuple[StageSummary, Totals]:
     """Like `run_stage`, with shards of tasks done by Ray workers; returns the summary and the shards' LLM totals.
 
