@@ -220,7 +220,7 @@ def iter_items(name: str, split: str = "test", limit: int | None = None) -> Iter
         yield item
 
 
-def cache_dir() -> Path:
+def files_dir() -> Path:
     """Materialised JSONL goes to the workbench cache, under `benchmarks/`."""
     return paths.cache_dir() / "benchmarks"
 
@@ -231,7 +231,7 @@ def materialize(name: str, split: str = "test", limit: int | None = None, direct
     With `limit`, items are taken evenly spaced across the whole split, so a small sample still spans every
     MMLU subject and MATH topic instead of the first one only.
     """
-    directory = directory or cache_dir()
+    directory = directory or files_dir()
     path = directory / f"{name}-{split}-{limit or 'all'}.jsonl"
     if path.exists():
         return path

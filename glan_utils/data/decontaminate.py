@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from glan_utils.core import paths
 from glan_utils.core.parallel import chunks, ordered_map
 from glan_utils.data.hashing import ngram_hashes, tokenize
 from glan_utils.settings import DecontamSettings
@@ -197,9 +198,8 @@ def short_items(name: str, split: str) -> Iterator[ShortItem]:
 
 
 def _cache_root(settings: DecontamSettings) -> Path:
-    from glan_utils.data import benchmarks
 
-    return Path(settings.cache_dir) if settings.cache_dir else benchmarks.cache_dir().parent / "decontam"
+    return Path(settings.cache_dir) if settings.cache_dir else paths.cache_dir() / "decontam"
 
 
 def load_index(settings: DecontamSettings) -> BenchmarkIndex:
