@@ -446,7 +446,9 @@ async def open_client(
             base_url, model, endpoint_id = server.base_url, server.model, f"embedded:{settings.embedded.model}"
             extra = dict(emb.extra_body)
             # llama.cpp queues what its slots can't hold: more in flight only turns into client timeouts
-            llm = llm.model_copy(update={"concurrency": min(llm.concurrency, 2 * emb.parallel)})
+            llm = llm.model_copy(
+                update={"concurrency": min(llm.concurrency, 2 * emb.parallel), "timeout_s": emb.timeout_s}
+            )
         else:
             if not llm.model:
                 raise SetupError("llm.model is not set: name the model served by llm.base_url")

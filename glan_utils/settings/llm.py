@@ -76,6 +76,12 @@ class EmbeddedSettings(Section):
     ctx: int = Field(8192, ge=512)
     parallel: int = Field(4, ge=1)
     threads: int = Field(2, ge=1)
+    timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds per request to the embedded server, in place of llm.timeout_s: a CPU model queues "
+        "requests behind its slots and slows down when the machine is busy.",
+    )
     extra_body: dict[str, Any] = Field(
         default_factory=lambda: {"repeat_penalty": 1.1},
         description="Sampling extras for llama.cpp (a small model loops without).",
