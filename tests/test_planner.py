@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
+from support.sizes import TINY_RUN
 
+from glan_utils.app.report import run_table
+from glan_utils.data.build import build_dataset
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings, load_settings
 from glan_utils.stages import pipeline
+from glan_utils.stages.questions import current_questions
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -166,6 +171,32 @@ async def test_changing_questions_per_syllabus_keeps_the_slots(openai_server, tm
     assert pipeline.plans(five)["answers"].calls == 5 * syllabi  # only the current plan's questions
     report = await pipeline.run(five, "questions")
     assert report.extra["outside_plan"] == 6 * syllabi
+    status = run_table(five.run_dir).set_index("stage")
+    assert status.loc["questions", "outside_plan"] == 6 * syllabi  # what `glan status` shows
     before = openai_server.count
     answers = await pipeline.run(five, "answers")
     assert openai_server.count - before == answers.llm.calls == 5 * syllabi
+
+
+async def test_answers_outside_the_plan_leave_the_data_set(openai_server, tmp_path) -> None:
+    """Answered at 4 questions per syllabus, then planned at 2: the data set keeps only the 2-slot plan's pairs."""
+    base = {
+        **endpoint(tmp_path, openai_server.base_url),
+        "llm.model": "fake-model",
+        **TINY_RUN,
+        "quality.enabled": False,
+        "dataset.quality.enabled": False,  # the plan applies even with the quality filter off
+        "dataset.decontamination.enabled": False,
+        "dataset.dedup.near": False,
+        "dataset.export.test_per_discipline": 0,
+    }
+    four = load_settings(None, {**base, "questions.questions_per_syllabus": 4}, environ={})
+    await pipeline.run_until(four, "answers")
+    syllabi = pipeline.count_kept(four, "syllabi")
+    two = load_settings(None, {**base, "questions.questions_per_syllabus": 2}, environ={})
+    assert (await pipeline.run(two, "questions")).extra["outside_plan"] == 2 * syllabi
+    report = build_dataset(RunStore(two.run_dir), two.dataset)
+    planned = {q.id for q in current_questions(two)}
+    kept = pq.read_table(two.run_dir / "dataset" / "qa.parquet", columns=["question_id"])["question_id"].to_pylist()
+    assert report.records == 4 * syllabi and report.quality_removed == 2 * syllabi
+    assert set(kept) == planned and len(kept) == 2 * syllabi

@@ -80,7 +80,8 @@ def run_table(run_dir: str | Path) -> pd.DataFrame:
     """One row per stage (notebooks and generation stages): status, records, failures, calls, tokens, cost.
 
     Records are lines of `<stage>.jsonl` (cheap at any size); call figures come from the cost ledger. A stage
-    the manifest calls `running` whose recorded process no longer exists shows as interrupted.
+    the manifest calls `running` whose recorded process no longer exists shows as interrupted. `outside_plan`
+    counts records on disk that the current plan no longer has (e.g. after lowering `questions_per_syllabus`).
     """
     store = RunStore(_existing(run_dir))
     stages = store.read_manifest().get("stages", {})
@@ -94,6 +95,7 @@ def run_table(run_dir: str | Path) -> pd.DataFrame:
                 "status": _status(info),
                 "records": _line_count(store.records_path(name)),
                 "failed": info.get("failed"),
+                "outside_plan": info.get("outside_plan"),
                 "calls": spent.calls if spent else None,
                 "cache_hits": spent.cached if spent else None,
                 "call_failures": spent.failed if spent else None,
@@ -103,9 +105,13 @@ def run_table(run_dir: str | Path) -> pd.DataFrame:
         )
     table = pd.DataFrame(
         rows,
-        columns=["stage", "status", "records", "failed", "calls", "cache_hits", "call_failures", "tokens", "cost_usd"],
-    )
-    return table.astype({c: "Int64" for c in ["records", "failed", "calls", "cache_hits", "call_failures", "tokens"]})
+        columns=[
+            "stage", "status", "records", "failed", "outside_plan", "calls", "cache_hits", "call_failures", "tokens",
+            "cost_usd",
+        ],
+    )  # fmt: skip
+    counts = ["records", "failed", "outside_plan", "calls", "cache_hits", "call_failures", "tokens"]
+    return table.astype(dict.fromkeys(counts, "Int64"))
 
 
 def run_totals(run_dir: str | Path) -> dict[str, Any]:

@@ -21,16 +21,18 @@ import numpy as np
 
 from glan_utils.core.jsonl import iter_jsonl
 from glan_utils.settings import QualityFilterSettings
+from glan_utils.stages.questions import read_outside_plan
 from glan_utils.stages.rules import RULES, rule_flags
 from glan_utils.stages.superseded import superseded_ids
 
-SUPERSEDED, LOW_SCORE, DISAGREED, SEMANTIC = (
+OUTSIDE_PLAN, SUPERSEDED, LOW_SCORE, DISAGREED, SEMANTIC = (
+    "outside_plan",
     "superseded",
     "low_judge_score",
     "verifier_disagreement",
     "semantic_near_duplicate",
 )
-REASONS: tuple[str, ...] = (SUPERSEDED, *RULES, LOW_SCORE, DISAGREED, SEMANTIC)
+REASONS: tuple[str, ...] = (OUTSIDE_PLAN, SUPERSEDED, *RULES, LOW_SCORE, DISAGREED, SEMANTIC)
 Embedder = Callable[[Sequence[str]], np.ndarray]
 
 
@@ -101,8 +103,7 @@ def filter_pairs(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """(removed mask, summary) over `pairs` in file order; only `alive` pairs (kept so far) are judged."""
     removed = np.zeros(len(alive), bool)
-    if not cfg.enabled:
-        return removed, _summary(Counter(), Counter(), [], 0)
+    outside = read_outside_plan(run_dir)  # left out even with the quality filter off: the plan decides
     verdicts, gone, code = latest_verdicts(run_dir), superseded_ids(run_dir), latest_verifications(run_dir)
     by_reason: Counter[str] = Counter()
     per_discipline: Counter[tuple[str, str]] = Counter()
@@ -111,7 +112,12 @@ def filter_pairs(
     for i, pair in enumerate(pairs):
         if not alive[i]:
             continue
-        reasons = pair_reasons(pair, verdicts.get(pair["id"]), gone, cfg, code.get(pair["id"]))
+        if pair.get("question_id") in outside:
+            reasons = [OUTSIDE_PLAN]
+        elif cfg.enabled:
+            reasons = pair_reasons(pair, verdicts.get(pair["id"]), gone, cfg, code.get(pair["id"]))
+        else:
+            continue
         if reasons:
             removed[i] = True
             _count(pair, reasons, by_reason, per_discipline, examples, verdicts.get(pair["id"]))

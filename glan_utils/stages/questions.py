@@ -12,11 +12,14 @@ own seeded stream out of `questions.question_types` (a short list for the embedd
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from pathlib import Path
 
 from pydantic import BaseModel, Field, create_model
 
@@ -31,6 +34,7 @@ from glan_utils.stages.selection import count_kept, kept_disciplines, kept_recor
 from glan_utils.stages.syllabi import example_subject
 
 NAME = "questions"
+OUTSIDE_PLAN = "outside_plan.json"
 MAX_CONCEPTS = 5
 
 
@@ -243,26 +247,45 @@ def current_questions(settings: Settings) -> Iterator[Question]:
     """The kept questions of the current plan: a slot dropped by a smaller `questions_per_syllabus` (or a
     question of another seed or ratio) stays on disk but is not answered or counted. Each question's slot is
     recomputed from its own syllabus and index, so this streams at any scale."""
+    return (question for question, planned in _against_plan(settings) if planned)
+
+
+def _against_plan(settings: Settings) -> Iterator[tuple[Question, bool]]:
+    """Every kept question, with whether the current plan still has its slot."""
     cfg, types = settings.questions, question_types(settings)
     syllabi = {s.id: s for s in kept_records(settings, "syllabi")}
     for question in kept_records(settings, NAME):
         syllabus = syllabi.get(question.syllabus_id)
-        if syllabus is None or question.sample_index >= cfg.questions_per_syllabus:
-            continue
-        if question.task_id == planned_task(settings, syllabus, question.sample_index, types).id:
-            yield question
+        planned = (
+            syllabus is not None
+            and question.sample_index < cfg.questions_per_syllabus
+            and question.task_id == planned_task(settings, syllabus, question.sample_index, types).id
+        )
+        yield question, planned
 
 
-def outside_plan(settings: Settings) -> int:
-    """Question records on disk (under kept disciplines) that the current plan no longer has."""
-    return count_kept(settings, NAME) - sum(1 for _ in current_questions(settings))
+def write_outside_plan(settings: Settings) -> int:
+    """Write the ids of kept questions the current plan no longer has to `outside_plan.json` (replaced whole, as
+    the plan can grow back), so the data set leaves them and their answers out; returns how many there are."""
+    ids = [question.id for question, planned in _against_plan(settings) if not planned]
+    path = settings.run_dir / OUTSIDE_PLAN
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(ids), encoding="utf-8")
+    os.replace(tmp, path)
+    return len(ids)
+
+
+def read_outside_plan(run_dir: Path) -> set[str]:
+    """Question ids the last questions run found outside its plan (none before it ran)."""
+    path = Path(run_dir) / OUTSIDE_PLAN
+    return set(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else set()
 
 
 async def run(settings: Settings) -> StageReport:
     """`questions_per_syllabus` questions per kept syllabus, each from its own draw."""
     total = count_kept(settings, "syllabi") * settings.questions.questions_per_syllabus
     report = await run_pending(settings, NAME, NAME, lambda: question_tasks(settings), write_question, total)
-    report.extra["outside_plan"] = outside_plan(settings)
+    report.extra["outside_plan"] = write_outside_plan(settings)
     return finish(settings, report)
 
 
