@@ -3,8 +3,8 @@
 Pairs generated and kept, the cost, the records removed by reason, the coverage sunburst, the difficulty and
 question-type mix, and the benchmark table (base vs tuned vs paper, with n, protocol and 95% intervals). Each
 figure is a small plotly div in one flex grid (the page inlines plotly.js once); a part the run has not reached
-yet says so in words instead of drawing an empty box. Quality and diversity per discipline are not shown: this
-workbench has no quality stage yet."""
+yet says so in words instead of drawing an empty box. Quality and diversity per discipline are notebook 04's heat
+maps, in its section of the report."""
 
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ def _small(figure: go.Figure, title: str) -> go.Figure:
 def _removed(report: dict[str, Any]) -> go.Figure:
     reasons = {"exact duplicate": report["exact_duplicates"], "near duplicate": report["near_duplicates"]}
     reasons |= {f"contaminated: {name}": f["removed"] for name, f in report.get("benchmarks", {}).items()}
+    reasons["quality filter"] = report.get("quality_removed", 0)
     frame = pd.DataFrame({"reason": list(reasons), "records": list(reasons.values())})
     return _small(px.bar(frame, x="reason", y="records"), f"Removed by reason ({report['records']:,} in)")
 
@@ -77,11 +78,13 @@ def headline(run_dir: Path) -> str:
     cost = f"${total.cost_usd:,.4f} for {total.calls:,} model calls ({total.cached:,} cached, {total.failed:,} failed)"
     if report is None:
         return f"No data set built yet (notebook 05). Cost so far: {cost}."
-    removed = report["exact_duplicates"] + report["near_duplicates"] + report["contaminated"]
+    quality = report.get("quality_removed", 0)
+    removed = report["exact_duplicates"] + report["near_duplicates"] + report["contaminated"] + quality
     return (
         f"**{report['records']:,} pairs generated, {report['kept']:,} kept** (train {report['train']:,}, test "
         f"{report['test']:,}); {removed:,} removed: {report['exact_duplicates']:,} exact and "
-        f"{report['near_duplicates']:,} near duplicates, {report['contaminated']:,} contaminated. Cost: {cost}."
+        f"{report['near_duplicates']:,} near duplicates, {report['contaminated']:,} contaminated, {quality:,} by the "
+        f"quality filter. Cost: {cost}."
     )
 
 
@@ -122,8 +125,8 @@ def findings_html(run_dir: str | Path) -> str:
     return (
         '<div class="glan-findings">'
         f'<div class="glan-grid">{"".join(parts)}</div>{table}'
-        f'<p class="glan-note">{html.escape(bbh_status(settings))} Quality and diversity per discipline: no '
-        "quality stage in this workbench yet.</p></div>"
+        f'<p class="glan-note">{html.escape(bbh_status(settings))} Quality and diversity per discipline: the '
+        "heat maps in notebook 04's section below.</p></div>"
     )
 
 
