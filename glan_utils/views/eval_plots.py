@@ -124,12 +124,7 @@ def benchmark_bars(scores: Sequence[BenchmarkScore]) -> go.Figure:
             x=mine.label,
             y=mine.score,
             name=f"{model} (measured)",
-            error_y={
-                "type": "data",
-                "array": mine.ci_high - mine.score,
-                "arrayminus": mine.score - mine.ci_low,
-                "visible": True,
-            },
+            error_y={**_error_bars(mine, "score"), "visible": True},
             customdata=mine[["ci_low", "ci_high", "n"]],
             hovertemplate="%{y:.1f}% [%{customdata[0]:.1f}, %{customdata[1]:.1f}], n=%{customdata[2]}",
         )
@@ -192,17 +187,18 @@ def loss_gap_plot(gaps: pd.DataFrame) -> go.Figure:
             x=mine.label,
             y=mine.delta_pct,
             name=model,
-            error_y={
-                "type": "data",
-                "array": mine.ci_high - mine.delta_pct,
-                "arrayminus": mine.delta_pct - mine.ci_low,
-            },
+            error_y=_error_bars(mine, "delta_pct"),
         )
     return figure.update_layout(
         barmode="group",
         title="Loss gap Δ% = (L_test − L_ref) / L_test with 95% bootstrap intervals",
         yaxis={"title": "Δ% (an interval spanning 0 is no signal)"},
     )
+
+
+def _error_bars(frame: pd.DataFrame, value: str) -> dict[str, object]:
+    """Plotly error bars from a frame's `ci_low`/`ci_high` around its `value` column."""
+    return {"type": "data", "array": frame.ci_high - frame[value], "arrayminus": frame[value] - frame.ci_low}
 
 
 def protocol_table(settings: EvalSettings) -> pd.DataFrame:
@@ -231,11 +227,7 @@ def pairwise_plot(summary: pd.DataFrame) -> go.Figure:
             x=mine.discipline + " (n=" + mine.n.astype(str) + ")",
             y=mine.difference,
             name=pair,
-            error_y={
-                "type": "data",
-                "array": mine.ci_high - mine.difference,
-                "arrayminus": mine.difference - mine.ci_low,
-            },
+            error_y=_error_bars(mine, "difference"),
         )
     return figure.update_layout(
         barmode="group",
