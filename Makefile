@@ -35,8 +35,8 @@ test: setup lint
 test-fast: $(STAMP)
 	$(BIN)/pytest -ra -m "not embedded and not browser and not slow"
 
-bench: setup
-	$(BIN)/python benchmarks/run_all.py
+bench: setup  ## make bench BENCH_ARGS=--full adds the 1M-task pipeline row and the 1M-record data steps
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check glan_utils tests benchmarks

@@ -5,7 +5,7 @@ ideal is C / latency calls/s; anything below that is client overhead. Each row r
 reports wall time and its own CPU time; the server reports how many calls it received and its peak in-flight count.
 Our client is fed as the pipeline feeds it: at most 2 x concurrency calls started and unfinished.
 
-    .venv/bin/python benchmarks/bench_client.py [--calls 10000] [--concurrency 64] [--latency 0.2]
+    .venv/bin/python benchmarks/bench_client.py [--calls 10000] [--concurrency 256] [--latency 0.2]
     .venv/bin/python benchmarks/bench_client.py ours --base-url URL --calls N --concurrency C --workdir DIR
 """
 
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--peer-calls", type=int, default=2_000, help="calls for slow peer tiers")
     parser.add_argument("--naive-calls", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=64, help="0 with `ours`: the default")
+    parser.add_argument("--concurrency", type=int, default=256, help="0 with `ours`: the default")
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--base-url")
     parser.add_argument("--workdir", type=Path)

@@ -110,11 +110,14 @@ def machine() -> str:
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """A GitHub markdown table of `columns` from `rows` (missing cells blank, floats to 3 significant digits)."""
+    """A GitHub markdown table of `columns` from `rows` (missing cells blank, floats to 3 significant digits,
+    large numbers in full with thousands separators)."""
 
     def cell(value: Any) -> str:
         if value is None:
             return ""
+        if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= 1000:
+            return f"{value:,.0f}"
         return f"{value:.3g}" if isinstance(value, float) else str(value)
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]

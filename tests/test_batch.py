@@ -234,6 +234,10 @@ async def test_glan_batches_shows_and_cancels_a_runs_batches(make_settings, tmp_
         )
         shown = CliRunner().invoke(app, ["batches", "big", "-c", str(config)])
         assert shown.exit_code == 0 and re.search(r"\| questions \|\s+1 \|\s+1 \|", shown.output), shown.output
+        status = CliRunner().invoke(app, ["status", "big", "-c", str(config)])
+        assert status.exit_code == 0, status.output
+        jobs = status.output.split("Batch API jobs (cancel: glan batches big --cancel):")[1]
+        assert re.search(r"\| questions \|\s+1 \|\s+1 \|", jobs), status.output  # 1 submitted, 1 running
         cancelled = CliRunner().invoke(app, ["batches", "big", "-c", str(config), "--cancel"])
         assert cancelled.exit_code == 0, cancelled.output
         assert "cancel requested for 1 batches" in cancelled.output

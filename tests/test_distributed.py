@@ -61,20 +61,35 @@ def _free_port() -> int:
 
 
 def _ray_node(cwd: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`ray start --block` from its own working directory; its output goes to `ray.log` there."""
     cwd.mkdir(parents=True, exist_ok=True)
     env = {  # token auth off: the nodes and this driver share no token file (a loopback test cluster)
         **os.environ,
         "RAY_AUTH_MODE": "disabled",
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
     }
-    return subprocess.Popen(
-        [str(RAY), "start", "--block", "--disable-usage-stats", "--include-dashboard=false", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with open(cwd / "ray.log", "wb") as log:
+        return subprocess.Popen(
+            [str(RAY), "start", "--block", "--disable-usage-stats", *args],
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _exited(proc: subprocess.Popen[bytes], cwd: Path) -> None:
+    """A node whose `ray start` exited is a broken command, not a slow machine: fail with its last lines."""
+    if proc.poll() is not None:
+        tail = (cwd / "ray.log").read_text(errors="replace").splitlines()[-5:]
+        pytest.fail(f"`ray start` in {cwd.name} exited with {proc.returncode}: " + " | ".join(tail))
+
+
+@dataclass(frozen=True)
+class Cluster:
+    root: Path  # the head's and the worker's working directories are root/head and root/worker
+    address: str
 
 
 @pytest.fixture(scope="module")
@@ -83,17 +98,20 @@ def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray")
     port, ip = _free_port(), ray.util.get_node_ip_address()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
-    head = _ray_node(root / "head", "--head", f"--port={port}", "--num-cpus=0", f"--temp-dir={temp}")
+    head_args = ["--head", "--include-dashboard=false", f"--port={port}", "--num-cpus=0", f"--temp-dir={temp}"]
+    head = _ray_node(root / "head", *head_args)
     worker = None
     try:
         deadline = time.monotonic() + 150
         while not Path(temp, "ray_current_cluster").exists():  # written once the head is up
-            if time.monotonic() > deadline or head.poll() is not None:
+            _exited(head, root / "head")
+            if time.monotonic() > deadline:
                 pytest.skip("the Ray head node did not start in time on this machine")
             time.sleep(0.5)
         worker = _ray_node(root / "worker", f"--address={ip}:{port}", "--num-cpus=2")
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
         while True:
+            _exited(worker, root / "worker")
             try:
                 ray.init(address=f"{ip}:{port}", log_to_driver=False, configure_logging=False)
                 if ray.cluster_resources().get("CPU", 0) >= 2:
@@ -105,7 +123,7 @@ def cluster(tmp_path_factory):
             time.sleep(2)
             if time.monotonic() > deadline:
                 pytest.skip("the Ray worker node did not join in time on this machine")
-        yield root
+        yield Cluster(root, f"{ip}:{port}")
     finally:
         ray.shutdown()
         for proc in (worker, head):  # only the nodes this fixture started, each by its own process group
@@ -164,7 +182,8 @@ def test_shards_on_another_node_land_once_at_the_driver_like_a_single_process_ru
     assert _ids(tmp_path / "driver" / settings.run_dir) == _ids(tmp_path / "single" / single.run_dir)
     ledger = read_ledger(tmp_path / "driver" / settings.run_dir / "ledger.jsonl")["all"]
     assert ledger.calls == openai_server.count == totals.calls == 36  # every paid line at the driver, once
-    assert not list((cluster / "worker").rglob("*.sqlite")) and not list((cluster / "worker").rglob("ledger.jsonl"))
+    worker_dir = cluster.root / "worker"
+    assert not list(worker_dir.rglob("*.sqlite")) and not list(worker_dir.rglob("ledger.jsonl"))
     manifest = json.loads((tmp_path / "driver" / settings.run_dir / "manifest.json").read_text())["stages"]["demo"]
     assert manifest["status"] == "complete_with_failures" and manifest["backend"] == "ray"
 
@@ -186,6 +205,40 @@ def test_a_worker_killed_mid_shard_loses_nothing_and_repays_nothing(cluster, tmp
     ledger = read_ledger(settings.run_dir / "ledger.jsonl")["all"]
     assert openai_server.count == ledger.calls == 18  # nothing asked twice, every paid call in the ledger
     assert ledger.cached >= 4  # the retry found the killed shard's answers in the driver's cache
+
+
+async def test_a_settings_file_with_scale_backend_ray_runs_the_pipeline_on_the_cluster(
+    cluster, tmp_path, monkeypatch, openai_server
+):
+    """`scale.backend: ray` in a settings file: every stage's records match an in-process run of the same file."""
+    from glan_utils.stages import pipeline
+
+    def records(run_dir: Path) -> dict[str, list[str]]:
+        return {
+            stage: sorted(json.loads(line)["id"] for line in (run_dir / f"{stage}.jsonl").read_text().splitlines())
+            for stage in ("subjects", "syllabi", "questions", "answers")
+        }
+
+    runs = {}
+    for backend in ("local", "ray"):
+        (tmp_path / backend).mkdir()
+        monkeypatch.chdir(tmp_path / backend)
+        config = Path("settings.yaml")
+        config.write_text(
+            (Path(__file__).parents[1] / "configs" / "test.yaml").read_text()
+            + f"llm.base_url: {openai_server.base_url}\noutput_dir: outputs\nrun_name: r\n"
+            + f"scale:\n  backend: {backend}\n  address: {cluster.address}\n  shard_size: 3\n"
+        )
+        settings = load_settings(config, environ={})
+        openai_server.reset_stats()
+        await pipeline.run_until(settings, "answers")
+        runs[backend] = (records(settings.run_dir.resolve()), openai_server.count, settings.run_dir.resolve())
+    (local, local_calls, _), (ray_records, ray_calls, ray_dir) = runs["local"], runs["ray"]
+    assert ray_records == local and all(local.values())  # the same ids, stage by stage, none empty
+    assert ray_calls == local_calls
+    manifest = json.loads((ray_dir / "manifest.json").read_text())["stages"]
+    assert manifest["questions"]["backend"] == "ray" and manifest["answers"]["backend"] == "ray"
+    assert read_ledger(ray_dir / "ledger.jsonl")["all"].calls == ray_calls  # every paid call at the driver
 
 
 class _Done:

@@ -54,6 +54,7 @@ def _score(server: OpenAIServer, benchmark: str, content: str, out: Path, protoc
     [score] = run_benchmarks(spec, settings, out)
     assert score.n == 1 and score.protocol == settings.protocol_of(benchmark)
     assert score.ci_low <= score.value <= score.ci_high
+    assert score.items is not None and list(score.items.values()) == [score.value]  # per item, for the paired test
     return score.value
 
 
@@ -268,6 +269,28 @@ def test_wilson_interval_is_wide_on_two_items() -> None:
     low, high = wilson_interval(1.0, 2)
     assert high == pytest.approx(1.0) and 0.3 < low < 0.4  # 2/2 correct is [34%, 100%], not [100%, 100%]
     assert wilson_interval(0.5, 400)[1] - wilson_interval(0.5, 400)[0] < 0.1
+
+
+def test_base_and_tuned_on_the_same_items_get_the_paired_test() -> None:
+    """Tuned gets right every item base got right and 8 more of 30: McNemar sees 8 wins and 0 losses (p < 0.01),
+    where Fisher's unpaired test on 12/30 vs 20/30 does not reach 0.05; the same scores spread over disagreeing
+    items are not significant paired either. Scores without items fall back to Fisher and say so."""
+    from glan_utils.views.eval_plots import comparison_table
+
+    def scored(model: str, right: set[int], benchmark: str = "gsm8k") -> BenchmarkScore:
+        items = {f"glan_gsm8k/{i}": float(i in right) for i in range(30)}
+        score = _fake_score(model, benchmark, len(right) / 30, 30)
+        return BenchmarkScore(**{**score.__dict__, "items": items})
+
+    nested = comparison_table([scored("base", set(range(12))), scored("tuned", set(range(20)))])
+    assert nested.loc["gsm8k", "test (tuned vs base)"] == "McNemar, paired over 30 items"
+    assert nested.loc["gsm8k", "p (tuned vs base)"] == pytest.approx(2 * 0.5**8)
+    assert nested.loc["gsm8k", "tuned vs base significant"] == "yes (p < 0.05)"
+    unpaired = comparison_table([_fake_score("base", "gsm8k", 12 / 30, 30), _fake_score("tuned", "gsm8k", 20 / 30, 30)])
+    assert unpaired.loc["gsm8k", "test (tuned vs base)"] == "Fisher, unpaired"
+    assert unpaired.loc["gsm8k", "p (tuned vs base)"] > 0.05
+    crossed = comparison_table([scored("base", set(range(12))), scored("tuned", set(range(10, 30)))])
+    assert crossed.loc["gsm8k", "p (tuned vs base)"] > 0.05  # 18 wins, 10 losses
 
 
 def test_comparison_table_marks_significance_and_hides_paper_numbers_off_protocol() -> None:

@@ -47,6 +47,7 @@ def qa_pair(i: int, question: str | None = None, answer: str | None = None) -> Q
         difficulty="basic" if i % 2 else "challenging",
         session_indices=[1],
         concepts=["c1", "c2"],
+        question_type=("derivation or proof", "case analysis")[i % 2],
         question=question or " ".join(rng.choice(words, 30)) + "?",
         answer=answer or " ".join(rng.choice(words, 80)),
         provenance=prov,
@@ -116,6 +117,7 @@ def test_hf_dataset_reloads_with_stratified_test(built):
         "subject",
         "level",
         "difficulty",
+        "question_type",
         "concepts",
         "language",
     ]
@@ -133,6 +135,8 @@ def test_jsonl_is_chat_format(built):
             row = json.loads(line)
             assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
             assert row["messages"][0]["content"] == row["question"] and row["messages"][1]["content"] == row["answer"]
+            expected = "case analysis" if row["difficulty"] == "basic" else "derivation or proof"  # both by i % 2
+            assert row["question_type"] == expected
 
 
 def test_parquet_and_card(built):

@@ -59,6 +59,8 @@ def test_report_leads_with_findings_and_folds_the_rest(tmp_path: Path) -> None:
     assert "12 kept" in findings and "glan-benchmarks" in findings
     assert findings.count('data-finding="') == 4 and 'class="glan-finding glan-missing"' not in findings
     assert "0-shot, generated letter extracted" in findings and "95% CI" in findings
+    mix = findings[findings.index('data-finding="mix"') : findings.index('data-finding="benchmarks"')]
+    assert all(f'"{kind}"' in mix for kind in ("derivation or proof", "case analysis", "untyped")), mix[:500]
     assert html.count("<details") == html.count("</details>") >= 6
     for title in ("Stages and cost", "Run card", "Prompts", "Configuration", "Data set card", "Notebook 01_tiny"):
         assert f"<summary>{title}" in html[first_fold:], title

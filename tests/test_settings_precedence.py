@@ -188,3 +188,35 @@ def test_glan_run_honours_the_settings_file(openai_server, tmp_path: Path) -> No
     executed = nbformat.read(tmp_path / "outputs" / "R" / "notebooks" / "02_subjects.ipynb", 4)
     printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert "rounds: 7" in printed  # the effective settings, shown before the calls
+
+
+def _stage_costs(output: str) -> dict[str, float]:
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in output.splitlines() if line.startswith("| ")]
+    header = rows[0]
+    return {row[0]: float(row[header.index("cost_usd")]) for row in rows[2:]}
+
+
+def test_estimate_shows_the_plan_against_the_budget_and_the_batch_price(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage a capped run would stop in, read off the estimate's own per-stage dollars; batch mode halves them."""
+    monkeypatch.chdir(ROOT)
+    base = ["estimate", "--config", "configs/paper-mini.yaml"]
+    online = cli.invoke(app, base)
+    assert online.exit_code == 0, online.output
+    assert "budget:" not in online.output  # no cap, no budget line
+    costs = _stage_costs(online.output)
+    before_questions = costs["subjects"] + costs["syllabi"]
+    cap = before_questions + costs["questions"] / 2
+    capped = cli.invoke(app, [*base, "-p", "llm.max_cost_usd", f"{cap:.2f}"])
+    line = next(x for x in capped.output.splitlines() if x.startswith("budget:"))
+    assert f"vs llm.max_cost_usd ${cap:,.2f}: the run stops in questions after about" in line, line
+    fits = cli.invoke(app, [*base, "-p", "llm.max_cost_usd", str(sum(costs.values()) + 1)])
+    assert "the whole plan fits" in fits.output
+    tokens = cli.invoke(app, [*base, "-p", "llm.max_tokens_total", "50000"])
+    assert "vs llm.max_tokens_total 50,000: the run stops in subjects" in tokens.output, tokens.output
+    batch = cli.invoke(app, [*base, "-p", "llm.mode", "batch"])
+    assert batch.exit_code == 0, batch.output
+    halved = _stage_costs(batch.output)
+    assert halved["answers"] == pytest.approx(costs["answers"] / 2, abs=0.01)
+    assert "at the Batch API price (x0.5)" in batch.output
+    unpriced = cli.invoke(app, [*base, "-p", "llm.model", "my-finetune", "-p", "llm.max_cost_usd", "5"])
+    assert "warning: no price for model 'my-finetune' in llm.prices" in unpriced.output, unpriced.output

@@ -94,3 +94,37 @@ async def test_a_cancelled_stage_is_recorded_interrupted_with_the_file_count(tmp
     entry = store.read_manifest()["stages"]["taxonomy"]
     assert entry["status"] == "interrupted" and "pid" not in entry
     assert entry["records_written"] == store.line_count("taxonomy") == 1
+
+
+def test_a_notebooks_saved_progress_bar_reads_the_final_count(tmp_path):
+    """An executed notebook keeps the bar's text as well as its widget: that text must end at 3/3, not at 0%."""
+    import nbformat
+    import papermill
+
+    source = nbformat.v4.new_notebook()
+    source.cells = [
+        nbformat.v4.new_code_cell(
+            "import asyncio\n"
+            "from dataclasses import dataclass\n"
+            "from glan_utils.core.records import TaxonomyNode\n"
+            "from glan_utils.runs.stage import run_stage\n"
+            "from glan_utils.runs.store import RunStore\n"
+            "@dataclass(frozen=True)\n"
+            "class Job:\n"
+            "    id: str\n"
+            "async def work(job):\n"
+            "    await asyncio.sleep(0.05)\n"
+            "    return [TaxonomyNode(name=job.id, level='field')]\n"
+            f"await run_stage(RunStore({str(tmp_path / 'run')!r}), 'demo', [Job(f't{{i}}') for i in range(3)], work, "
+            "concurrency=1, total=3)"
+        )
+    ]
+    nbformat.write(source, tmp_path / "bar.ipynb")
+    papermill.execute_notebook(
+        tmp_path / "bar.ipynb", tmp_path / "out.ipynb", kernel_name="python3", progress_bar=False, log_output=False
+    )
+    outputs = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs
+    bars = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(bars) == 1, outputs  # one bar, updated in place
+    text = bars[0]["data"]["text/plain"]
+    assert "100%" in text and "3/3" in text, text

@@ -315,6 +315,19 @@ def status(run: RunArg, config: ConfigOpt = None, notebooks: NotebooksOpt = None
         table = pd.concat([table, pending_rows], ignore_index=True)
         typer.echo(markdown_table(table))
         typer.echo(f"total: {totals_line(run_dir)}")
+        if (jobs := _batch_table(run_dir)) is not None:
+            typer.echo(f"Batch API jobs (cancel: glan batches {run} --cancel):")
+            typer.echo(markdown_table(jobs))
+
+
+def _batch_table(run_dir: Path) -> pd.DataFrame | None:
+    """Per stage in batch mode: batches submitted / running / completed / failed, lines and an ETA; None if none."""
+    import pandas as pd
+
+    from glan_utils.llm.batch import batch_status
+
+    states = sorted((run_dir / "batches").glob("*.sqlite"))
+    return pd.DataFrame([{"stage": path.stem, **batch_status(path)} for path in states]) if states else None
 
 
 def _generation_stages(recorded: set[str]) -> list[str]:
@@ -357,22 +370,26 @@ def estimate(
             if run is None:  # plan from settings only: no run's records, not even for the prompt previews
                 settings = settings.model_copy(update={"output_dir": empty})
             typer.echo(pipeline.plan_source(settings, read_run=run is not None))
-            table = _estimate_table(pipeline, settings, read_run=run is not None)
+            table, estimates = _estimate_table(pipeline, settings, read_run=run is not None)
         typer.echo(markdown_table(table))
         pairs = int(table.loc[table["stage"] == "answers", "outputs"].sum())
+        dollars = sum(e.cost_usd for e in estimates.values())
         typer.echo(
             f"total: {table['calls'].sum():,} calls, {pairs:,} pairs, {table['prompt_tokens'].sum():,} prompt + "
-            f"{table['completion_tokens'].sum():,} completion tokens, ~${table['cost_usd'].sum():,.2f}"
+            f"{table['completion_tokens'].sum():,} completion tokens, ~${dollars:,.2f}"
+            + (f" at the Batch API price (x{settings.batch.discount:g})" if settings.llm.mode == "batch" else "")
         )
+        for line in pipeline.against_budget(settings, estimates):
+            typer.echo(line)
 
 
-def _estimate_table(pipeline: Any, settings: Any, read_run: bool) -> pd.DataFrame:
-    """One row per stage: its plan, where its input count came from, tokens and dollars."""
+def _estimate_table(pipeline: Any, settings: Any, read_run: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One row per stage: its plan, where its input count came from, tokens and dollars; and the estimates."""
     import pandas as pd
 
-    rows = []
+    rows, estimates = [], {}
     for stage, planned in pipeline.stage_plans(settings, read_run).items():
-        est = pipeline.estimate_plan(settings, stage, planned.plan.calls)
+        est = estimates[stage] = pipeline.estimate_plan(settings, stage, planned.plan.calls)
         rows.append(
             {
                 "stage": stage,
@@ -386,7 +403,7 @@ def _estimate_table(pipeline: Any, settings: Any, read_run: bool) -> pd.DataFram
                 "model": est.model,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), estimates
 
 
 @app.command()
@@ -411,11 +428,9 @@ def batches(
     cancel: Annotated[bool, typer.Option("--cancel", help="Cancel every unfinished batch of the run.")] = False,
 ) -> None:
     """Batch API jobs of a run (`llm.mode: batch`), per stage: submitted / running / done / failed and an ETA."""
-    import pandas as pd
-
     from glan_utils.app.report import markdown_table
     from glan_utils.core.aio import run as run_async
-    from glan_utils.llm.batch import batch_status, cancel_batches
+    from glan_utils.llm.batch import cancel_batches
     from glan_utils.llm.client import open_client
     from glan_utils.settings import load_settings
 
@@ -434,5 +449,4 @@ def batches(
                     return [i for path in states for i in await cancel_batches(client, path)]
 
             typer.echo(f"cancel requested for {len(run_async(cancel_all()))} batches (partial output is kept)")
-        rows = [{"stage": path.stem, **batch_status(path)} for path in states]
-        typer.echo(markdown_table(pd.DataFrame(rows)))
+        typer.echo(markdown_table(_batch_table(run_dir)))

@@ -26,24 +26,22 @@ from glan_utils.views.eval_plots import benchmark_bars, comparison_table
 from glan_utils.views.plots import coverage
 
 FIGURE_HEIGHT = 290
-QUESTION_TYPES = ("what", "how", "why", "explain", "describe", "calculate", "compare", "discuss", "design", "prove")
 
 
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def question_type(question: str) -> str:
-    """A question's type by its opening verb or wh-word (the first of QUESTION_TYPES it starts with), else other."""
-    words = question.lower().split()
-    first = words[0].strip(",.:;?") if words else ""
-    return first if first in QUESTION_TYPES else "other"
-
-
 def _qa(run_dir: Path) -> pd.DataFrame | None:
+    """The exported pairs' place, difficulty and format; a data set exported before formats were recorded reads
+    as untyped."""
     path = run_dir / "dataset" / "qa.parquet"
-    columns = ["field", "subfield", "discipline", "subject", "difficulty", "question"]
-    return pq.read_table(path, columns=columns).to_pandas() if path.is_file() else None
+    if not path.is_file():
+        return None
+    wanted = ["field", "subfield", "discipline", "subject", "difficulty", "question_type"]
+    present = set(pq.read_schema(path).names)
+    qa = pq.read_table(path, columns=[c for c in wanted if c in present]).to_pandas()
+    return qa if "question_type" in qa else qa.assign(question_type="")
 
 
 def _small(figure: go.Figure, title: str) -> go.Figure:
@@ -61,7 +59,9 @@ def _removed(report: dict[str, Any]) -> go.Figure:
 
 
 def _mix(qa: pd.DataFrame) -> go.Figure:
-    frame = qa.assign(type=qa.question.map(question_type)).groupby(["type", "difficulty"]).size()
+    """Pairs by the question format drawn for them (`questions.question_types`) and difficulty."""
+    kinds = qa.question_type.fillna("").replace("", "untyped")
+    frame = qa.assign(type=kinds).groupby(["type", "difficulty"]).size()
     figure = px.bar(frame.reset_index(name="pairs"), x="type", y="pairs", color="difficulty")
     return _small(figure, "Difficulty and question-type mix")
 

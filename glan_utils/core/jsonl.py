@@ -17,14 +17,21 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # built once: json
 
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Yield complete JSON lines; a torn last line (from a kill mid-write) is skipped, never half-parsed."""
+    return (row for _, row in iter_jsonl_offsets(path))
+
+
+def iter_jsonl_offsets(path: Path, start: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(byte offset, object) of every complete JSON line from `start` on, so a line can be named by its offset."""
     if not path.exists():
         return
     with path.open("rb") as handle:
+        offset = handle.seek(start)
         for line in handle:
             if not line.endswith(b"\n"):
                 return
             if line.strip():
-                yield json.loads(line)
+                yield offset, json.loads(line)
+            offset += len(line)
 
 
 def _trim_torn_tail(path: Path) -> None:

@@ -28,7 +28,17 @@ from glan_utils.core.parallel import chunks
 from glan_utils.data.hashing import mix64, string_hashes
 from glan_utils.settings import ExportSettings
 
-_TEXT_AND_PLACE = ("question", "answer", "field", "subfield", "discipline", "subject", "level", "difficulty")
+_TEXT_AND_PLACE = (
+    "question",
+    "answer",
+    "field",
+    "subfield",
+    "discipline",
+    "subject",
+    "level",
+    "difficulty",
+    "question_type",
+)
 HF_COLUMNS = ("id", "messages", *_TEXT_AND_PLACE, "concepts", "language")
 SPLITS = ("train", "test")
 _CHAT_COLUMNS = [name for name in HF_COLUMNS if name != "messages"]

@@ -113,8 +113,9 @@ def _evaluation(run_dir: Path) -> dict[str, Any] | None:
     folder = run_dir / "evaluation"
     if not folder.is_dir():
         return None
-    return {
-        "benchmarks": _read_json(folder / "benchmarks.json"),
+    scores = _read_json(folder / "benchmarks.json")
+    return {  # per-item scores stay in benchmarks.json: the card carries the numbers
+        "benchmarks": [{k: v for k, v in row.items() if k != "items"} for row in scores] if scores else scores,
         "glan_test_pairwise": _read_json(folder / "glan_test_pairwise_overall.json"),
         "glan_test_reference": _read_json(folder / "glan_test_reference_by_difficulty.json"),
         "loss_gap": _read_json(folder / "loss_gap.json"),

@@ -210,6 +210,7 @@ class BenchmarkScore:
     stderr: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
+    items: dict[str, float] | None = None  # per-item score by "<task>/<doc_id>", for the paired base-vs-tuned test
 
     @property
     def protocol_note(self) -> str:
@@ -218,10 +219,31 @@ class BenchmarkScore:
         return PROTOCOL_NOTES.get((base, self.protocol), self.protocol)
 
 
+def _items(samples: dict[str, list[dict[str, Any]]], key: str) -> dict[str, float] | None:
+    """Each item's score for one metric key from lm-eval's logged samples (every subtask of a group), or None
+    where the metric is not a number per item (e.g. IFEval's per-instruction lists)."""
+    metric, filt = key.split(",")
+    items = {
+        f"{task}/{sample['doc_id']}": float(sample[metric])
+        for task, logged in samples.items()
+        for sample in logged
+        if sample.get("filter") == filt and isinstance(sample.get(metric), int | float)
+    }
+    return items or None
+
+
 def _score(
-    spec: ModelSpec, label: str, key: str, results: dict[str, Any], n: int, seconds: float, protocol: str
+    spec: ModelSpec,
+    label: str,
+    key: str,
+    results: dict[str, Any],
+    n: int,
+    seconds: float,
+    protocol: str,
+    samples: dict[str, list[dict[str, Any]]],
 ) -> BenchmarkScore:
-    """A BenchmarkScore from lm-eval's results for one metric key (its stderr key is `<metric>_stderr,<filter>`)."""
+    """A BenchmarkScore from lm-eval's results and logged samples for one metric key (its stderr key is
+    `<metric>_stderr,<filter>`)."""
     metric, filt = key.split(",")
     stderr = results.get(f"{metric}_stderr,{filt}")
     value = float(results[key])
@@ -237,6 +259,7 @@ def _score(
         float(stderr) if isinstance(stderr, int | float) else None,
         low,
         high,
+        _items(samples, key),
     )
 
 
@@ -269,7 +292,7 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
             gen_kwargs=gen_kwargs,
             apply_chat_template=spec.chat,
             confirm_run_unsafe_code=True,
-            log_samples=False,
+            log_samples=True,  # per-item scores: base and tuned are compared item by item
         )
         seconds = time.perf_counter() - start
         results, n = _pooled(output, group)
@@ -278,7 +301,10 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
         record = {"results": results, "per_task": output["results"], "configs": output["configs"]}
         raw.write_text(json.dumps(record, indent=1, default=str))
         metrics = {"bbh": "exact_match,get-answer"} if name == "bbh" else metrics_for(name, protocols[name])
-        scores += [_score(spec, label, key, results, n, seconds, protocols[name]) for label, key in metrics.items()]
+        samples = output.get("samples") or {}
+        scores += [
+            _score(spec, label, key, results, n, seconds, protocols[name], samples) for label, key in metrics.items()
+        ]
     return scores
 
 

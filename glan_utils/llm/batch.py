@@ -471,7 +471,7 @@ def batch_status(state_path: Path) -> dict[str, Any]:
         if done and running:
             spans = [f["finished_at"] - f["submitted_at"] for f in done if f["finished_at"] and f["submitted_at"]]
             oldest = min((f["submitted_at"] or time.time()) for f in files if not f["collected"])
-            eta = max(0.0, (sum(spans) / len(spans) if spans else 0.0) - (time.time() - oldest))
+            eta = round(max(0.0, (sum(spans) / len(spans) if spans else 0.0) - (time.time() - oldest)))
         return {
             "submitted": len(files),
             "running": running,

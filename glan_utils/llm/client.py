@@ -9,7 +9,9 @@ records calls into files and answers them from the downloaded output) without to
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -20,7 +22,7 @@ from typing import Any
 
 import openai
 from pydantic import BaseModel
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from glan_utils.core.errors import GlanError, SetupError
 from glan_utils.core.ids import content_hash
@@ -95,15 +97,26 @@ def _retry_after(exc: BaseException | None) -> float | None:
 
 
 class _Wait:
-    """Jittered exponential backoff, or exactly the server's Retry-After when it gives one (capped)."""
+    """Full-jitter exponential backoff (0.5 s window, doubling), or exactly the server's Retry-After (capped).
 
-    def __init__(self, max_wait: float) -> None:
-        self.max_wait = max_wait
-        self.backoff = wait_random_exponential(multiplier=0.5, max=max_wait)
+    `failed_before` counts the attempts made before tenacity's loop began (the client's bare first attempt).
+    """
+
+    def __init__(self, max_wait: float, failed_before: int = 0) -> None:
+        self.max_wait, self.failed_before = max_wait, failed_before
 
     def __call__(self, state: RetryCallState) -> float:
-        hinted = _retry_after(state.outcome.exception() if state.outcome else None)
-        return min(hinted, self.max_wait) if hinted is not None else self.backoff(state)
+        return self.after(
+            state.outcome.exception() if state.outcome else None, state.attempt_number + self.failed_before
+        )
+
+    def after(self, exc: BaseException | None, failed: int) -> float:
+        """Seconds to wait after the `failed`-th failed attempt."""
+        hinted = _retry_after(exc)
+        return min(hinted, self.max_wait) if hinted is not None else random.uniform(0, self._window(failed))
+
+    def _window(self, failed: int) -> float:
+        return min(self.max_wait, 0.5 * 2.0 ** min(failed - 1, 60))
 
 
 def _usage(completion: dict[str, Any]) -> dict[str, int]:
@@ -308,16 +321,24 @@ class LLMClient:
         return self._finish(key, reply, schema, params)
 
     async def send(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
-        """The default transport: the call over HTTP, retried; each attempt is a ledger line."""
+        """The default transport: the call over HTTP, retried; each attempt is a ledger line.
+
+        The first attempt runs bare and tenacity's loop is built only after it fails: building it costs about
+        0.1 ms, a quarter of a call's client CPU, and nearly every call succeeds at once.
+        """
+        retries, wait = self.settings.max_retries, _Wait(self.settings.retry_max_wait_s, failed_before=1)
+        try:
+            return await self._attempt(key, body, 1)
+        except Exception as exc:
+            if retries == 0 or not _retryable(exc):
+                raise
+            await asyncio.sleep(wait.after(exc, 1))
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_retries + 1),
-            wait=_Wait(self.settings.retry_max_wait_s),
-            retry=retry_if_exception(_retryable),
-            reraise=True,
+            stop=stop_after_attempt(retries), wait=wait, retry=retry_if_exception(_retryable), reraise=True
         )
         async for attempt in retrying:
             with attempt:
-                return await self._attempt(key, body, attempt.retry_state.attempt_number)
+                return await self._attempt(key, body, attempt.retry_state.attempt_number + 1)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def worst_case(self, body: dict[str, Any]) -> tuple[int, float]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tqdm.auto import tqdm
+from tqdm.notebook import tqdm as notebook_tqdm
 
 from glan_utils.core.jsonl import JsonlWriter
 from glan_utils.core.records import Failure, Record, utc_now
@@ -29,6 +30,34 @@ class Task(Protocol):
 
 
 Work = Callable[[Any], Awaitable["list[Record] | Failure"]]
+
+
+class _NotebookBar(notebook_tqdm):
+    """The notebook bar, shown under a display id so that closing it also rewrites its saved text.
+
+    A widget's text fallback is fixed when it is first displayed ("0%"); an executed notebook, the HTML report
+    and any viewer without widget state show that text. Updating the display on close saves the final count.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, display=False, **kwargs)
+        self._shown = None
+        if not self.disable:
+            from IPython.display import display
+
+            self._shown = display(self.container, display_id=True)
+
+    def close(self) -> None:
+        super().close()
+        if self._shown is not None:
+            self._shown.update(self.container)
+            self._shown = None
+
+
+def progress_bar(total: int | None, desc: str) -> tqdm:
+    """A tasks progress bar: a widget in a notebook (whose saved text ends at the final count), text elsewhere."""
+    bar = _NotebookBar if issubclass(tqdm, notebook_tqdm) else tqdm
+    return bar(total=total, desc=desc, unit="task", dynamic_ncols=True)
 
 
 @dataclass
@@ -92,7 +121,7 @@ async def run_stage(
     done = store.done_task_ids(stage)
     store.update_manifest(stage, status="running", started_at=utc_now().isoformat())
     window = asyncio.Semaphore(max(2 * concurrency, 1))
-    progress = tqdm(total=total, desc=desc or stage, unit="task", dynamic_ncols=True)
+    progress = progress_bar(total, desc or stage)
     with store.writer(stage) as out, store.failure_writer(stage) as failed_out:
 
         def keep(task: Any, result: list[Record] | Failure) -> None:

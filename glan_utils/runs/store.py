@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import yaml
 
 from glan_utils.core.errors import StoreError
-from glan_utils.core.jsonl import JsonlWriter, iter_jsonl
+from glan_utils.core.jsonl import JsonlWriter, iter_jsonl, iter_jsonl_offsets
 from glan_utils.core.paths import ensure_writable_dir
 from glan_utils.core.records import Failure, Record, record_type
 
@@ -35,44 +35,76 @@ _HEAD = 4096  # bytes of the records file fingerprinted, so a replaced file is i
 
 class DoneIndex:
     """Task ids with records, in SQLite; `id in index` is one indexed lookup. The records file stays the truth:
-    the index is derived from it (and rebuilt when the file was replaced or cut), never the other way round."""
+    the index is derived from it (and rebuilt when the file was replaced or cut), never the other way round.
+
+    It also indexes record ids and lists the byte offset of every line that repeats an earlier record's id (the
+    same record appended twice, e.g. by two processes running one stage at once), so reading the records once
+    each holds no set of every id either.
+    """
 
     def __init__(self, records: Path, path: Path) -> None:
         self.records = records
+        self.indexed_bytes = 0
         self._ids: set[str] | None = None
+        self._record_ids: set[str] = set()
+        self._repeats: set[int] = set()
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # an index from before record ids were indexed is read again from the start
+            older = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'seen'").fetchone() is not None
+            older &= self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'records'").fetchone() is None
             self._db.executescript(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
                 "CREATE TABLE IF NOT EXISTS done (id TEXT PRIMARY KEY) WITHOUT ROWID;"
+                "CREATE TABLE IF NOT EXISTS records (id TEXT PRIMARY KEY) WITHOUT ROWID;"
+                "CREATE TABLE IF NOT EXISTS repeats (offset INTEGER PRIMARY KEY);"
                 "CREATE TABLE IF NOT EXISTS seen (offset INTEGER, head TEXT);"
             )
+            if older:
+                self._db.execute("DELETE FROM seen")
             self._catch_up()
-        except sqlite3.Error:  # e.g. a full disk: the index only saves memory, so fall back to a set of the ids
-            self._ids = {row.get("task_id", "") for row in iter_jsonl(records)}
+        except sqlite3.Error:  # e.g. a full disk: the index only saves memory, so fall back to sets in memory
+            self._index_in_memory()
+
+    def _index_in_memory(self) -> None:
+        self._ids = set()
+        self.indexed_bytes = self.records.stat().st_size if self.records.exists() else 0
+        for offset, row in iter_jsonl_offsets(self.records):
+            if offset >= self.indexed_bytes:  # appended meanwhile: a reader checks it as it comes
+                break
+            self._ids.add(row.get("task_id", ""))
+            if row["id"] in self._record_ids:
+                self._repeats.add(offset)
+            else:
+                self._record_ids.add(row["id"])
 
     def _catch_up(self) -> None:
         if not self.records.exists():
-            self._db.executescript("DELETE FROM done; DELETE FROM seen;")
+            self._db.executescript("DELETE FROM done; DELETE FROM records; DELETE FROM repeats; DELETE FROM seen;")
             return
         with self.records.open("rb") as handle:
             head = hashlib.sha256(handle.read(_HEAD)).hexdigest()
             row = self._db.execute("SELECT offset, head FROM seen").fetchone()
             size = os.fstat(handle.fileno()).st_size
             offset = row[0] if row and row[1] == head and row[0] <= size else 0
-            if offset == 0:
-                self._db.execute("DELETE FROM done")
             handle.seek(offset)
             self._db.execute("BEGIN")
+            if offset == 0:
+                for table in ("done", "records", "repeats"):
+                    self._db.execute(f"DELETE FROM {table}")
             for line in handle:
                 if not line.endswith(b"\n"):  # a torn tail: indexed once it is complete (or trimmed)
                     break
-                offset += len(line)
                 if line.strip():
-                    self._db.execute("INSERT OR IGNORE INTO done VALUES (?)", (json.loads(line).get("task_id", ""),))
+                    record = json.loads(line)
+                    self._db.execute("INSERT OR IGNORE INTO done VALUES (?)", (record.get("task_id", ""),))
+                    if not self._db.execute("INSERT OR IGNORE INTO records VALUES (?)", (record["id"],)).rowcount:
+                        self._db.execute("INSERT INTO repeats VALUES (?)", (offset,))
+                offset += len(line)
             self._db.execute("DELETE FROM seen")
             self._db.execute("INSERT INTO seen VALUES (?, ?)", (offset, head))
             self._db.execute("COMMIT")
+        self.indexed_bytes = offset
 
     def __contains__(self, task_id: object) -> bool:
         if self._ids is not None:
@@ -84,6 +116,18 @@ class DoneIndex:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._ids) if self._ids is not None else (row[0] for row in self._db.execute("SELECT id FROM done"))
+
+    def has_record(self, record_id: str) -> bool:
+        """Whether a line the index has read holds this record id."""
+        if self._ids is not None:
+            return record_id in self._record_ids
+        return self._db.execute("SELECT 1 FROM records WHERE id = ?", (record_id,)).fetchone() is not None
+
+    def repeats(self) -> set[int]:
+        """Byte offsets of the indexed lines whose record id an earlier line already has (usually none)."""
+        if self._ids is not None:
+            return self._repeats
+        return {row[0] for row in self._db.execute("SELECT offset FROM repeats")}
 
 
 class RunStore:
@@ -102,13 +146,22 @@ class RunStore:
         return self.root / f"{stage}.failures.jsonl"
 
     def iter_records(self, stage: str, model: type[R] | None = None) -> Iterator[R]:
-        """Stream a stage's records as pydantic models, first occurrence of each id only."""
+        """Stream a stage's records as pydantic models, first occurrence of each id only.
+
+        Repeated lines are skipped by the offsets the stage's index lists, so memory stays flat however many
+        records there are; only lines appended while this reads are checked one by one."""
         cls = model or record_type(stage)
-        seen: set[str] = set()
-        for row in iter_jsonl(self.records_path(stage)):
-            if row["id"] not in seen:
-                seen.add(row["id"])
-                yield cls.model_validate(row)  # type: ignore[misc]
+        index = self.done_task_ids(stage)
+        repeats, tail = index.repeats(), set()
+        for offset, row in iter_jsonl_offsets(self.records_path(stage)):
+            if offset < index.indexed_bytes:
+                if offset in repeats:
+                    continue
+            elif row["id"] in tail or index.has_record(row["id"]):
+                continue
+            else:
+                tail.add(row["id"])
+            yield cls.model_validate(row)  # type: ignore[misc]
 
     def iter_failures(self, stage: str) -> Iterator[Failure]:
         for row in iter_jsonl(self.failures_path(stage)):

@@ -10,9 +10,9 @@ inputs exist, an example input stands in for the preview.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from glan_utils.llm.ledger import Estimate, estimate
+from glan_utils.llm.ledger import Estimate, estimate, price_of
 from glan_utils.llm.prompts import RenderedPrompt
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
@@ -67,10 +67,14 @@ def estimate_stage(settings: Settings, stage: str, read_run: bool = True) -> Est
 
 
 def estimate_plan(settings: Settings, stage: str, calls: int) -> Estimate:
-    """`calls` of a stage priced at its first prompt's tokens and its `max_tokens`."""
+    """`calls` of a stage priced at its first prompt's tokens and its `max_tokens` (at the batch price in batch
+    mode, where every uncached call goes through the Batch API first)."""
     spec = STAGES[stage]
     prompt_chars = sum(len(m["content"]) for m in preview_prompt(settings, stage).messages)
-    return estimate(calls, prompt_chars // 4 + 1, spec.max_tokens(settings), spec.model(settings), settings.llm.prices)
+    est = estimate(calls, prompt_chars // 4 + 1, spec.max_tokens(settings), spec.model(settings), settings.llm.prices)
+    if settings.llm.mode == "batch":
+        est = replace(est, cost_usd=est.cost_usd * settings.batch.discount)
+    return est
 
 
 def plan_source(settings: Settings, read_run: bool = True) -> str:
@@ -80,3 +84,28 @@ def plan_source(settings: Settings, read_run: bool = True) -> str:
     if not done:
         return f"planned from settings (no records read{'' if read_run else '; no run given'})"
     return f"read run '{settings.run_name}' ({settings.run_dir}): records of {', '.join(done)}"
+
+
+def against_budget(settings: Settings, estimates: dict[str, Estimate]) -> list[str]:
+    """The plan beside `llm.max_cost_usd` / `llm.max_tokens_total`: whether it fits, else the stage it stops in;
+    and a warning for a priced run whose model has no price (its calls would count as $0)."""
+    llm, lines = settings.llm, []
+    caps = [
+        ("llm.max_cost_usd", llm.max_cost_usd, lambda e: e.cost_usd, "${:,.2f}"),
+        ("llm.max_tokens_total", llm.max_tokens_total, lambda e: e.prompt_tokens + e.completion_tokens, "{:,.0f}"),
+    ]
+    for key, cap, amount, fmt in caps:
+        if cap is None:
+            continue
+        spent, stop = 0.0, None
+        for stage, est in estimates.items():
+            if stop is None and spent + amount(est) > cap:
+                fits = int((cap - spent) / (amount(est) / est.calls)) if est.calls else 0
+                stop = f"the run stops in {stage} after about {fits:,} of its {est.calls:,} calls"
+            spent += amount(est)
+        verdict = stop or "the whole plan fits"
+        lines.append(f"budget: plan {fmt.format(spent)} (upper bound) vs {key} {fmt.format(cap)}: {verdict}")
+    if llm.max_cost_usd is not None or llm.prices:
+        unpriced = sorted({e.model for e in estimates.values() if e.calls and price_of(e.model, llm.prices) is None})
+        lines += [f"warning: no price for model '{m}' in llm.prices: its calls count as $0" for m in unpriced]
+    return lines

@@ -16,6 +16,7 @@ import yaml
 from glan_utils.settings import Settings, load_settings
 from glan_utils.stages import STAGES
 from glan_utils.stages.estimates import (
+    against_budget,
     estimate_plan,
     estimate_stage,
     plan_source,
@@ -38,6 +39,7 @@ __all__ = [
     "RUNNERS",
     "STAGES",
     "StageReport",
+    "against_budget",
     "count_kept",
     "current_review",
     "effective_settings",

@@ -15,7 +15,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from glan_utils.evaluation.harness import PROTOCOL_NOTES, BenchmarkScore
-from glan_utils.evaluation.stats import difference_p_value
+from glan_utils.evaluation.stats import difference_p_value, paired_p_value
 from glan_utils.settings.evaluation import EvalSettings
 from glan_utils.views.plots import save_figure
 
@@ -71,16 +71,27 @@ def _interval(row: pd.Series) -> str:
     return f"{row.ci_low:.0f}–{row.ci_high:.0f}" if pd.notna(row.ci_low) else ""
 
 
-def _significance(frame: pd.DataFrame, base: str, other: str) -> pd.DataFrame:
-    """Per benchmark: other − base in points, Fisher's exact p-value, and whether p < 0.05."""
-    pair = frame[frame.model.isin([base, other])].pivot(index="benchmark", columns="model", values=["score", "n"])
+def _significance(scores: Sequence[BenchmarkScore], base: str, other: str) -> pd.DataFrame:
+    """Per benchmark: other − base in points, a two-sided p-value, which test gave it, and whether p < 0.05.
+
+    With both models' per-item scores (lm-eval's logged samples) the test is McNemar's, paired over the items both
+    answered; without them (scores saved by an older run) only Fisher's unpaired test on the two proportions is
+    possible, and the table says so."""
+    by = {(s.model, s.benchmark): s for s in scores}
     rows = {}
-    for benchmark, row in pair.dropna().iterrows():
-        a, b = row[("score", base)] / 100, row[("score", other)] / 100
-        p = difference_p_value(a, int(row[("n", base)]), b, int(row[("n", other)]))
+    for (model, benchmark), a in by.items():
+        b = by.get((other, benchmark))
+        if model != base or b is None:
+            continue
+        if a.items and b.items:
+            p, shared = paired_p_value(a.items, b.items)
+            test = f"McNemar, paired over {shared} items"
+        else:
+            p, test = difference_p_value(a.value, a.n, b.value, b.n), "Fisher, unpaired"
         rows[benchmark] = {
-            f"{other} − {base} (pts)": 100 * (b - a),
+            f"{other} − {base} (pts)": 100 * (b.value - a.value),
             f"p ({other} vs {base})": p,
+            f"test ({other} vs {base})": test,
             f"{other} vs {base} significant": "yes (p < 0.05)" if p < 0.05 else "no",
         }
     return pd.DataFrame.from_dict(rows, orient="index")
@@ -102,7 +113,7 @@ def comparison_table(scores: Sequence[BenchmarkScore]) -> pd.DataFrame:
         table[f"{model} (%)"] = mine["score"]
         table[f"{model} 95% CI"] = mine["interval"]
     for other in models[1:]:
-        table = table.join(_significance(frame, models[0], other))
+        table = table.join(_significance(scores, models[0], other))
     for name, numbers in PUBLISHED.items():
         published = pd.Series(numbers).reindex(table.index)
         table[f"{name} (paper)"] = published.where(table.protocol_id == "paper")

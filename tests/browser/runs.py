@@ -99,6 +99,7 @@ def make_findings_run(run_dir: Path) -> Path:
             "subject": f"{discipline} {i % 3}",
             "difficulty": "basic" if i % 3 else "challenging",
             "question": f"{('What', 'How', 'Explain')[i % 3]} is thing {i}?",
+            "question_type": ("derivation or proof", "case analysis", "")[i % 3],  # "": exported untyped
         }
         for i, (field, discipline) in enumerate(
             [("Science", "Physics"), ("Science", "Chemistry"), ("Humanities", "History")] * 4
