@@ -58,6 +58,9 @@ async def test_estimates_match_calls_and_rerun_makes_none(openai_server, make_se
     reports = await pipeline.run_until(settings, "answers")
     assert openai_server.count == sent
     assert all(r.summary.records == 0 and r.llm.calls == 0 for r in reports.values())
+    assert all(r.summary.skipped == r.summary.planned > 0 for r in reports.values())  # every task seen, none run
+    manifest = RunStore(settings.run_dir).read_manifest()["stages"]
+    assert all(manifest[name]["status"] == "complete" and manifest[name]["skipped_done"] > 0 for name in reports)
     manifest = RunStore(settings.run_dir).read_manifest()["stages"]
     assert set(pipeline.STAGES) | {"subject_rounds"} <= set(manifest)
     assert manifest["answers"]["status"] == "complete"

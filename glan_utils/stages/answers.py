@@ -64,7 +64,10 @@ def _pair(q: Question, reply: Reply) -> list[QAPair]:
 
 async def run(settings: Settings) -> StageReport:
     """One answer per question of the current plan; each question is its own task, so resume is by its id."""
-    total = sum(1 for _ in current_questions(settings))
+
+    def total() -> int:
+        return sum(1 for _ in current_questions(settings))
+
     return finish(
         settings,
         await run_pending(settings, NAME, NAME, lambda: current_questions(settings), write_answer, total),

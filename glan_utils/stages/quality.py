@@ -136,7 +136,10 @@ def quality_tasks(settings: Settings) -> Iterator[QAPair]:
 
 async def run(settings: Settings) -> StageReport:
     """One verdict per kept QA pair (plus a second answer for closed ones)."""
-    total = count_kept(settings, "answers") if settings.quality.enabled else 0
+
+    def total() -> int:
+        return count_kept(settings, "answers") if settings.quality.enabled else 0
+
     report = await run_pending(judge_settings(settings), NAME, NAME, lambda: quality_tasks(settings), judge_pair, total)
     return finish(settings, report)
 

@@ -9,7 +9,7 @@ its module.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Container, Iterable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,7 +21,7 @@ from glan_utils.llm.client import LLMClient, open_client
 from glan_utils.llm.ledger import Totals
 from glan_utils.llm.prompts import RenderedPrompt
 from glan_utils.runs.distributed import run_stage_distributed
-from glan_utils.runs.stage import StageSummary, run_stage
+from glan_utils.runs.stage import StageSummary, record_all_done, run_stage
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.base import Caller
@@ -126,8 +126,14 @@ def open_store(settings: Settings, section: str) -> RunStore:
     return store
 
 
-async def _never(task: Any) -> Any:
-    raise AssertionError(f"task {task.id} was expected to be done already")  # pragma: no cover
+def _count_if_all_done(tasks: Iterable[Any], done: Container[str]) -> int | None:
+    """How many tasks there are, if every one is done; None at the first that is not."""
+    count = 0
+    for task in tasks:
+        if task.id not in done:
+            return None
+        count += 1
+    return count
 
 
 def _sending(
@@ -161,24 +167,27 @@ async def run_pending(
     section: str,
     make_tasks: Callable[[], Iterable[Any]],
     work: StageWork,
-    total: int | None = None,
+    total: int | Callable[[], int] | None = None,
 ) -> StageReport:
     """Run one stage's pending tasks; open the client only when there is something to do.
+
+    `total` sizes the progress bar; as a callable it is counted only when some task is pending, so a rerun of a
+    finished stage does not read its inputs once more just to count them.
 
     With `llm.mode: batch` the pending tasks' calls first go through the Batch API; the run then completes
     from its replies (and, for what it did not answer, as `batch.remainder` says).
     """
     store = open_store(settings, section)
     done = store.done_task_ids(stage)
-    if all(task.id in done for task in make_tasks()):
-        summary = await run_stage(store, stage, make_tasks(), _never, concurrency=1, total=total)
-        return StageReport(stage, summary)
+    if (planned := _count_if_all_done(make_tasks(), done)) is not None:
+        return StageReport(stage, record_all_done(store, stage, planned))
     if settings.scale.backend == "ray":
         ray_work = partial(_work_on_ray, work, stage, settings)
         summary, totals = await asyncio.to_thread(
             run_stage_distributed, settings, stage, make_tasks(), ray_work, settings.scale
         )
         return StageReport(stage, summary, totals)
+    total = total() if callable(total) else total
     async with open_client(settings, stage=stage) as client:
         caller = Caller(client, stage)
         sending = _sending(settings, store, client, stage, lambda: (t for t in make_tasks() if t.id not in done), work)
@@ -197,7 +206,7 @@ async def run_pending(
 
 async def run_per_record(settings: Settings, stage: str, source: str, work: StageWork) -> StageReport:
     """One task per kept record of the `source` stage (the record is its own task, so resume is by its id)."""
-    total = count_kept(settings, source)
+    total = partial(count_kept, settings, source)
     report = await run_pending(settings, stage, stage, lambda: kept_records(settings, source), work, total)
     return finish(settings, report)
 
