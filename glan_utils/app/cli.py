@@ -25,6 +25,7 @@ import typer
 from typer.core import TyperCommand
 
 from glan_utils.core.errors import GlanError, InputError, SetupError
+from glan_utils.core.paths import BATCHES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -326,7 +327,7 @@ def _batch_table(run_dir: Path) -> pd.DataFrame | None:
 
     from glan_utils.llm.batch import batch_status
 
-    states = sorted((run_dir / "batches").glob("*.sqlite"))
+    states = sorted((run_dir / BATCHES).glob("*.sqlite"))
     return pd.DataFrame([{"stage": path.stem, **batch_status(path)} for path in states]) if states else None
 
 
@@ -436,7 +437,7 @@ def batches(
 
     with _user_errors():
         run_dir = _run_dir(run, config)
-        states = sorted((run_dir / "batches").glob("*.sqlite"))
+        states = sorted((run_dir / BATCHES).glob("*.sqlite"))
         if not states:
             raise InputError(f"run '{run}' has no Batch API jobs ({run_dir / 'batches'} is empty)")
         if cancel:

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pyarrow.parquet as pq
 
+from glan_utils.core.paths import DATASET, EVALUATION, LEDGER
 from glan_utils.evaluation.harness import BenchmarkScore, bbh_status
 from glan_utils.llm.ledger import read_ledger
 from glan_utils.settings.evaluation import EvalSettings
@@ -35,7 +36,7 @@ def _read_json(path: Path) -> Any:
 def _qa(run_dir: Path) -> pd.DataFrame | None:
     """The exported pairs' place, difficulty and format; a data set exported before formats were recorded reads
     as untyped."""
-    path = run_dir / "dataset" / "qa.parquet"
+    path = run_dir / DATASET / "qa.parquet"
     if not path.is_file():
         return None
     wanted = ["field", "subfield", "discipline", "subject", "difficulty", "question_type"]
@@ -67,14 +68,14 @@ def _mix(qa: pd.DataFrame) -> go.Figure:
 
 
 def _scores(run_dir: Path) -> list[BenchmarkScore]:
-    rows = _read_json(run_dir / "evaluation" / "benchmarks.json") or []
+    rows = _read_json(run_dir / EVALUATION / "benchmarks.json") or []
     return [BenchmarkScore(**{k: v for k, v in row.items() if k != "protocol_note"}) for row in rows]
 
 
 def headline(run_dir: Path) -> str:
     """One sentence: pairs generated, kept (train/test), removed by reason, failed answers and the cost."""
-    report = _read_json(run_dir / "dataset" / "report.json")
-    total = read_ledger(run_dir / "ledger.jsonl")["all"]
+    report = _read_json(run_dir / DATASET / "report.json")
+    total = read_ledger(run_dir / LEDGER)["all"]
     cost = f"${total.cost_usd:,.4f} for {total.calls:,} model calls ({total.cached:,} cached, {total.failed:,} failed)"
     if report is None:
         return f"No data set built yet (notebook 05). Cost so far: {cost}."
@@ -105,7 +106,7 @@ def _benchmark_table(scores: list[BenchmarkScore]) -> str:
 def findings_html(run_dir: str | Path) -> str:
     """The first screen as HTML: the headline, four small figures in a grid and the benchmark table."""
     run_dir = Path(run_dir)
-    report, qa, scores = _read_json(run_dir / "dataset" / "report.json"), _qa(run_dir), _scores(run_dir)
+    report, qa, scores = _read_json(run_dir / DATASET / "report.json"), _qa(run_dir), _scores(run_dir)
     parts = [
         _figure_html(_small(coverage(qa), "Coverage: pairs per field / sub-field / discipline"), "coverage")
         if qa is not None and len(qa)
@@ -121,7 +122,7 @@ def findings_html(run_dir: str | Path) -> str:
         else _missing("benchmarks", "Benchmarks: no evaluation yet (notebook 07)."),
     ]
     table = _benchmark_table(scores) if scores else ""
-    settings = EvalSettings.model_validate(_read_json(run_dir / "evaluation" / "settings.json") or {})
+    settings = EvalSettings.model_validate(_read_json(run_dir / EVALUATION / "settings.json") or {})
     return (
         '<div class="glan-findings">'
         f'<div class="glan-grid">{"".join(parts)}</div>{table}'

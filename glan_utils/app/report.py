@@ -26,6 +26,7 @@ from plotly.offline import get_plotlyjs
 
 from glan_utils.app.findings import FINDINGS_CSS, findings_html, headline
 from glan_utils.core.errors import InputError
+from glan_utils.core.paths import CONFIG, DATASET, LEDGER, NOTEBOOKS
 from glan_utils.data.run_card import build_run_card
 from glan_utils.llm.ledger import read_ledger
 from glan_utils.runs.store import RunStore, is_alive
@@ -116,7 +117,7 @@ def run_table(run_dir: str | Path) -> pd.DataFrame:
 
 def run_totals(run_dir: str | Path) -> dict[str, Any]:
     """Whole-run ledger totals: calls, cache hits, failed calls, tokens and dollars."""
-    total = read_ledger(Path(run_dir) / "ledger.jsonl")["all"]
+    total = read_ledger(Path(run_dir) / LEDGER)["all"]
     return {
         "calls": total.calls,
         "cache_hits": total.cached,
@@ -174,11 +175,11 @@ def _summary_cells(run_dir: Path) -> list[nbformat.NotebookNode]:
     cells.append(_fold(md(f"```json\n{json.dumps(card, indent=1, default=str)}\n```"), "Run card (run_card.json)"))
     prompts = pd.DataFrame(list(card["prompts"].items()), columns=["prompt", "sha256 (12)"])
     cells.append(_fold(md(markdown_table(prompts)), "Prompts (template hashes)"))
-    config = run_dir / "config.yaml"
+    config = run_dir / CONFIG
     if config.exists():
         text = config.read_text(encoding="utf-8")
         cells.append(_fold(md(f"```yaml\n{text}```"), "Configuration (config.yaml)"))
-    card_path = run_dir / "dataset" / "README.md"
+    card_path = run_dir / DATASET / "README.md"
     if card_path.exists():
         cells.append(_fold(md(_card_markdown(card_path.read_text(encoding="utf-8"))), "Data set card"))
     return cells
@@ -207,7 +208,7 @@ def build_notebook(run_dir: str | Path) -> nbformat.NotebookNode:
     report = nbformat.v4.new_notebook()
     report.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     report.cells = _findings_cells(run_dir) + _summary_cells(run_dir)
-    for path in sorted((run_dir / "notebooks").glob("*.ipynb")):
+    for path in sorted((run_dir / NOTEBOOKS).glob("*.ipynb")):
         report.cells.extend(_notebook_cells(path))
     folds = [cell for cell in report.cells if cell.metadata.get("glan_fold")]
     for cell in folds[1:]:

@@ -36,6 +36,7 @@ from pydantic import BaseModel
 
 from glan_utils.app.interrupts import Interrupted, catch_signals
 from glan_utils.core.errors import ConfigError
+from glan_utils.core.paths import MANIFEST, NOTEBOOKS
 from glan_utils.core.records import utc_now
 from glan_utils.core.yaml_files import read_yaml
 from glan_utils.runs.store import RunStore, is_alive
@@ -255,7 +256,7 @@ class RunPlan:
 
     def merged_config(self) -> Path:
         """`--config` plus the settings keys, validated, as one file for notebooks without `overrides`."""
-        path = self.run_dir / "notebooks" / "settings.yaml"
+        path = self.run_dir / NOTEBOOKS / "settings.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         snapshot = self.settings.snapshot()
         for dotted in FILE_RELATIVE:  # relative paths in a settings file are read relative to that file
@@ -267,7 +268,7 @@ class RunPlan:
 
     def save(self, notebook_dir: Path | None = None) -> None:
         """Remember the invocation so `--resume` continues the same run: settings file, parameters, stage range."""
-        path = self.run_dir / "notebooks" / RUN_FILE
+        path = self.run_dir / NOTEBOOKS / RUN_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         folder = notebook_dir or self.notebooks[0].path.parent
         saved = {
@@ -294,7 +295,7 @@ class SavedRun:
 
 def saved_invocation(run_dir: Path) -> SavedRun | None:
     """The invocation a run was started with, or None when the directory holds no run started by `glan run`."""
-    path = run_dir / "notebooks" / RUN_FILE
+    path = run_dir / NOTEBOOKS / RUN_FILE
     if not path.exists():
         return None
     saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -365,7 +366,7 @@ def on_disk(store: RunStore, stages: Iterable[str]) -> str:
 
 def check_not_running(run_dir: Path) -> None:
     """Refuse to start a run whose notebook another live `glan` process is executing (two writers, one run)."""
-    manifest_path = run_dir / "manifest.json"
+    manifest_path = run_dir / MANIFEST
     if not manifest_path.exists():
         return
     for name, info in RunStore(run_dir).read_manifest().get("stages", {}).items():
@@ -387,7 +388,7 @@ def execute(
     Interrupted on Ctrl-C/SIGTERM, with `resume_command` in its message.
     """
     store = RunStore(plan.run_dir)
-    out_dir = plan.run_dir / "notebooks"
+    out_dir = plan.run_dir / NOTEBOOKS
     plan.save()
     executed = []
     with catch_signals() as received:

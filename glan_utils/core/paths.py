@@ -1,4 +1,4 @@
-"""Where things live on disk: the per-user workbench cache and writable run directories."""
+"""Where things live on disk: the per-user workbench cache, writable run directories and their layout."""
 
 from __future__ import annotations
 
@@ -6,6 +6,18 @@ import os
 from pathlib import Path
 
 from glan_utils.core.errors import StoreError
+
+# The run directory's layout (`outputs/<run>/`), named once; stage records are `<stage>.jsonl` (`runs/store.py`).
+CONFIG = "config.yaml"  # the settings snapshot, no secrets
+MANIFEST = "manifest.json"  # stage status and counts
+LEDGER = "ledger.jsonl"  # one line per model call
+DATASET = "dataset"  # the exported data set and its card
+NOTEBOOKS = "notebooks"  # executed notebooks of `glan run`
+EVALUATION = "evaluation"
+FINETUNE = "finetune"
+BATCHES = "batches"  # Batch API files and state
+PLOTS = "plots"
+REVIEWS = "reviews"  # taxonomy review versions
 
 
 def cache_dir() -> Path:

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from glan_utils.core.jsonl import iter_jsonl
+from glan_utils.core.paths import CONFIG, LEDGER
 from glan_utils.data.run_card import build_run_card, card_section, write_run_card
 from glan_utils.llm.ledger import summarize
 
@@ -116,7 +117,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def _cost(run_dir: Path) -> str:
-    ledger = run_dir / "ledger.jsonl"
+    ledger = run_dir / LEDGER
     if not ledger.exists():
         return "No `ledger.jsonl` in the run directory: cost unknown."
     rows = [{"stage": stage} | totals.as_dict() for stage, totals in summarize(iter_jsonl(ledger)).items()]
@@ -126,7 +127,7 @@ def _cost(run_dir: Path) -> str:
 
 
 def _sampling(run_dir: Path, stats: dict[str, Any]) -> str:
-    config_path = run_dir / "config.yaml"
+    config_path = run_dir / CONFIG
     config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
     sections = {k: config[k] for k in _SAMPLING_SECTIONS if k in (config or {})}
     text = "```yaml\n" + yaml.safe_dump(sections, sort_keys=False) + "```\n\n" if sections else ""

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from glan_utils.core.jsonl import iter_jsonl
+from glan_utils.core.paths import CONFIG, DATASET, EVALUATION, FINETUNE, LEDGER, REVIEWS
+from glan_utils.core.records import TaxonomyNode
 from glan_utils.llm.ledger import summarize
 from glan_utils.llm.prompts import PROMPTS_DIR, template_hash
 
@@ -77,40 +79,39 @@ def _seeds(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _taxonomy(run_dir: Path) -> dict[str, Any]:
-    reviews = sorted((run_dir / "reviews").glob("*.json"))
+    reviews = sorted((run_dir / REVIEWS).glob("*.json"))
+    records = run_dir / f"{TaxonomyNode.stage_name}.jsonl"
     return {
-        "records_hash": file_hash(run_dir / "taxonomy.jsonl"),
-        "nodes": sum(1 for _ in iter_jsonl(run_dir / "taxonomy.jsonl"))
-        if (run_dir / "taxonomy.jsonl").is_file()
-        else 0,
+        "records_hash": file_hash(records),
+        "nodes": sum(1 for _ in iter_jsonl(records)) if records.is_file() else 0,
         "reviews": {path.name: file_hash(path) for path in reviews},
     }
 
 
 def _costs(run_dir: Path) -> dict[str, Any]:
-    ledger = run_dir / "ledger.jsonl"
+    ledger = run_dir / LEDGER
     if not ledger.is_file():
         return {}
     return {stage: totals.as_dict() for stage, totals in summarize(iter_jsonl(ledger)).items()}
 
 
 def _data(run_dir: Path, report: dict[str, Any] | None) -> dict[str, Any] | None:
-    report = report or _read_json(run_dir / "dataset" / "report.json")
+    report = report or _read_json(run_dir / DATASET / "report.json")
     if report is None:
         return None
     keys = ("records", "exact_duplicates", "near_duplicates", "contaminated", "kept", "train", "test", "lsh", "ngram")
     return {key: report.get(key) for key in keys} | {
         "removed_per_benchmark": report.get("benchmarks", {}),
-        "files": {name: file_hash(run_dir / "dataset" / name) for name in ("train.jsonl", "test.jsonl", "qa.parquet")},
+        "files": {name: file_hash(run_dir / DATASET / name) for name in ("train.jsonl", "test.jsonl", "qa.parquet")},
     }
 
 
 def _finetune(run_dir: Path) -> dict[str, Any]:
-    return {path.parent.name: _read_json(path) for path in sorted((run_dir / "finetune").glob("*/train_result.json"))}
+    return {path.parent.name: _read_json(path) for path in sorted((run_dir / FINETUNE).glob("*/train_result.json"))}
 
 
 def _evaluation(run_dir: Path) -> dict[str, Any] | None:
-    folder = run_dir / "evaluation"
+    folder = run_dir / EVALUATION
     if not folder.is_dir():
         return None
     scores = _read_json(folder / "benchmarks.json")
@@ -126,7 +127,7 @@ def build_run_card(run_dir: str | Path, report: dict[str, Any] | None = None) ->
     """The run card of a run directory, from what its stages wrote (missing stages are null); `report` is the
     data set report when it is not on disk yet (the dataset card is written before `report.json`)."""
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
+    config_path = run_dir / CONFIG
     config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     config = config or {}
     return {
@@ -175,7 +176,7 @@ def refresh_cards(run_dir: str | Path) -> dict[str, Any]:
     """Rewrite `run_card.json` and the run-card section of the dataset card and of every fine-tune's card."""
     run_dir = Path(run_dir)
     card = write_run_card(run_dir)
-    for readme in [run_dir / "dataset" / "README.md", *sorted((run_dir / "finetune").glob("*/README.md"))]:
+    for readme in [run_dir / DATASET / "README.md", *sorted((run_dir / FINETUNE).glob("*/README.md"))]:
         if readme.is_file():
             readme.write_text(embed(readme.read_text(encoding="utf-8"), card), encoding="utf-8")
     return card

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from glan_utils.core.errors import ConfigError, InputError, SetupError
+from glan_utils.core.paths import FINETUNE
 from glan_utils.data import benchmarks
 from glan_utils.evaluation.stats import wilson_interval
 from glan_utils.settings.evaluation import PROTOCOL_VARIANTS, EvalSettings, Protocol
@@ -336,7 +337,7 @@ def model_specs(models: list[dict[str, Any]], run_dir: Path, tuned_preset: str |
     demo = find_gguf("smollm2").path
     fallback = {"path": str(demo.parent), "gguf_file": demo.name}
     specs = [ModelSpec(**(m if m.get("path") or m.get("base_url") else {**fallback, **m})) for m in models]
-    adapter = run_dir / "finetune" / tuned_preset if tuned_preset else None
+    adapter = run_dir / FINETUNE / tuned_preset if tuned_preset else None
     if adapter is not None and (adapter / "adapter_config.json").exists() and not any(s.peft for s in specs):
         specs.append(ModelSpec(name="tuned", peft=str(adapter), **fallback))
     return specs

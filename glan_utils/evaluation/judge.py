@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from glan_utils.core.aio import run
 from glan_utils.core.errors import InputError
 from glan_utils.core.jsonl import iter_jsonl
+from glan_utils.core.paths import DATASET
 from glan_utils.evaluation.harness import ModelSpec, load_hf_model
 from glan_utils.evaluation.stats import bootstrap_interval
 from glan_utils.llm.client import open_client
@@ -244,7 +245,7 @@ def glan_test_report(
     Returns summaries by name (`pairwise_by_discipline`, `pairwise_overall`, `reference_by_discipline`,
     `reference_by_difficulty`), or None when the run has no exported data set yet (notebook 05). `limit`
     overrides `evaluation.judge_limit`."""
-    dataset_dir = settings.run_dir / "dataset"
+    dataset_dir = settings.run_dir / DATASET
     if not (dataset_dir / "test.jsonl").exists():
         return None
     rows = load_questions(dataset_dir, limit or settings.evaluation.judge_limit)

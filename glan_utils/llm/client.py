@@ -26,7 +26,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from glan_utils.core.errors import GlanError, SetupError
 from glan_utils.core.ids import content_hash
-from glan_utils.core.paths import ensure_writable_dir
+from glan_utils.core.paths import LEDGER, ensure_writable_dir
 from glan_utils.llm.cache import ResponseCache
 from glan_utils.llm.endpoints import EndpointError, EndpointPool, EndpointStatusError, EndpointTimeout
 from glan_utils.llm.ledger import Budget, Ledger, call_cost, price_of, read_ledger
@@ -427,7 +427,7 @@ def _start_budget(client: LLMClient, settings: Settings) -> None:
             stacklevel=3,
         )
     if client.budget.active:
-        spent = read_ledger(settings.run_dir / "ledger.jsonl")["all"]
+        spent = read_ledger(settings.run_dir / LEDGER)["all"]
         client.budget.spent_usd = spent.cost_usd
         client.budget.spent_tokens = spent.prompt_tokens + spent.completion_tokens
 
@@ -479,7 +479,7 @@ async def open_client(
             model = llm.model
         cache = cache if cache is not None else ResponseCache(settings.cache_file)
         stack.callback(cache.close)
-        ledger = ledger if ledger is not None else Ledger(settings.run_dir / "ledger.jsonl", llm.prices)
+        ledger = ledger if ledger is not None else Ledger(settings.run_dir / LEDGER, llm.prices)
         stack.callback(ledger.close)
         client = LLMClient(
             llm,

@@ -20,6 +20,7 @@ from typing import Any
 from glan_utils.core.errors import SetupError
 from glan_utils.core.jsonl import JsonlWriter
 from glan_utils.core.parallel import chunks
+from glan_utils.core.paths import LEDGER
 from glan_utils.core.records import Failure, Record, utc_now
 from glan_utils.llm.cache import ResponseCache
 from glan_utils.llm.ledger import Ledger, Totals
@@ -155,7 +156,7 @@ def _driver_store(ray: Any, settings: Settings) -> Any:
 
     here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0, scheduling_strategy=here)(DriverStore)
-    return actor.remote(str(settings.cache_file.resolve()), str((settings.run_dir / "ledger.jsonl").resolve()))
+    return actor.remote(str(settings.cache_file.resolve()), str((settings.run_dir / LEDGER).resolve()))
 
 
 def run_stage_distributed(

@@ -26,7 +26,7 @@ import yaml
 
 from glan_utils.core.errors import StoreError
 from glan_utils.core.jsonl import JsonlWriter, iter_jsonl, iter_jsonl_offsets
-from glan_utils.core.paths import ensure_writable_dir
+from glan_utils.core.paths import CONFIG, MANIFEST, ensure_writable_dir
 from glan_utils.core.records import Failure, Record, record_type
 
 R = TypeVar("R", bound=Record)
@@ -197,14 +197,14 @@ class RunStore:
         return added
 
     def write_config(self, snapshot: dict[str, Any]) -> None:
-        self._atomic_write("config.yaml", yaml.safe_dump(snapshot, sort_keys=False, allow_unicode=True))
+        self._atomic_write(CONFIG, yaml.safe_dump(snapshot, sort_keys=False, allow_unicode=True))
 
     def read_config(self) -> dict[str, Any]:
-        path = self.path("config.yaml")
+        path = self.path(CONFIG)
         return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
 
     def read_manifest(self) -> dict[str, Any]:
-        path = self.path("manifest.json")
+        path = self.path(MANIFEST)
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"stages": {}}
 
     def line_count(self, stage: str) -> int:
@@ -232,7 +232,7 @@ class RunStore:
         if info.get("status") not in (None, "running"):
             entry.pop("pid", None), entry.pop("host", None)  # only a running stage has a process to check
         entry.update(info)
-        self._atomic_write("manifest.json", json.dumps(manifest, indent=2, default=str))
+        self._atomic_write(MANIFEST, json.dumps(manifest, indent=2, default=str))
 
     def interrupt_running(self, reason: str) -> list[str]:
         """Mark every stage still `running` as `interrupted` (its process is gone); returns their names."""

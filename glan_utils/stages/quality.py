@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from glan_utils.core.records import Failure, Placement, QAPair, QualityVerdict, Verification
 from glan_utils.llm.prompts import RenderedPrompt, render
+from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.answers import answer_prompt, example_question
 from glan_utils.stages.base import TEXT_MAX, Caller, Reply
@@ -151,7 +152,7 @@ def plan(settings: Settings, pairs: int) -> Plan:
         return Plan(0, pairs)
     if not settings.quality.verify:
         return Plan(pairs, pairs)
-    if not (settings.run_dir / "answers.jsonl").exists():
+    if not RunStore(settings.run_dir).records_path(QAPair.stage_name).exists():
         return Plan(2 * pairs, pairs)
     closed = sum(closed_value(pair.answer) is not None for pair in quality_tasks(settings))
     return Plan(pairs + closed, pairs)

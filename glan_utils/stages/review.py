@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from glan_utils.core.errors import InputError
 from glan_utils.core.ids import content_hash
 from glan_utils.core.jsonl import JsonlWriter, iter_jsonl
+from glan_utils.core.paths import REVIEWS
 from glan_utils.core.records import TaxonomyNode, child_level, utc_now
 from glan_utils.runs.store import RunStore
 
@@ -97,7 +98,7 @@ def slug(name: str) -> str:
 
 def reviews_dir(run_dir: str | Path) -> Path:
     """Where a run's saved reviews go; the next stage merges every file found there."""
-    return Path(run_dir) / "reviews"
+    return Path(run_dir) / REVIEWS
 
 
 _REVIEW_LIST = TypeAdapter(list[Review])

@@ -20,6 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
 from glan_utils.core.errors import InputError
+from glan_utils.core.paths import DATASET, FINETUNE
 from glan_utils.data.run_card import card_section, write_run_card
 from glan_utils.settings import FinetuneSettings
 from glan_utils.train.models import load_model_and_tokenizer
@@ -27,7 +28,7 @@ from glan_utils.train.models import load_model_and_tokenizer
 
 def load_exported_dataset(run_dir: str | Path) -> DatasetDict:
     """The data set notebook 05 exported to `<run_dir>/dataset/hf` (splits train and test)."""
-    path = Path(run_dir) / "dataset" / "hf"
+    path = Path(run_dir) / DATASET / "hf"
     if not path.is_dir():
         raise InputError(f"no exported data set at {path}: run the data set stage (notebook 05) first")
     return load_from_disk(str(path))
@@ -157,7 +158,7 @@ def train(
     """Fine-tune on prepared splits; save model/adapter, card and loss history under finetune/<preset>/."""
     if model is None or tokenizer is None:
         model, tokenizer = load_model_and_tokenizer(settings.model, bf16=settings.bf16)
-    out_dir = Path(run_dir) / "finetune" / settings.preset
+    out_dir = Path(run_dir) / FINETUNE / settings.preset
     trainer = build_trainer(settings, data, out_dir, model, tokenizer)
     has_eval = trainer.eval_dataset is not None
     eval_before = trainer.evaluate()["eval_loss"] if has_eval else None
@@ -212,7 +213,7 @@ tags: [glan, sft, completion-only-loss]
 # GLAN {settings.preset} fine-tune of `{settings.model}`
 
 Response-only supervised fine-tuning (GLAN paper §3) on the GLAN data set of run `{run_dir.name}`
-(`{run_dir / "dataset" / "hf"}`; card: [dataset README](../../dataset/README.md)). Method: {settings.method}.
+(`{run_dir / DATASET / "hf"}`; card: [dataset README](../../dataset/README.md)). Method: {settings.method}.
 
 ## Training
 {result.steps} optimizer steps, {result.tokens_seen:,} tokens seen, {result.wall_time_s:.1f} s wall time

@@ -14,11 +14,12 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from glan_utils.core.paths import PLOTS
 from glan_utils.settings import Settings
 
 
 def plots_dir(settings: Settings) -> Path:
-    return settings.run_dir / "plots"
+    return settings.run_dir / PLOTS
 
 
 def save_figure(figure: go.Figure, path: Path) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from glan_utils.core.paths import LEDGER
 from glan_utils.core.records import Question, Record
 from glan_utils.llm.ledger import read_ledger
 from glan_utils.runs.store import RunStore
@@ -43,7 +44,7 @@ def failures_frame(settings: Settings, stage: str) -> pd.DataFrame:
 def stages_frame(settings: Settings) -> pd.DataFrame:
     """Every stage's manifest entry, with the run's cumulative ledger totals alongside."""
     manifest = RunStore(settings.run_dir).read_manifest().get("stages", {})
-    ledger = read_ledger(settings.run_dir / "ledger.jsonl")
+    ledger = read_ledger(settings.run_dir / LEDGER)
     rows = []
     for stage, info in manifest.items():
         totals = ledger.get(stage)
