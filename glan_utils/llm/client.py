@@ -326,12 +326,13 @@ class LLMClient:
         The first attempt runs bare and tenacity's loop is built only after it fails: building it costs about
         0.1 ms, a quarter of a call's client CPU, and nearly every call succeeds at once.
         """
-        retries, wait = self.settings.max_retries, _Wait(self.settings.retry_max_wait_s, failed_before=1)
+        retries = self.settings.max_retries
         try:
             return await self._attempt(key, body, 1)
         except Exception as exc:
             if retries == 0 or not _retryable(exc):
                 raise
+            wait = _Wait(self.settings.retry_max_wait_s, failed_before=1)
             await asyncio.sleep(wait.after(exc, 1))
         retrying = AsyncRetrying(
             stop=stop_after_attempt(retries), wait=wait, retry=retry_if_exception(_retryable), reraise=True
