@@ -77,12 +77,10 @@ def _significance(scores: Sequence[BenchmarkScore], base: str, other: str) -> pd
     With both models' per-item scores (lm-eval's logged samples) the test is McNemar's, paired over the items both
     answered; without them (scores saved by an older run) only Fisher's unpaired test on the two proportions is
     possible, and the table says so."""
-    by = {(s.model, s.benchmark): s for s in scores}
+    others = {s.benchmark: s for s in scores if s.model == other}
     rows = {}
-    for (model, benchmark), a in by.items():
-        b = by.get((other, benchmark))
-        if model != base or b is None:
-            continue
+    for a in (s for s in scores if s.model == base and s.benchmark in others):
+        benchmark, b = a.benchmark, others[a.benchmark]
         if a.items and b.items:
             p, shared = paired_p_value(a.items, b.items)
             test = f"McNemar, paired over {shared} items"
