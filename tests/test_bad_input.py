@@ -25,6 +25,7 @@ from glan_utils.core.errors import ConfigError, GlanError, InputError, SetupErro
 from glan_utils.core.records import QAPair
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import load_settings
+from glan_utils.settings.notebooks import notebook_settings
 from glan_utils.stages import pipeline
 from glan_utils.testing import OpenAIServer
 
@@ -90,7 +91,7 @@ def test_cli_rejects_unknown_option() -> None:
 
 def test_notebook_settings_reject_unknown_keys() -> None:
     with pytest.raises(ConfigError) as exc:
-        pipeline.notebook_settings(None, {"run_name": "r", "subjects.roundz": 3})
+        notebook_settings("02_subjects", {"run_name": "r", "overrides": {"subjects.roundz": 3}})
     _one_line(exc, "subjects.roundz", "unknown key")
 
 

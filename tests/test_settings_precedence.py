@@ -19,6 +19,7 @@ from glan_utils.app.cli import app
 from glan_utils.core.errors import ConfigError, InputError
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import load_settings
+from glan_utils.settings.notebooks import declared, notebook_settings
 from glan_utils.stages import pipeline
 from glan_utils.stages.taxonomy import load_taxonomy_file
 
@@ -39,13 +40,34 @@ def parameter_defaults(nb: runner.Notebook) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("nb", CATALOG, ids=lambda nb: nb.stem)
-def test_every_exposed_setting_defaults_to_none_and_is_printed(nb: runner.Notebook) -> None:
-    defaults = parameter_defaults(nb)
-    assert nb.settings_keys, "the settings cell forwards the parameters by dotted key"
-    assert {name: defaults[name] for name in nb.settings_keys if defaults[name] is not None} == {}
-    assert defaults["config_path"] is None
+def test_every_parameters_cell_is_the_declared_map(nb: runner.Notebook) -> None:
+    """The parameters cell declares exactly the map's names with its defaults (settings: None), and the settings
+    cell derives settings from that map and prints them before any call."""
+    assert parameter_defaults(nb) == declared(nb.stem)
     settings_cell = next(c.source for c in nbformat.read(nb.path, 4).cells if "notebook_settings(" in c.source)
-    assert "effective_settings(" in settings_cell  # the stage's settings are printed before any call
+    assert f'notebook_settings("{nb.stem}", globals())' in settings_cell
+    assert "describe_settings(" in settings_cell  # the stage's settings are printed before any call
+
+
+def test_a_name_that_sets_several_keys_is_refused_with_the_keys_to_use() -> None:
+    with pytest.raises(ConfigError) as info:
+        runner.RunPlan("r", CATALOG, None, {"temperature": 0.2}, CATALOG).settings  # noqa: B018
+    assert "subjects.temperature" in str(info.value) and "taxonomy.temperature" in str(info.value)
+    with pytest.raises(ConfigError, match=r"dataset\.decontamination\.benchmarks, evaluation\.benchmarks"):
+        runner.RunPlan("r", CATALOG, None, {"benchmarks": ["gsm8k"]}, CATALOG).routed  # noqa: B018
+    plan = runner.RunPlan("r", CATALOG, None, {"questions_per_syllabus": 7, "subjects.temperature": 0.2}, CATALOG)
+    assert (plan.settings.questions.questions_per_syllabus, plan.settings.subjects.temperature) == (7, 0.2)
+
+
+def test_glan_run_passes_every_declared_parameter() -> None:
+    """An edited parameters cell (a value left in JupyterLab) never reaches a batch run: every name is passed."""
+    plan = runner.RunPlan("r", CATALOG, None, {"rounds": 5}, CATALOG)
+    for nb in CATALOG:
+        sent = plan.parameters_for(nb)
+        assert set(sent) == set(declared(nb.stem) or {}), nb.stem
+    sent = plan.parameters_for(next(nb for nb in CATALOG if nb.stem == "02_subjects"))
+    assert (sent["rounds"], sent["base_url"], sent["per_round"], sent["overrides"]) == (5, None, None, {})
+    assert plan.parameters_for(CATALOG[0])["interactive"] is False
 
 
 def test_layers_in_order_for_one_key(tmp_path: Path) -> None:
@@ -59,8 +81,8 @@ def test_layers_in_order_for_one_key(tmp_path: Path) -> None:
     # a notebook's None parameter keeps the lower layers; a value set there wins
     os.environ["GLAN_SUBJECTS__ROUNDS"] = "9"
     try:
-        assert pipeline.notebook_settings(str(config), {"subjects.rounds": None}).subjects.rounds == 9
-        assert pipeline.notebook_settings(str(config), {"subjects.rounds": 4}).subjects.rounds == 4
+        assert notebook_settings("02_subjects", {"config_path": config, "rounds": None}).subjects.rounds == 9
+        assert notebook_settings("02_subjects", {"config_path": config, "rounds": 4}).subjects.rounds == 4
     finally:
         del os.environ["GLAN_SUBJECTS__ROUNDS"]
 
@@ -93,7 +115,7 @@ def test_run_plan_applies_the_same_layers(tmp_path: Path, monkeypatch: pytest.Mo
     plan = runner.RunPlan("r", CATALOG, config, {"subjects.rounds": 6, "rounds": 5}, CATALOG)
     nb02 = next(nb for nb in CATALOG if nb.stem == "02_subjects")
     sent = plan.parameters_for(nb02)
-    assert sent["rounds"] == 5 and "subjects.rounds" not in sent["overrides"]
+    assert sent["rounds"] == 5 and notebook_settings("02_subjects", sent).subjects.rounds == 5
 
 
 def test_estimate_without_run_reads_no_run_and_respects_the_taxonomy_file(

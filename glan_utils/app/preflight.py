@@ -15,26 +15,10 @@ from urllib.parse import urlsplit
 from glan_utils.app.runner import RunPlan
 from glan_utils.core.errors import ConfigError, SetupError
 from glan_utils.llm.endpoints import EndpointConnectionError, EndpointStatusError, EndpointTimeout, list_models
-from glan_utils.settings import Settings, api_key, load_settings
+from glan_utils.settings import Settings, api_key
 
-# Notebook parameters the numbered notebooks map onto settings (see their first code cell) that the checks read.
-NOTEBOOK_KEYS = {
-    "base_url": "llm.base_url",
-    "model": "llm.model",
-    "taxonomy_file": "taxonomy.source",
-    "review_file": "taxonomy.review_file",
-    "answer_model": "answers.model",
-}
 PROBE_TIMEOUT_S = 10.0
 _STATUS = {401: "authentication failed (check the API key)", 403: "permission denied"}
-
-
-def effective_settings(plan: RunPlan) -> Settings:
-    """The settings the notebooks will build: the plan's, plus the notebook parameters that name settings."""
-    notebook_params, overrides = plan.routed
-    aliased = {NOTEBOOK_KEYS[k]: v for k, v in notebook_params.items() if k in NOTEBOOK_KEYS and v is not None}
-    top = {k: v for k, v in notebook_params.items() if k in Settings.model_fields}
-    return load_settings(plan.config_path, {**top, **aliased, **overrides, "run_name": plan.run_name})
 
 
 def is_local(url: str) -> bool:
@@ -94,7 +78,7 @@ def check_endpoints(settings: Settings) -> None:
 
 def preflight(plan: RunPlan) -> Settings:
     """Run every check that needs no compute; returns the settings checked. Raises ConfigError/SetupError."""
-    settings = effective_settings(plan)
+    settings = plan.settings
     check_files(settings)
     check_endpoints(settings)
     return settings

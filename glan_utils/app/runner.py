@@ -6,10 +6,11 @@ dict parameter of notebooks that declare one (they pass it to `load_settings`), 
 file written for the run (`notebooks/settings.yaml`, the validated merge of `--config` and the keys) passed as
 `config_path`. Every setting a notebook exposes defaults to None there, so one precedence holds: defaults <
 settings file < `GLAN_*` environment < explicit parameters (`-p`, `--params`, a value edited in the notebook).
-`RunPlan.settings` applies the same layers, translating a notebook's parameter names into the settings keys its
-settings cell forwards them to, so `glan estimate` plans exactly what the notebooks will run. Anything else is
-an error before any notebook starts. Executed notebooks land in `outputs/<run>/notebooks/`, and each notebook's
-status is recorded in the run manifest so `--resume` skips the ones that completed; `notebooks/run.yaml` keeps the
+`RunPlan.settings` derives them as the notebooks' settings cell does (`settings.notebooks.derive_settings` with the
+declared parameter map), so `glan estimate` and preflight check exactly what the notebooks will run; every declared
+parameter is passed (unset ones at their declared value), so an edited parameters cell never changes a batch run.
+Anything else is an error before any notebook starts. Executed notebooks land in `outputs/<run>/notebooks/`, and
+each notebook's status is recorded in the run manifest so `--resume` skips the ones that completed; `run.yaml` keeps the
 invocation (settings file, parameters, stage range, notebooks folder) so `--resume` continues the same run.
 
 Ctrl-C or SIGTERM interrupts the running kernel (its cell raises KeyboardInterrupt, papermill saves the notebook,
@@ -40,8 +41,9 @@ from glan_utils.core.paths import MANIFEST, NOTEBOOKS
 from glan_utils.core.records import utc_now
 from glan_utils.core.yaml_files import read_yaml
 from glan_utils.runs.store import RunStore, is_alive
-from glan_utils.settings import Settings, load_settings
-from glan_utils.settings.config import FILE_RELATIVE
+from glan_utils.settings import Settings
+from glan_utils.settings.config import FILE_RELATIVE, get_dotted, set_dotted
+from glan_utils.settings.notebooks import PARAMETERS, SHARED, declared, derive_settings
 
 KERNEL = "python3"
 # papermill re-inspects each notebook and warns about comments it cannot parse; `parameters` checks instead.
@@ -90,8 +92,10 @@ class Notebook:
 
     @cached_property
     def parameters(self) -> set[str]:
-        """Names assigned in the cell tagged `parameters` (papermill's own inspector misreads comments holding
-        '='; Python's parser does not)."""
+        """The names it takes: declared in `settings.notebooks` for the numbered notebooks, else those assigned in
+        the cell tagged `parameters` (papermill's own inspector misreads comments holding '='; Python's does not)."""
+        if self.defaults is not None:
+            return set(self.defaults)
         cells = _read_json(self.path).get("cells") or []
         tagged = (c for c in cells if "parameters" in (c.get("metadata") or {}).get("tags", []))
         source = _text(next(tagged, {}).get("source", ""))
@@ -107,24 +111,15 @@ class Notebook:
             if isinstance(target, ast.Name)
         }
 
-    @cached_property
-    def settings_keys(self) -> dict[str, str]:
-        """Parameter name -> the dotted settings key the notebook forwards it to, read from the dict literals of
-        its `notebook_settings(...)` call (`{"subjects.rounds": rounds, ...}`), so the notebook stays the one
-        place that says which parameter sets which key."""
-        keys: dict[str, str] = {}
-        for cell in _read_json(self.path).get("cells") or []:
-            source = _text(cell.get("source", ""))
-            if cell.get("cell_type") != "code" or "notebook_settings" not in source:
-                continue
-            for node in ast.walk(ast.parse(source)):
-                if isinstance(node, ast.Dict):
-                    keys |= {
-                        value.id: key.value
-                        for key, value in zip(node.keys, node.values, strict=True)
-                        if isinstance(key, ast.Constant) and isinstance(key.value, str) and isinstance(value, ast.Name)
-                    }
-        return {name: key for name, key in keys.items() if name in self.parameters}
+    @property
+    def defaults(self) -> dict[str, Any] | None:
+        """Every declared parameter's unset value (None for a notebook outside the declared map)."""
+        return declared(self.stem)
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """Parameter name -> the dotted settings key it sets."""
+        return PARAMETERS.get(self.stem, SHARED)
 
 
 def discover(notebook_dir: str | Path) -> list[Notebook]:
@@ -191,58 +186,50 @@ class RunPlan:
 
     @cached_property
     def routed(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Split `params` into (notebook parameters, settings overrides); unknown names raise ConfigError.
-
-        A notebook parameter set by name wins over the dotted key it stands for, in every notebook and here."""
-        declared = set().union(*(nb.parameters for nb in self.catalog or self.notebooks))
+        """Split `params` into (notebook parameters, settings overrides); unknown names raise ConfigError, and so
+        does a name that sets different keys in different notebooks (`temperature`), naming the keys to use."""
+        notebooks = self.catalog or self.notebooks
+        declared_names = set().union(*(nb.parameters for nb in notebooks))
         notebook_params, overrides = {}, {}
         for key, value in self.params.items():
-            if key in declared and key != OVERRIDES:
+            if key in declared_names and key != OVERRIDES:
                 notebook_params[key] = value
             elif key.split(".")[0] not in Settings.model_fields:
                 raise ConfigError(
                     f"unknown parameter '{key}': neither a notebook parameter nor a settings key"
-                    + _closest(key, (declared - {OVERRIDES}) | set(settings_keys()))
+                    + _closest(key, (declared_names - {OVERRIDES}) | set(settings_keys()))
                 )
             else:
                 overrides[key] = value
-        named = {
-            key
-            for nb in self.catalog or self.notebooks
-            for name, key in nb.settings_keys.items()
-            if notebook_params.get(name) is not None
-        }
-        # A parameter given by its notebook name wins over the same setting as a dotted key (`--params` file).
-        return notebook_params, {k: v for k, v in overrides.items() if k not in named}
+        for name, value in notebook_params.items():
+            keys = sorted({nb.keys[name] for nb in notebooks if name in nb.keys})
+            if value is not None and len(keys) > 1:
+                raise ConfigError(
+                    f"parameter '{name}' sets {len(keys)} settings ({', '.join(keys)}): pass the dotted key "
+                    f"instead, e.g. -p {keys[0]} {value}"
+                )
+        return notebook_params, overrides
 
     @cached_property
     def settings(self) -> Settings:
-        """The settings the notebooks will see, validated now so a bad key fails before any notebook runs.
-
-        Named notebook parameters count as the settings keys their notebooks forward them to (None keeps the
-        lower layers), then the dotted keys, as in every notebook's settings cell."""
+        """The settings the notebooks will see (`derive_settings`, as in their settings cell), validated now so a
+        bad key fails before any notebook runs."""
         notebook_params, overrides = self.routed
-        named = {}
-        for nb in self.catalog or self.notebooks:
-            named |= {
-                key: notebook_params[name]
-                for name, key in nb.settings_keys.items()
-                if notebook_params.get(name) is not None
-            }
-        top = {k: v for k, v in notebook_params.items() if k in Settings.model_fields and v is not None}
-        return load_settings(self.config_path, {**named, **top, **overrides, "run_name": self.run_name})
+        keys = {name: key for nb in self.catalog or self.notebooks for name, key in nb.keys.items()}
+        return derive_settings(self.config_path, {**notebook_params, "run_name": self.run_name}, keys, overrides)
 
     @property
     def run_dir(self) -> Path:
         return self.settings.run_dir.resolve()
 
     def parameters_for(self, notebook: Notebook) -> dict[str, Any]:
-        """Papermill parameters for one notebook: only names it declares."""
+        """Papermill parameters for one notebook: every name it declares (unset ones at their declared value)."""
         notebook_params, overrides = self.routed
         config = self.config_path.resolve() if self.config_path else None
         if overrides and OVERRIDES not in notebook.parameters:
             config = self.merged_config()
         base = {
+            **(notebook.defaults or {}),  # every declared name: an edited parameters cell never changes a batch run
             **BATCH_DEFAULTS,
             "run_name": self.run_name,
             "config_path": str(config) if config else None,
@@ -260,9 +247,8 @@ class RunPlan:
         path.parent.mkdir(parents=True, exist_ok=True)
         snapshot = self.settings.snapshot()
         for dotted in FILE_RELATIVE:  # relative paths in a settings file are read relative to that file
-            section, leaf = dotted.split(".")
-            if snapshot[section].get(leaf):
-                snapshot[section][leaf] = str(Path(snapshot[section][leaf]).resolve())
+            if value := get_dotted(snapshot, dotted):
+                set_dotted(snapshot, dotted, str(Path(value).resolve()))
         path.write_text(yaml.safe_dump(snapshot, sort_keys=False), encoding="utf-8")
         return path
 

@@ -2,8 +2,10 @@
 
 One precedence everywhere (notebooks, `glan run`, `glan estimate`, sweeps): defaults < settings file < `GLAN_*`
 environment < explicit parameters. A file may nest sections or use dotted keys (`subjects.rounds: 7`), so one
-file serves as `--config` and as `--params`. Paths in a file (`taxonomy.source`, `taxonomy.review_file`) are
-relative to that file, so a config names its taxonomy wherever the command runs (a notebook runs in notebooks/).
+file serves as `--config` and as `--params`. Paths in a file (`output_dir`, `taxonomy.source`, ...) are relative to
+that file, so a settings file means the same wherever the command or the kernel runs (JupyterLab starts kernels in
+notebooks/). Only an `output_dir` that no layer sets depends on where it runs: `outputs/` there, or the repository's
+`outputs/` from its notebooks/ folder, so interactive and batch runs share one.
 Unknown keys and wrong types are errors naming the key, so a typo never silently falls back to a default. Every
 section lives in a sibling module of this package, which imports nothing above `core`: loading settings stays
 light (no numpy, torch or lm-eval).
@@ -39,14 +41,19 @@ from glan_utils.settings.train import FinetuneSettings
 
 ENV_PREFIX = "GLAN_"
 # Settings holding a path, resolved against the folder of the settings file that sets them.
-FILE_RELATIVE = ("taxonomy.source", "taxonomy.review_file")
+FILE_RELATIVE = ("output_dir", "llm.cache_path", "taxonomy.source", "taxonomy.review_file")
+DEFAULT_OUTPUT_DIR = "outputs"
 
 
 class Settings(Section):
     """Everything a run needs. Build with `load_settings`, never by hand-merging dicts."""
 
     run_name: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    output_dir: str = "outputs"
+    output_dir: str = Field(
+        DEFAULT_OUTPUT_DIR,
+        description="Runs go to <output_dir>/<run_name>/; relative to the settings file that sets it, else to the "
+        "current folder (from a repository's notebooks/ folder: the repository's outputs/).",
+    )
     seed: int = 0
     language: str = Field("English", min_length=1)
     llm: LLMSettings = Field(default_factory=LLMSettings)
@@ -77,7 +84,7 @@ class Settings(Section):
         return self.model_dump(mode="json")
 
 
-def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
     node = target
     *parents, leaf = dotted.split(".")
     for part in parents:
@@ -94,7 +101,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     for name, raw in environ.items():
         if (name.startswith(ENV_PREFIX) and "__" in name) or name in {"GLAN_RUN_NAME", "GLAN_SEED", "GLAN_LANGUAGE"}:
             dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
-            _set_dotted(out, dotted, yaml.safe_load(raw) if raw else raw)
+            set_dotted(out, dotted, yaml.safe_load(raw) if raw else raw)
     return out
 
 
@@ -147,9 +154,10 @@ def load_settings(
     data = read_settings_file(path) if path is not None else {}
     file_data = copy.deepcopy(data)  # the overrides below must not count as "in the file"
     for dotted, value in _flatten(_env_overrides(dict(os.environ if environ is None else environ))).items():
-        _set_dotted(data, dotted, value)
+        set_dotted(data, dotted, value)
     for dotted, value in (overrides or {}).items():
-        _set_dotted(data, dotted, value)
+        set_dotted(data, dotted, value)
+    data.setdefault("output_dir", default_output_dir())
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
@@ -166,11 +174,26 @@ def read_settings_file(path: str | Path) -> dict[str, Any]:
     for key, value in (loaded or {}).items():  # only top-level keys are dotted paths; model names keep their dots
         _merge(data, str(key).split("."), value)
     for dotted in FILE_RELATIVE:
-        section, leaf = dotted.split(".")
-        value = data.get(section, {}).get(leaf) if isinstance(data.get(section), dict) else None
+        value = get_dotted(data, dotted)
         if isinstance(value, str) and value and not Path(value).is_absolute():
-            data[section][leaf] = str((path.parent / value).resolve())
+            set_dotted(data, dotted, str((path.parent / value).resolve()))
     return data
+
+
+def get_dotted(tree: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key of a nested mapping, None when absent."""
+    node: Any = tree
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def default_output_dir(cwd: Path | None = None) -> str:
+    """`outputs` where the command runs; the repository's `outputs/` when a kernel runs in its `notebooks/`."""
+    here = cwd or Path.cwd()
+    if here.name == "notebooks" and (here.parent / "glan_utils").is_dir():
+        return str(here.parent / DEFAULT_OUTPUT_DIR)
+    return DEFAULT_OUTPUT_DIR
 
 
 def _merge(target: dict[str, Any], keys: list[str], value: Any) -> None:
