@@ -218,6 +218,33 @@ class QualityVerdict(Record):
         return [self.pair_id, self.scores, self.rationale, self.flags, [v.model_dump() for v in self.verifications]]
 
 
+class FollowUp(Record):
+    """One follow-up round on a QA pair: a student turn of a drawn kind and the tutor's reply (not in the paper).
+
+    Round `turn` (1, 2, ...) saw the question, the answer and every earlier round of the same pair. The kind is
+    drawn from (`seed`, pair, turn) alone, so a run with more turns keeps the earlier ones."""
+
+    stage_name: ClassVar[str] = "followups"
+
+    pair_id: str
+    discipline_id: str
+    subject_id: str
+    discipline: str
+    turn: int = Field(ge=1)
+    kind: str = Field(description="What the student does: one of `settings.FOLLOWUP_KINDS`.")
+    seed: int = Field(description="The run seed the kind (and the later concept) was drawn with.")
+    student: str
+    tutor: str
+    mistake: str = Field("", description="check_attempt: the mistake the student planted, for the judge.")
+    concept: str = Field("", description="connect: the later session's concept the student asks about.")
+    language: str = "English"
+    flags: list[str] = Field(default_factory=list, description="The rule checks this round failed.")
+    student_provenance: Provenance | None = None
+
+    def identity(self) -> Any:
+        return [self.pair_id, self.turn, self.kind, self.student, self.tutor]
+
+
 class Failure(Record):
     """A unit of work that did not produce a valid record, kept with its reason and raw output (never dropped)."""
 

@@ -12,7 +12,9 @@ from glan_utils.settings.evaluation import BENCHMARKS, EvalSettings
 from glan_utils.settings.llm import EmbeddedSettings, LLMSettings, Price, api_key
 from glan_utils.settings.scale import BatchSettings, RaySettings, ScaleSettings
 from glan_utils.settings.stages import (
+    FOLLOWUP_KINDS,
     AnswerSettings,
+    FollowupSettings,
     QualitySettings,
     QuestionSettings,
     SubjectSettings,
@@ -24,6 +26,7 @@ from glan_utils.settings.train import PRESETS, FinetuneSettings
 __all__ = [
     "BENCHMARKS",
     "ENV_PREFIX",
+    "FOLLOWUP_KINDS",
     "PRESETS",
     "AnswerSettings",
     "BatchSettings",
@@ -34,6 +37,7 @@ __all__ = [
     "EvalSettings",
     "ExportSettings",
     "FinetuneSettings",
+    "FollowupSettings",
     "LLMSettings",
     "Price",
     "QualityFilterSettings",

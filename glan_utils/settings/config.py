@@ -31,6 +31,7 @@ from glan_utils.settings.llm import EmbeddedSettings, LLMSettings
 from glan_utils.settings.scale import BatchSettings, ScaleSettings
 from glan_utils.settings.stages import (
     AnswerSettings,
+    FollowupSettings,
     QualitySettings,
     QuestionSettings,
     SubjectSettings,
@@ -66,6 +67,7 @@ class Settings(Section):
     questions: QuestionSettings = Field(default_factory=QuestionSettings)
     answers: AnswerSettings = Field(default_factory=AnswerSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    followups: FollowupSettings = Field(default_factory=FollowupSettings)
     dataset: DatasetSettings = Field(default_factory=DatasetSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     evaluation: EvalSettings = Field(default_factory=EvalSettings)

@@ -47,6 +47,10 @@ QUESTION_TYPES = (
     "short essay with stated criteria",
 )
 
+FOLLOWUP_KINDS = ("step", "why", "variant", "check_attempt", "connect")
+"""Follow-up kinds: ask about a step, ask why, a variant with changed givens, "check my attempt" (with a planted
+mistake), connect to a later session's concept. `llm/prompts/followups.jinja` phrases each."""
+
 REMOTE_HELP = "max_tokens on a remote endpoint; the embedded model keeps the tight `max_tokens`."
 RETRY_HELP = "Remote endpoints: cap of the one retry after finish_reason=length (twice the budget, at most this)."
 TOKENS = {"ge": 16, "le": 1_000_000}
@@ -175,3 +179,30 @@ class QualitySettings(Section):
     verifier_model: str | None = Field(None, description="Model of the second answer; null = the answer model.")
     verifier_seed: int = Field(1, ge=1, description="Sample index of the second answer (the first answer is 0).")
     verifier_max_tokens: int = Field(1024, **TOKENS)
+
+
+class FollowupSettings(Section):
+    """After quality (not in the paper): `turns` follow-up rounds per QA pair, each a student turn of a drawn kind
+    and the tutor's reply, grounded in the pair's syllabus. `configs/paper.yaml` turns it off (`turns: 0`)."""
+
+    turns: int = Field(1, ge=0, le=20, description="Follow-up rounds per pair (student turn + tutor reply); 0 = off.")
+    kinds: list[str] = Field(
+        default_factory=lambda: list(FOLLOWUP_KINDS),
+        min_length=1,
+        description=f"Kinds a student turn is drawn from, seeded by (seed, pair, turn); any of {FOLLOWUP_KINDS}.",
+    )
+    model: str | None = Field(None, description="Model of both turns; null = the answer model (else the run's).")
+    student_temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature of the student turn.")
+    student_max_tokens: int = Field(384, **TOKENS, description="Budget of the student turn (bounded JSON).")
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature of the tutor's reply.")
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(512, **TOKENS, description="Budget of the tutor's reply on the embedded model.")
+    remote_max_tokens: int = Field(4096, **TOKENS, description=REMOTE_HELP)
+    length_retry_max_tokens: int = Field(8192, **TOKENS, description=RETRY_HELP)
+
+    @model_validator(mode="after")
+    def _known_kinds(self) -> Self:
+        unknown = sorted(set(self.kinds) - set(FOLLOWUP_KINDS))
+        if unknown:
+            raise ValueError(f"unknown follow-up kinds {unknown}; known: {list(FOLLOWUP_KINDS)}")
+        return self

@@ -1,0 +1,139 @@
+"""Follow-up conversations on the test server: rounds per pair, seeded kinds, whole-conversation context, resume,
+more turns keeping the earlier ones, failures kept with their raw output, rule flags on every round."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from support.sizes import TINY_RUN
+
+from glan_utils.core.errors import ConfigError
+from glan_utils.core.records import FollowUp, QAPair
+from glan_utils.runs.store import RunStore
+from glan_utils.settings import FOLLOWUP_KINDS, load_settings
+from glan_utils.stages import followups, pipeline
+from glan_utils.testing import Behavior, OpenAIServer
+from glan_utils.testing.fake_payloads import default_content
+
+
+@pytest.fixture
+async def answered(openai_server, make_settings):
+    """A tiny run answered up to the QA pairs, with follow-ups at 2 turns."""
+    settings = make_settings(openai_server.base_url, {**TINY_RUN, "followups.turns": 2})
+    await pipeline.run_until(settings, "answers")
+    openai_server.reset_stats()
+    return settings
+
+
+def _students(requests: list[dict]) -> list[dict]:
+    return [r for r in requests if "response_format" in r]
+
+
+async def test_rounds_see_the_conversation_and_record_kind_turn_and_seed(openai_server, answered):
+    settings = answered
+    pairs = {p.id: p for p in RunStore(settings.run_dir).iter_records("answers", QAPair)}
+    planned = pipeline.planned_calls(settings, "followups")
+    report = await pipeline.run(settings, "followups")
+    assert planned == report.llm.calls == openai_server.count == 2 * 2 * len(pairs)
+    records = list(RunStore(settings.run_dir).iter_records("followups", FollowUp))
+    assert sorted((r.pair_id, r.turn) for r in records) == sorted((p, t) for p in pairs for t in (1, 2))
+    assert {r.kind for r in records} <= set(FOLLOWUP_KINDS) and all(r.seed == settings.seed for r in records)
+    assert all(bool(r.mistake) == (r.kind == "check_attempt") for r in records)
+    assert all(bool(r.concept) == (r.kind == "connect") for r in records)
+    tutors = [r for r in openai_server.requests if "response_format" not in r]
+    by_last = {r["messages"][-1]["content"]: r["messages"] for r in tutors}
+    for record in records:
+        pair = pairs[record.pair_id]
+        messages = by_last[record.student]  # the tutor answered this student turn, with the whole conversation
+        assert messages[0]["role"] == "system" and "building on your earlier answers" in messages[0]["content"]
+        assert [m["content"] for m in messages[1:3]] == [pair.question, pair.answer]
+        assert len(messages) == 2 + 2 * record.turn
+        if record.turn == 2:
+            first = next(r for r in records if r.pair_id == record.pair_id and r.turn == 1)
+            assert [m["content"] for m in messages[3:5]] == [first.student, first.tutor]
+        assert record.provenance.parent_ids[0] == pair.id and record.student_provenance.prompt == "followups"
+    student_prompts = [r["messages"][-1]["content"] for r in _students(openai_server.requests)]
+    assert all(pairs[p].question in text for text in student_prompts for p in pairs if pairs[p].question in text)
+    assert all("Write the student's next message." in text for text in student_prompts)
+    assert set(followups.conversations(settings)) == set(pairs)
+
+
+async def test_rerun_resumes_and_more_turns_keep_the_earlier_rounds(openai_server, answered):
+    settings = answered
+    await pipeline.run(settings, "followups")
+    first = {(r.pair_id, r.turn): r for r in RunStore(settings.run_dir).iter_records("followups", FollowUp)}
+    openai_server.reset_stats()
+    again = await pipeline.run(settings, "followups")
+    assert openai_server.count == again.llm.calls == 0 and again.summary.skipped == again.summary.planned > 0
+    more = settings.model_copy(update={"followups": settings.followups.model_copy(update={"turns": 3})})
+    pairs = len(first) // 2
+    assert pipeline.planned_calls(more, "followups") == 2 * 3 * pairs
+    report = await pipeline.run(more, "followups")
+    assert openai_server.count == report.llm.calls == 2 * pairs  # rounds 1-2 come from the cache
+    conversations = followups.conversations(more)
+    assert all([r.turn for r in rounds] == [1, 2, 3] for rounds in conversations.values())
+    for rounds in conversations.values():
+        for r in rounds[:2]:
+            assert r.id == first[r.pair_id, r.turn].id  # same kind, same turns: the draw kept them
+    assert all(len(rounds) == 2 for rounds in followups.conversations(settings).values())
+
+
+def test_the_kind_draw_depends_only_on_seed_pair_and_turn() -> None:
+    kinds, later = list(FOLLOWUP_KINDS), ["eigenvalue", "rank"]
+    draws = [followups.draw_kind(7, f"pair{i}", turn, kinds, later) for i in range(200) for turn in (1, 2)]
+    assert draws == [followups.draw_kind(7, f"pair{i}", turn, kinds, later) for i in range(200) for turn in (1, 2)]
+    assert draws != [followups.draw_kind(8, f"pair{i}", turn, kinds, later) for i in range(200) for turn in (1, 2)]
+    mix = Counter(kind for kind, _ in draws)
+    assert set(mix) == set(kinds) and min(mix.values()) > 40  # every kind, roughly uniform
+    assert all(concept in later for kind, concept in draws if kind == "connect")
+    assert all(concept == "" for kind, concept in draws if kind != "connect")
+
+
+def test_every_kind_has_its_own_instruction_and_paper_turns_it_off(make_settings) -> None:
+    settings = make_settings("http://127.0.0.1:9/v1")
+    pair = followups.example_pair(settings)
+    task = followups.Conversation(pair, [], ["rank"], 1)
+    systems = {k: followups.student_prompt(task, [], k, "rank").messages[0]["content"] for k in FOLLOWUP_KINDS}
+    assert len(set(systems.values())) == len(FOLLOWUP_KINDS)
+    assert '"mistake" (the planted mistake)' in systems["check_attempt"] and '"rank"' in systems["connect"]
+    paper = load_settings("configs/paper.yaml", environ={})
+    assert paper.followups.turns == 0 and pipeline.plans(paper, read_run=False)["followups"].calls == 0
+    with pytest.raises(ConfigError, match="unknown follow-up kinds"):
+        make_settings("http://127.0.0.1:9/v1", {"followups.kinds": ["step", "gossip"]})
+
+
+async def test_failed_round_is_kept_with_raw_output_and_retried(openai_server, answered):
+    settings = answered.model_copy(
+        update={
+            "followups": answered.followups.model_copy(update={"turns": 1}),
+            "llm": answered.llm.model_copy(update={"concurrency": 1}),
+        }
+    )
+    openai_server.script(*[Behavior("wrong_schema")] * 3)
+    report = await pipeline.run(settings, "followups")
+    store = RunStore(settings.run_dir)
+    failures = list(store.iter_failures("followups"))
+    assert report.summary.failed == len(failures) == 1 and failures[0].raw
+    assert json.loads(failures[0].raw) is not None
+    retry = await pipeline.run(settings, "followups")
+    assert retry.summary.failed == 0 and retry.summary.records == 1
+    assert len(followups.conversations(settings)) == retry.summary.planned
+
+
+async def test_rule_checks_run_on_every_round(make_settings):
+    def responder(body: dict) -> str:
+        system = body["messages"][0]["content"]
+        if "next message of a student" in system:
+            return json.dumps({"message": "Why does the second step hold?", "mistake": ""})
+        if "Continue the conversation" in system:
+            return "Sure! I'd be happy to help. Good luck with the homework and submit your answers by Friday."
+        return default_content(body)
+
+    with OpenAIServer(models=["fake-model"], responder=responder) as server:
+        settings = make_settings(server.base_url, {**TINY_RUN, "followups.turns": 1})
+        await pipeline.run_until(settings, "answers")
+        await pipeline.run(settings, "followups")
+    records = list(RunStore(settings.run_dir).iter_records("followups", FollowUp))
+    assert records and all({"greeting", "submission_instructions"} <= set(r.flags) for r in records)
