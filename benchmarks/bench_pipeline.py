@@ -53,7 +53,6 @@ def _settings(base_url: str, workdir: Path, concurrency: int, questions: int, **
             "llm.cache_path": str(workdir / "cache.sqlite"),
             "taxonomy.source": str(_taxonomy_csv(workdir / "taxonomy.csv")),
             "subjects.rounds": 2,
-            "subjects.per_round": 5,
             "subjects.max_subjects": 4,
             "questions.questions_per_syllabus": questions,
             **more,

@@ -55,9 +55,7 @@ async def test_pairs_keep_parents_and_metadata_and_use_the_answer_model(make_set
 
 
 async def test_cut_off_answer_gets_one_retry_with_a_larger_budget(openai_server, make_settings):
-    settings = make_settings(
-        openai_server.base_url, {**TINY_RUN, "llm.concurrency": 1, "answers.remote_max_tokens": 300}
-    )
+    settings = make_settings(openai_server.base_url, {**TINY_RUN, "llm.concurrency": 1, "answers.max_tokens": 300})
     await pipeline.run_until(settings, "questions")
     openai_server.reset_stats()
     openai_server.script(Behavior("truncated"))
@@ -80,7 +78,7 @@ async def test_cut_off_answer_gets_one_retry_with_a_larger_budget(openai_server,
 async def test_answer_cut_twice_is_a_failure_kept_with_its_text(openai_server, make_settings):
     settings = make_settings(
         openai_server.base_url,
-        {**TINY_RUN, "llm.concurrency": 1, "answers.remote_max_tokens": 300, "answers.length_retry_max_tokens": 450},
+        {**TINY_RUN, "llm.concurrency": 1, "answers.max_tokens": 300, "answers.length_retry_max_tokens": 450},
     )
     await pipeline.run_until(settings, "questions")
     openai_server.reset_stats()
@@ -96,7 +94,7 @@ async def test_answer_cut_twice_is_a_failure_kept_with_its_text(openai_server, m
 
 def test_budgets_depend_on_the_endpoint(make_settings, tmp_path):
     from glan_utils.settings import load_settings
-    from glan_utils.stages.bounds import budget, question_chars
+    from glan_utils.stages.bounds import budget
 
     remote = make_settings("http://127.0.0.1:9/v1")
     embedded = load_settings(None, {"output_dir": str(tmp_path / "e")}, environ={})
@@ -110,4 +108,7 @@ def test_budgets_depend_on_the_endpoint(make_settings, tmp_path):
             and generous["length_retry_max_tokens"] > generous["max_tokens"]
         )
     assert budget(embedded, embedded.answers)["max_tokens"] == 1024  # the small model keeps today's bounds
-    assert (question_chars(embedded), question_chars(remote)) == (1500, 8000)
+    assert (embedded.questions.max_chars, remote.questions.max_chars) == (1500, 8000)
+    assert (embedded.endpoint, remote.endpoint) == ("embedded", "remote")
+    chosen = make_settings("http://127.0.0.1:9/v1", {"answers.max_tokens": 300, "subjects.per_round": 2})
+    assert (budget(chosen, chosen.answers)["max_tokens"], chosen.subjects.per_round) == (300, 2)  # set = sent

@@ -10,8 +10,8 @@ from support.sizes import TINY_RUN
 from glan_utils.core.records import ClassSession, Syllabus
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import load_settings
+from glan_utils.settings.stages import EMBEDDED_QUESTION_TYPES, QUESTION_TYPES
 from glan_utils.stages import pipeline
-from glan_utils.stages.bounds import question_types
 from glan_utils.stages.questions import Draw, QuestionTask, draws, pick_question_type, question_prompt
 
 
@@ -111,11 +111,12 @@ async def test_non_english_run_end_to_end(openai_server, make_settings):
 def test_question_types_are_drawn_per_question_and_recorded(make_settings, tmp_path):
     remote = make_settings("http://127.0.0.1:9/v1")
     embedded = load_settings(None, {"output_dir": str(tmp_path / "e")}, environ={})
-    assert question_types(remote) == remote.questions.question_types and len(question_types(remote)) == 7
-    assert question_types(embedded) == embedded.questions.embedded_question_types  # the small model's short list
-    kinds = [pick_question_type(0, "syl", i, question_types(remote)) for i in range(200)]
-    assert kinds == [pick_question_type(0, "syl", i, question_types(remote)) for i in range(200)]  # reproducible
-    assert set(kinds) == set(question_types(remote))  # every type is drawn
+    types = remote.questions.question_types
+    assert types == list(QUESTION_TYPES) and len(types) == 7
+    assert embedded.questions.question_types == list(EMBEDDED_QUESTION_TYPES)  # the small model's short list
+    kinds = [pick_question_type(0, "syl", i, types) for i in range(200)]
+    assert kinds == [pick_question_type(0, "syl", i, types) for i in range(200)]  # reproducible
+    assert set(kinds) == set(types)  # every type is drawn
     task = QuestionTask(syllabus(3), Draw(0, "basic", (2,), ("c2.0",)), question_type="code with tests")
     assert task.id != QuestionTask(syllabus(3), Draw(0, "basic", (2,), ("c2.0",))).id  # the type shapes the task
     text = question_prompt(task, "English").messages[-1]["content"]

@@ -55,7 +55,7 @@ async def test_data_reaches_every_prompt_verbatim(tmp_path, make_settings):
         overrides = {
             "taxonomy.source": str(source),
             "subjects.rounds": 2,
-            "subjects.remote_per_round": 2,
+            "subjects.per_round": 2,
             "subjects.max_subjects": 1,
             "syllabi.min_sessions": 2,
             "syllabi.max_sessions": 2,

@@ -118,7 +118,8 @@ def test_round_prompts_carry_a_focus_and_the_names_already_collected(make_settin
     assert focuses[0] in first.messages[-1]["content"] and focuses[1] in second.messages[-1]["content"]
     assert "Microeconomics" not in first.messages[-1]["content"]
     assert "Microeconomics (undergraduate)" in second.messages[-1]["content"]
-    assert f"List {settings.subjects.remote_per_round} subjects" in first.messages[-1]["content"]
+    assert f"List {settings.subjects.per_round} subjects" in first.messages[-1]["content"]
+    assert settings.subjects.per_round == 40  # the remote profile's default
 
 
 def test_level_must_come_from_the_vocabulary():

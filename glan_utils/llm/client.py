@@ -34,6 +34,7 @@ from glan_utils.llm.limits import AdaptiveLimit, Pacer, pause_hint
 from glan_utils.llm.prompts import RenderedPrompt
 from glan_utils.llm.structured import ParseError, parse, reask_messages, response_format
 from glan_utils.settings import LLMSettings, Settings, api_key
+from glan_utils.settings.llm import endpoint_kind
 
 FATAL_STATUS = {
     400: "bad request",
@@ -452,7 +453,7 @@ async def open_client(
             ensure_writable_dir(settings.run_dir)
         llm = settings.llm
         extra: dict[str, Any] = {}
-        if llm.base_url is None and not llm.base_urls:
+        if endpoint_kind(llm) == "embedded":
             from glan_utils.llm.embedded import EmbeddedServer  # imported lazily: remote runs need no llama.cpp
 
             emb = settings.embedded

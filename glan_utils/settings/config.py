@@ -17,19 +17,20 @@ import copy
 import difflib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from glan_utils.core.errors import ConfigError
 from glan_utils.core.section import Section
 from glan_utils.core.yaml_files import read_yaml
 from glan_utils.settings.data import DatasetSettings
 from glan_utils.settings.evaluation import EvalSettings
-from glan_utils.settings.llm import EmbeddedSettings, LLMSettings
+from glan_utils.settings.llm import EmbeddedSettings, EndpointKind, LLMSettings, endpoint_kind
 from glan_utils.settings.scale import BatchSettings, ScaleSettings
 from glan_utils.settings.stages import (
+    ENDPOINT_DEFAULTS,
     AnswerSettings,
     FollowupSettings,
     QualitySettings,
@@ -71,6 +72,20 @@ class Settings(Section):
     dataset: DatasetSettings = Field(default_factory=DatasetSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     evaluation: EvalSettings = Field(default_factory=EvalSettings)
+
+    @model_validator(mode="after")
+    def _endpoint_defaults(self) -> Self:
+        """Fill what no layer set from the endpoint profile, once: the printed settings are the values sent."""
+        for dotted, value in ENDPOINT_DEFAULTS[self.endpoint].items():
+            section, leaf = dotted.split(".")
+            if getattr(getattr(self, section), leaf) is None:
+                setattr(getattr(self, section), leaf, copy.deepcopy(value))
+        return self
+
+    @property
+    def endpoint(self) -> EndpointKind:
+        """The endpoint profile of this run: 'embedded' (llama.cpp) or 'remote'."""
+        return endpoint_kind(self.llm)
 
     @property
     def run_dir(self) -> Path:

@@ -13,6 +13,8 @@ from pydantic import Field
 
 from glan_utils.core.section import Section
 
+EndpointKind = Literal["embedded", "remote"]
+
 
 class Price(Section):
     """US dollars per million tokens."""
@@ -91,3 +93,8 @@ class EmbeddedSettings(Section):
 def api_key(settings: LLMSettings) -> str | None:
     """The key from the environment only; never stored on the settings object."""
     return os.environ.get(settings.api_key_env) or None
+
+
+def endpoint_kind(settings: LLMSettings) -> EndpointKind:
+    """'remote' when calls go to a configured endpoint (or a pool of them), 'embedded' for the llama.cpp model."""
+    return "remote" if settings.base_url is not None or settings.base_urls else "embedded"

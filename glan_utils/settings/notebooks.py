@@ -131,6 +131,7 @@ def describe_settings(settings: Settings, *sections: str) -> str:
         "run": str(settings.run_dir),
         "model": settings.llm.model or "embedded",
         "base_url": settings.llm.base_url,
+        "endpoint": settings.endpoint,
         **{name: snapshot[name] for name in sections},
     }
     return yaml.safe_dump(shown, sort_keys=False, allow_unicode=True).rstrip()

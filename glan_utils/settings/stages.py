@@ -3,18 +3,22 @@
 The defaults are the demo's sizes (`configs/demo.yaml`: a minutes-long run on the embedded model), so a notebook
 opened without a settings file never starts a paper-scale run by accident; `configs/paper.yaml` holds the paper's
 sizes. Sampling settings (temperatures, top-p) default to the paper's values. Every integer has an upper bound,
-so a typo such as `questions_per_syllabus: 99999999999999999999999` is one clear error, not a plan. Length bounds
-come in two sets: `max_tokens` (tight, for the embedded 135M model, which loops at high temperature) and
-`remote_max_tokens` for any other endpoint, where a cut reply gets one retry with a larger budget.
+so a typo such as `questions_per_syllabus: 99999999999999999999999` is one clear error, not a plan. What depends on
+the endpoint (output budgets, subjects per round, question length and types) defaults per endpoint profile
+(`ENDPOINT_DEFAULTS`: tight for the embedded 135M model, which loops at high temperature; larger for a remote
+endpoint, where a cut reply gets one retry with a larger budget). `Settings` fills what no layer set from its
+profile once, when it is validated, so the printed settings are the values sent, and a value the user sets is the
+value sent on any endpoint.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
 from glan_utils.core.section import Section
+from glan_utils.settings.llm import EndpointKind
 
 Structure = Literal["schema", "paper"]
 STRUCTURE_HELP = (
@@ -51,7 +55,8 @@ FOLLOWUP_KINDS = ("step", "why", "variant", "check_attempt", "connect")
 """Follow-up kinds: ask about a step, ask why, a variant with changed givens, "check my attempt" (with a planted
 mistake), connect to a later session's concept. `llm/prompts/followups.jinja` phrases each."""
 
-REMOTE_HELP = "max_tokens on a remote endpoint; the embedded model keeps the tight `max_tokens`."
+EMBEDDED_QUESTION_TYPES = ("short problem", "explain and apply")
+PROFILE_HELP = "Unset: the endpoint profile's default (ENDPOINT_DEFAULTS; shown in the printed settings)."
 RETRY_HELP = "Remote endpoints: cap of the one retry after finish_reason=length (twice the budget, at most this)."
 TOKENS = {"ge": 16, "le": 1_000_000}
 
@@ -72,8 +77,7 @@ class TaxonomySettings(Section):
     )
     review_file: str | None = Field(None, description="Saved review to apply; null = accept all nodes.")
     temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(512, **TOKENS)
-    remote_max_tokens: int = Field(2048, **TOKENS, description=REMOTE_HELP)
+    max_tokens: int | None = Field(None, **TOKENS, description=PROFILE_HELP)
     length_retry_max_tokens: int = Field(4096, **TOKENS, description=RETRY_HELP)
 
 
@@ -81,10 +85,10 @@ class SubjectSettings(Section):
     """Paper §2.2: 10 rounds per discipline at T=1.0, top-p 0.95, merged (100-200 subjects per discipline)."""
 
     rounds: int = Field(2, ge=1, le=100, description="Sampling rounds per discipline (paper: 10).")
-    per_round: int = Field(3, ge=1, le=1_000, description="Subjects asked for per round (embedded model).")
+    per_round: int | None = Field(None, ge=1, le=1_000, description="Subjects asked for per round. " + PROFILE_HELP)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)
-    max_tokens: int = Field(1024, **TOKENS)
+    max_tokens: int | None = Field(None, **TOKENS, description=PROFILE_HELP)
     merge_threshold: float = Field(
         0.80,
         ge=0,
@@ -95,8 +99,6 @@ class SubjectSettings(Section):
     max_subjects: int | None = Field(
         3, ge=1, le=100_000, description="Cap per discipline after merging (paper: ~150); null = no cap."
     )
-    remote_per_round: int = Field(40, ge=1, le=1_000, description="Subjects asked for per round on a remote endpoint.")
-    remote_max_tokens: int = Field(6144, **TOKENS, description=REMOTE_HELP)
     length_retry_max_tokens: int = Field(12288, **TOKENS, description=RETRY_HELP)
     focuses: list[str] = Field(
         default_factory=lambda: list(SUBJECT_FOCUSES), description="Round r asks for focus r mod len(focuses)."
@@ -116,8 +118,7 @@ class SyllabiSettings(Section):
     concepts_per_session: int = Field(3, ge=1, le=50, description="Paper: ~5.")
     temperature: float = Field(1.0, ge=0, le=2, description="Paper: 1.0.")
     top_p: float = Field(0.95, gt=0, le=1, description="Paper: 0.95.")
-    max_tokens: int = Field(4096, **TOKENS)
-    remote_max_tokens: int = Field(8192, **TOKENS, description=REMOTE_HELP)
+    max_tokens: int | None = Field(None, **TOKENS, description=PROFILE_HELP)
     length_retry_max_tokens: int = Field(16384, **TOKENS, description=RETRY_HELP)
     structure: Structure = Field("schema", description=STRUCTURE_HELP)
 
@@ -137,19 +138,13 @@ class QuestionSettings(Section):
     challenging_ratio: float = Field(0.5, ge=0, le=1)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)
-    max_tokens: int = Field(512, **TOKENS)
-    max_chars: int = Field(1500, ge=100, le=1_000_000, description="Longest question kept from the embedded model.")
-    remote_max_tokens: int = Field(2048, **TOKENS, description=REMOTE_HELP)
+    max_tokens: int | None = Field(None, **TOKENS, description=PROFILE_HELP)
+    max_chars: int | None = Field(None, ge=100, le=1_000_000, description="Longest question kept. " + PROFILE_HELP)
     length_retry_max_tokens: int = Field(4096, **TOKENS, description=RETRY_HELP)
-    remote_max_chars: int = Field(
-        8000, ge=100, le=1_000_000, description="Longest question kept from a remote endpoint."
-    )
-    question_types: list[str] = Field(
-        default_factory=lambda: list(QUESTION_TYPES), description="One drawn per question (remote endpoints)."
-    )
-    embedded_question_types: list[str] = Field(
-        default_factory=lambda: ["short problem", "explain and apply"],
-        description="The simple list the small embedded model is given.",
+    question_types: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="One drawn per question (the embedded model gets a short, simple list). " + PROFILE_HELP,
     )
 
 
@@ -159,8 +154,7 @@ class AnswerSettings(Section):
     model: str | None = Field(None, description="Answer model; null = the generation model.")
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1, description="Paper: 0.95.")
-    max_tokens: int = Field(1024, **TOKENS)
-    remote_max_tokens: int = Field(4096, **TOKENS, description=REMOTE_HELP)
+    max_tokens: int | None = Field(None, **TOKENS, description=PROFILE_HELP)
     length_retry_max_tokens: int = Field(8192, **TOKENS, description=RETRY_HELP)
 
 
@@ -196,8 +190,7 @@ class FollowupSettings(Section):
     student_max_tokens: int = Field(384, **TOKENS, description="Budget of the student turn (bounded JSON).")
     temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature of the tutor's reply.")
     top_p: float = Field(0.95, gt=0, le=1)
-    max_tokens: int = Field(512, **TOKENS, description="Budget of the tutor's reply on the embedded model.")
-    remote_max_tokens: int = Field(4096, **TOKENS, description=REMOTE_HELP)
+    max_tokens: int | None = Field(None, **TOKENS, description="Budget of the tutor's reply. " + PROFILE_HELP)
     length_retry_max_tokens: int = Field(8192, **TOKENS, description=RETRY_HELP)
 
     @model_validator(mode="after")
@@ -206,3 +199,31 @@ class FollowupSettings(Section):
         if unknown:
             raise ValueError(f"unknown follow-up kinds {unknown}; known: {list(FOLLOWUP_KINDS)}")
         return self
+
+
+# The defaults that depend on the endpoint, per profile (`settings.llm.endpoint_kind`); a third kind of endpoint (a
+# vLLM pool, a native API) is one more entry here.
+ENDPOINT_DEFAULTS: dict[EndpointKind, dict[str, Any]] = {
+    "embedded": {
+        "taxonomy.max_tokens": 512,
+        "subjects.per_round": 3,
+        "subjects.max_tokens": 1024,
+        "syllabi.max_tokens": 4096,
+        "questions.max_tokens": 512,
+        "questions.max_chars": 1500,
+        "questions.question_types": list(EMBEDDED_QUESTION_TYPES),
+        "answers.max_tokens": 1024,
+        "followups.max_tokens": 512,
+    },
+    "remote": {
+        "taxonomy.max_tokens": 2048,
+        "subjects.per_round": 40,
+        "subjects.max_tokens": 6144,
+        "syllabi.max_tokens": 8192,
+        "questions.max_tokens": 2048,
+        "questions.max_chars": 8000,
+        "questions.question_types": list(QUESTION_TYPES),
+        "answers.max_tokens": 4096,
+        "followups.max_tokens": 4096,
+    },
+}

@@ -28,7 +28,7 @@ from glan_utils.core.records import ClassSession, Difficulty, Failure, Question,
 from glan_utils.llm.prompts import RenderedPrompt, render
 from glan_utils.settings import Settings
 from glan_utils.stages.base import Caller, Reply
-from glan_utils.stages.bounds import budget, question_chars, question_types
+from glan_utils.stages.bounds import budget
 from glan_utils.stages.registry import Plan, Stage, StageReport, finish, run_pending
 from glan_utils.stages.selection import count_kept, kept_disciplines, kept_records
 from glan_utils.stages.syllabi import example_subject
@@ -194,7 +194,7 @@ async def write_question(caller: Caller, task: QuestionTask, settings: Settings)
         task.id,
         question_prompt(task, settings.language),
         partial(_question, task, settings.language),
-        schema=question_reply(question_chars(settings)),
+        schema=question_reply(settings.questions.max_chars),
         temperature=cfg.temperature,
         top_p=cfg.top_p,
         sample_index=task.draw.sample_index,
@@ -229,7 +229,7 @@ def _question(task: QuestionTask, language: str, reply: Reply) -> list[Question]
 def question_tasks(settings: Settings) -> Iterator[QuestionTask]:
     """Every planned question, streamed: `questions_per_syllabus` fresh draws per kept syllabus."""
     paths = {d.id: d.path for d in kept_disciplines(settings)}
-    types = question_types(settings)
+    types = settings.questions.question_types
     for s in kept_records(settings, "syllabi"):
         field, subfield = paths[s.discipline_id][:2]
         for index in range(settings.questions.questions_per_syllabus):
@@ -252,7 +252,8 @@ def current_questions(settings: Settings) -> Iterator[Question]:
 
 def _against_plan(settings: Settings) -> Iterator[tuple[Question, bool]]:
     """Every kept question, with whether the current plan still has its slot."""
-    cfg, types = settings.questions, question_types(settings)
+    cfg = settings.questions
+    types = cfg.question_types
     syllabi = {s.id: s for s in kept_records(settings, "syllabi")}
     for question in kept_records(settings, NAME):
         syllabus = syllabi.get(question.syllabus_id)
@@ -293,7 +294,7 @@ def preview(settings: Settings) -> RenderedPrompt:
     task = next(iter(question_tasks(settings)), None) or QuestionTask(
         _example_syllabus(example_subject(settings), settings),
         Draw(0, "basic", (1,), ("key concept 1.1",)),
-        question_type=question_types(settings)[0],
+        question_type=settings.questions.question_types[0],
     )
     return question_prompt(task, settings.language)
 

@@ -21,7 +21,7 @@ from glan_utils.core.records import utc_now
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages import answers, quality, questions
-from glan_utils.stages.questions import planned_task, question_types
+from glan_utils.stages.questions import planned_task
 from glan_utils.stages.registry import StageReport, run_pending
 from glan_utils.stages.selection import kept_disciplines, kept_records
 from glan_utils.stages.superseded import supersede, superseded_ids
@@ -51,7 +51,8 @@ def _under(record: Any, node_id: str) -> bool:
 def _question_tasks(settings: Settings, node_id: str, offset: int) -> Iterator[Any]:
     """The node's syllabi redrawn at sample indices offset, offset+1, ... with the settings' seed."""
     paths = {d.id: d.path for d in kept_disciplines(settings)}
-    cfg, types = settings.questions, question_types(settings)
+    cfg = settings.questions
+    types = cfg.question_types
     for syllabus in kept_records(settings, "syllabi"):
         if not _under(syllabus, node_id):
             continue

@@ -25,7 +25,6 @@ from glan_utils.runs.stage import StageSummary, record_all_done, run_stage
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.base import Caller
-from glan_utils.stages.bounds import budget
 from glan_utils.stages.selection import count_kept, kept_records
 
 StageWork = Callable[[Caller, Any, Settings], Awaitable[Any]]
@@ -96,9 +95,8 @@ class Stage:
         return self.count(settings) if self.count else count_kept(settings, self.name)
 
     def max_tokens(self, settings: Settings) -> int:
-        """The output budget of one call on this run's endpoint (remote endpoints get the larger one)."""
-        section = self.section(settings)
-        return budget(settings, section)["max_tokens"] if hasattr(section, "remote_max_tokens") else section.max_tokens
+        """The output budget of one call on this run's endpoint (its profile's default unless set)."""
+        return self.section(settings).max_tokens
 
     def model(self, settings: Settings) -> str:
         """The model the stage's calls go to: its own `model` setting, else its default, else the run's."""

@@ -30,7 +30,7 @@ from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages import extraction
 from glan_utils.stages.base import NAME_MAX, Caller, Reply, ShortText, bounded_list
-from glan_utils.stages.bounds import budget, remote
+from glan_utils.stages.bounds import budget
 from glan_utils.stages.registry import Plan, Stage, StageReport, finish, run_pending
 from glan_utils.stages.selection import kept_disciplines
 
@@ -92,12 +92,6 @@ def round_tasks(disciplines: Iterable[TaxonomyNode], rounds: int) -> list[RoundT
     return [RoundTask(d, r) for r in range(rounds) for d in kept]
 
 
-def per_round(settings: Settings) -> int:
-    """Subjects asked for per round: sized for strong models on a remote endpoint, small for the embedded one."""
-    cfg = settings.subjects
-    return cfg.remote_per_round if remote(settings) else cfg.per_round
-
-
 def subjects_prompt(
     discipline: TaxonomyNode, settings: Settings, round_: int = 0, known: list[str] | None = None, paper: bool = False
 ) -> RenderedPrompt:
@@ -107,7 +101,7 @@ def subjects_prompt(
         "subjects",
         discipline=discipline.name,
         path=discipline.path,
-        count=per_round(settings),
+        count=settings.subjects.per_round,
         focus=cfg.focuses[round_ % len(cfg.focuses)] if cfg.focuses else "any subjects of the discipline",
         known=known or [],
         levels=cfg.levels,
@@ -160,7 +154,8 @@ async def sample_round(
     caller: Caller, task: RoundTask, settings: Settings, known: list[str] | None = None
 ) -> list[SubjectRound] | Failure:
     """One round: ask for `per_round` subjects with the round's focus, at the sampling temperature."""
-    cfg, count = settings.subjects, per_round(settings)
+    cfg = settings.subjects
+    count = cfg.per_round
     return await extraction.generate(
         caller,
         cfg.structure,
@@ -358,7 +353,7 @@ async def run(settings: Settings) -> StageReport:
 def plan(settings: Settings, disciplines: int) -> Plan:
     """`rounds` calls per discipline; at most `rounds x per_round` subjects each (or `max_subjects`)."""
     cfg = settings.subjects
-    proposals = cfg.rounds * per_round(settings)
+    proposals = cfg.rounds * cfg.per_round
     return Plan(disciplines * cfg.rounds, disciplines * min(cfg.max_subjects or proposals, proposals))
 
 

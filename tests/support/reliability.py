@@ -50,7 +50,6 @@ def pipeline_overrides(root: Path, base_url: str, taxonomy_text: str = TAXONOMY_
         "llm.retry_max_wait_s": 0.05,
         "taxonomy.source": str(taxonomy_file),
         "subjects.rounds": 1,
-        "subjects.per_round": 3,
         "subjects.max_subjects": 3,
         "syllabi.min_sessions": 2,
         "syllabi.max_sessions": 4,

@@ -6,7 +6,6 @@ TAXONOMY = str(Path(__file__).resolve().parents[1] / "data" / "taxonomy" / "path
 TINY_RUN = {
     "taxonomy.source": TAXONOMY,
     "subjects.rounds": 1,
-    "subjects.per_round": 1,
     "subjects.max_subjects": 1,
     "syllabi.min_sessions": 2,
     "syllabi.max_sessions": 3,
