@@ -62,6 +62,8 @@ def _cli_one_line_error(result: Any, code: int, *needles: str) -> None:
         ("llm:\n  modle: gpt\n", ("llm.modle", "unknown key")),
         ("llm:\n  concurrency: many\n", ("llm.concurrency",)),
         ("subjects:\n  rounds: 0\n", ("subjects.rounds",)),
+        ("llm:\n  base_url: 'htp:/x'\n", ("llm.base_url", "not an http(s) URL")),
+        ("llm:\n  base_urls: ['http://a:8000/v1', 'http://b:80x0/v1']\n", ("llm.base_urls.1", "invalid port")),
     ],
 )
 def test_malformed_config_is_one_line(tmp_path: Path, text: str, needles: tuple[str, ...]) -> None:
@@ -75,6 +77,10 @@ def test_malformed_config_is_one_line(tmp_path: Path, text: str, needles: tuple[
 
 def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
     _cli_one_line_error(_cli("estimate", "--config", str(tmp_path / "nope.yaml")), 2, "file not found")
+
+
+def test_config_path_that_is_a_directory_is_one_line(tmp_path: Path) -> None:
+    _cli_one_line_error(_cli("estimate", "--config", str(tmp_path)), 2, str(tmp_path), "is a directory")
 
 
 @pytest.mark.parametrize("pair", [("bogus", "1"), ("subjects.bogus", "1"), ("llm.concurrency", "lots")])

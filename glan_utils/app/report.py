@@ -77,8 +77,14 @@ def _status(info: dict[str, Any]) -> str:
     return "interrupted (process gone)" if status == "running" and not is_alive(info) else status
 
 
+def _reasons(counts: dict[str, int]) -> str | None:
+    """A stage's failures by reason, most frequent first: `refused (HTTP 400 context_length_exceeded) x3; ...`."""
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    return "; ".join(f"{reason} x{n}" for reason, n in ranked) or None
+
+
 def run_table(run_dir: str | Path) -> pd.DataFrame:
-    """One row per stage (notebooks and generation stages): status, records, failures, calls, tokens, cost.
+    """One row per stage (notebooks and generation stages): status, records, failures (by reason), calls, tokens, cost.
 
     Records are lines of `<stage>.jsonl` (cheap at any size); call figures come from the cost ledger. A stage
     the manifest calls `running` whose recorded process no longer exists shows as interrupted. `outside_plan`
@@ -96,6 +102,7 @@ def run_table(run_dir: str | Path) -> pd.DataFrame:
                 "status": _status(info),
                 "records": _line_count(store.records_path(name)),
                 "failed": info.get("failed"),
+                "failures_by_reason": _reasons(info.get("failures_by_reason") or {}),
                 "outside_plan": info.get("outside_plan"),
                 "calls": spent.calls if spent else None,
                 "cache_hits": spent.cached if spent else None,
@@ -107,8 +114,8 @@ def run_table(run_dir: str | Path) -> pd.DataFrame:
     table = pd.DataFrame(
         rows,
         columns=[
-            "stage", "status", "records", "failed", "outside_plan", "calls", "cache_hits", "call_failures", "tokens",
-            "cost_usd",
+            "stage", "status", "records", "failed", "failures_by_reason", "outside_plan", "calls", "cache_hits",
+            "call_failures", "tokens", "cost_usd",
         ],
     )  # fmt: skip
     counts = ["records", "failed", "outside_plan", "calls", "cache_hits", "call_failures", "tokens"]

@@ -2,8 +2,10 @@
 
 One `chat` call = cache lookup -> transport (by default: budget check, pacing, adaptive concurrency, retried HTTP
 call) -> validation/repair -> cache put. Transient errors (429, 5xx, timeouts, resets, garbled bodies) are retried
-with jittered exponential backoff that honours `Retry-After`; errors a retry cannot fix (bad key, unknown model) stop
-the run with one clear line. `LLMClient.transport` is the seam other ways of sending plug into (the Batch API
+with jittered exponential backoff that honours `Retry-After`; a request the endpoint refuses (a 4xx about that request:
+context length, content filter) is a failure of that item, and refusals that show a setup error (a bad key, or the
+first calls of a stage all refused alike: unknown model, a rejected parameter) stop the stage with one clear line
+(`llm/refusals.py`). `LLMClient.transport` is the seam other ways of sending plug into (the Batch API
 records calls into files and answers them from the downloaded output) without touching the cache and validation.
 """
 
@@ -32,16 +34,12 @@ from glan_utils.llm.endpoints import EndpointError, EndpointPool, EndpointStatus
 from glan_utils.llm.ledger import Budget, Ledger, call_cost, price_of, read_ledger
 from glan_utils.llm.limits import AdaptiveLimit, Pacer, pause_hint
 from glan_utils.llm.prompts import RenderedPrompt
+from glan_utils.llm.refusals import ALWAYS_FATAL, RETRYABLE_STATUS, RefusalGuard, Refused, is_refusal
 from glan_utils.llm.structured import ParseError, parse, reask_messages, response_format
 from glan_utils.settings import LLMSettings, Settings, api_key
 from glan_utils.settings.llm import endpoint_kind
 
-FATAL_STATUS = {
-    400: "bad request",
-    401: "authentication failed (check the API key variable)",
-    403: "permission denied",
-    404: "not found (check the model name and base_url)",
-}
+AUTH_STATUS = {**ALWAYS_FATAL, 403: "permission denied"}
 # pydantic takes ~0.3 ms to build a schema's JSON schema, and every call (cache hits too) needs it for its key:
 # build it once per schema class; the shared dict is only ever read (hashed, serialised, copied), never changed
 _response_format = lru_cache(maxsize=256)(response_format)
@@ -89,7 +87,7 @@ class ChatResult:
 
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, EndpointStatusError):
-        return exc.status == 429 or exc.status >= 500 or exc.status == 408
+        return exc.status in RETRYABLE_STATUS or exc.status >= 500
     return isinstance(exc, (EndpointError, TransientError, json.JSONDecodeError))
 
 
@@ -126,8 +124,10 @@ def _usage(completion: dict[str, Any]) -> dict[str, int]:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, (openai.APIStatusError, EndpointStatusError)):
-        return f"HTTP {getattr(exc, 'status', None) or getattr(exc, 'status_code', '?')}"
+    if isinstance(exc, EndpointStatusError):
+        return f"HTTP {exc.status}{' ' + exc.code if exc.code else ''}"
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}"
     if isinstance(exc, (openai.APITimeoutError, EndpointTimeout)):
         return "timeout"
     if isinstance(exc, (openai.APIConnectionError, EndpointError)):
@@ -178,6 +178,10 @@ class LLMClient:
         self._rpm = Pacer(settings.requests_per_minute) if settings.requests_per_minute else None
         self._tpm = Pacer(settings.tokens_per_minute) if settings.tokens_per_minute else None
         self.budget = Budget(settings.max_cost_usd, settings.max_tokens_total)
+        self.refusals = RefusalGuard(
+            settings.refusal_check_calls, settings.refusal_check_share, f"{base_url} model '{model}'"
+        )
+        self._key = key
         self.transport: Transport = self.send
 
     def _hints(self, headers: Mapping[str, str]) -> None:
@@ -190,8 +194,8 @@ class LLMClient:
         try:
             listing = await self._sdk.models.list()
         except openai.APIStatusError as exc:
-            if exc.status_code in (401, 403):
-                raise SetupError(f"endpoint {self.base_url}: {FATAL_STATUS[exc.status_code]}") from None
+            if exc.status_code in AUTH_STATUS:
+                raise SetupError(f"endpoint {self.base_url}: {AUTH_STATUS[exc.status_code]}") from None
             return  # some endpoints (e.g. Azure deployments) do not list models; the first call will tell
         except openai.APIError as exc:
             raise SetupError(f"endpoint {self.base_url} is not reachable ({_describe(exc)})") from None
@@ -315,6 +319,8 @@ class LLMClient:
             reply = await self.transport(key, body)
         except Deferred as exc:  # kept for a batch: a failure of this run, retried (or answered) by the next
             return ChatResult(ok=False, cache_key=key, error=f"deferred: {exc}", params=params)
+        except Refused as exc:  # the endpoint refused this one request: a failure of the item, never cached
+            return ChatResult(ok=False, cache_key=key, error=str(exc), params=params)
         except GlanError:  # unknown model, bad key, full disk: no retry or re-ask can fix these
             raise
         except Exception as exc:  # retries exhausted: recorded as a failure, never cached
@@ -370,11 +376,28 @@ class LLMClient:
         return {"text": text, "finish_reason": choice.get("finish_reason"), "usage": tokens}
 
     async def _post(self, key: str, body: dict[str, Any], number: int, tokens: int) -> dict[str, Any]:
-        """One HTTP attempt under pacing and the adaptive limit; a ledger line either way."""
+        """One HTTP attempt under pacing, the adaptive limit and the refusal guard; a ledger line either way."""
         if self._rpm:
             await self._rpm.acquire()
         if self._tpm:
             await self._tpm.acquire(tokens)
+        probing = await self.refusals.enter()
+        outcome: BaseException | None = None
+        try:
+            return await self._send_once(key, body, number)
+        except Exception as exc:
+            outcome = exc
+            raise
+        finally:
+            await self.refusals.leave(probing, outcome)  # raises the stage's stop when this refusal trips it
+
+    def _refusal(self, exc: EndpointStatusError, model: str) -> Refused | SetupError:
+        """A refused request as `Refused`, or a SetupError when the status is never about one request."""
+        if exc.status in ALWAYS_FATAL:
+            return SetupError(f"{self.base_url} model '{model}': {ALWAYS_FATAL[exc.status]}")
+        return Refused.of(exc, self._key)
+
+    async def _send_once(self, key: str, body: dict[str, Any], number: int) -> dict[str, Any]:
         sent_at = await self.limit.acquire()
         throttled = False
         try:
@@ -387,6 +410,7 @@ class LLMClient:
                 throttled = isinstance(exc, EndpointStatusError) and exc.status == 429
                 if throttled and exc.retry_after:
                     self.limit.pause(min(exc.retry_after, self.settings.retry_max_wait_s))
+                refusal = self._refusal(exc, body["model"]) if is_refusal(exc) else None
                 self.ledger.record(
                     stage=self.stage,
                     model=body["model"],
@@ -395,10 +419,10 @@ class LLMClient:
                     ok=False,
                     attempt=number,
                     latency_s=time.perf_counter() - start,
-                    error=_describe(exc),
+                    error=_describe(exc) if refusal is None or isinstance(refusal, SetupError) else str(refusal),
                 )
-                if isinstance(exc, EndpointStatusError) and exc.status in FATAL_STATUS:
-                    raise SetupError(f"{self.base_url} model '{body['model']}': {FATAL_STATUS[exc.status]}") from None
+                if refusal is not None:
+                    raise refusal from None
                 raise
         finally:
             self.limit.release(sent_at, throttled=throttled)

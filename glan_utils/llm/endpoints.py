@@ -36,11 +36,15 @@ class EndpointTimeout(EndpointError):
 
 
 class EndpointStatusError(EndpointError):
-    """An HTTP error reply (status >= 400), with the server's message and Retry-After hint."""
+    """An HTTP error reply (status >= 400), with the server's message, its error code and Retry-After hint.
 
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status, self.message, self.retry_after = status, message, retry_after
+    `code` is the error's string `code` (OpenAI, vLLM: `context_length_exceeded`, `content_filter`), else its
+    `type` (llama.cpp: `exceed_context_size_error`), else "".
+    """
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None, code: str = "") -> None:
+        super().__init__(f"HTTP {status}{' ' + code if code else ''}: {message}")
+        self.status, self.message, self.retry_after, self.code = status, message, retry_after, code
 
 
 @dataclass(eq=False)
@@ -74,6 +78,24 @@ def _error_message(raw: bytes) -> str:
         return raw[:200].decode("utf-8", "replace")
 
 
+def _error_code(raw: bytes) -> str:
+    """The error's machine-readable kind: its string `code`, else its `type` (see EndpointStatusError)."""
+    try:
+        error = json.loads(raw).get("error")
+    except (ValueError, AttributeError):
+        return ""
+    if not isinstance(error, dict):
+        return ""
+    code = error.get("code")
+    kind = code if isinstance(code, str) and code and not code.isdigit() else error.get("type")
+    return str(kind or "")[:60]
+
+
+def status_error(status: int, raw: bytes, headers: Any) -> EndpointStatusError:
+    """The error for an HTTP error reply, with the server's message, code and Retry-After."""
+    return EndpointStatusError(status, _error_message(raw), _retry_after(headers), _error_code(raw))
+
+
 def _connection_problem(exc: aiohttp.ClientConnectionError) -> str:
     """'connection refused' (nothing listens on the port) told apart from resets, DNS failures and the rest."""
     if isinstance(getattr(exc, "os_error", None), ConnectionRefusedError):
@@ -102,7 +124,7 @@ async def list_models(base_url: str, *, key: str | None = None, timeout_s: float
     if reply.status == 404:
         return []
     if reply.status >= 400:
-        raise EndpointStatusError(reply.status, _error_message(raw), _retry_after(reply.headers))
+        raise status_error(reply.status, raw, reply.headers)
     try:
         return [str(m.get("id")) for m in json.loads(raw).get("data") or []]
     except (ValueError, AttributeError):
@@ -172,7 +194,7 @@ class EndpointPool:
                 if self.on_headers is not None:
                     self.on_headers(reply.headers)
                 if reply.status >= 400:
-                    raise EndpointStatusError(reply.status, _error_message(raw), _retry_after(reply.headers))
+                    raise status_error(reply.status, raw, reply.headers)
         except TimeoutError:  # first: aiohttp's timeouts are also connection errors
             raise EndpointTimeout(f"{endpoint.base_url}: no reply in time") from None
         except aiohttp.ClientConnectionError as exc:

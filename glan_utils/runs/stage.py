@@ -17,8 +17,10 @@ from typing import Any, Protocol
 from tqdm.auto import tqdm
 from tqdm.notebook import tqdm as notebook_tqdm
 
+from glan_utils.core.errors import SetupError
 from glan_utils.core.jsonl import JsonlWriter
 from glan_utils.core.records import Failure, Record, utc_now
+from glan_utils.llm.refusals import REFUSED
 from glan_utils.runs.store import RunStore
 
 
@@ -70,6 +72,8 @@ class StageSummary:
     records: int = 0
     failed: int = 0
     failures_by_reason: Counter[str] = field(default_factory=Counter)
+    # the one reason every failure so far gave ("" once two differ): a stage whose every call was refused alike
+    only_reason: str | None = field(default=None, repr=False)
 
     @property
     def status(self) -> str:
@@ -90,6 +94,15 @@ def _reason_kind(reason: str) -> str:
     return reason.split(":")[0][:60]
 
 
+def _refused_alike(summary: StageSummary) -> SetupError | None:
+    """A stage that made nothing because every call was refused the same way has a setup error, however few
+    its calls (fewer than `llm.refusal_check_calls` cannot trip the client's check)."""
+    reason = summary.only_reason or ""
+    if summary.records or summary.skipped or not reason.startswith(REFUSED):
+        return None
+    return SetupError(f"{summary.stage}: all {summary.failed} calls were {reason}")
+
+
 def write_result(
     task_id: str, result: list[Record] | Failure, out: JsonlWriter, failed_out: JsonlWriter, summary: StageSummary
 ) -> None:
@@ -98,6 +111,7 @@ def write_result(
     if isinstance(result, Failure):
         summary.failed += 1
         summary.failures_by_reason[_reason_kind(result.reason)] += 1
+        summary.only_reason = result.reason if summary.only_reason in (None, result.reason) else ""
         failed_out.write(result.model_dump(mode="json"))
         return
     for record in result:
@@ -164,6 +178,8 @@ async def run_stage(
                 job.add_done_callback(pending.discard)
             if pending:
                 await asyncio.gather(*pending)
+            if not errors and (refusal := _refused_alike(summary)):
+                errors.append(refusal)
         except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C, SIGTERM, a cancelled notebook cell
             store.update_manifest(stage, status="interrupted", **summary.as_dict())
             raise

@@ -7,9 +7,10 @@ leak it.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from glan_utils.core.section import Section
 
@@ -23,11 +24,28 @@ class Price(Section):
     output_per_1m: float = Field(0.0, ge=0)
 
 
+def endpoint_url(value: str) -> str:
+    """An endpoint URL is http(s)://host[:port]/...: a typo (`htp:/x`) is a config error, not a traceback later."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL such as https://api.openai.com/v1")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError(f"{value!r} has an invalid port") from None
+    return value.strip()
+
+
+EndpointUrl = Annotated[str, AfterValidator(endpoint_url)]
+
+
 class LLMSettings(Section):
     """Where and how to call the model. `base_url: null` means the embedded local llama.cpp server."""
 
-    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1.")
-    base_urls: list[str] = Field(
+    base_url: EndpointUrl | None = Field(
+        None, description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1."
+    )
+    base_urls: list[EndpointUrl] = Field(
         default_factory=list,
         description="Several replicas serving the same model (e.g. "
         "vLLM on N GPUs): each call goes to the least busy; overrides base_url.",
@@ -61,6 +79,21 @@ class LLMSettings(Section):
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(6, ge=0, description="Retries per call on 429/5xx/timeouts before recording a failure.")
     retry_max_wait_s: float = Field(60.0, gt=0)
+    refusal_check_calls: int = Field(
+        5,
+        ge=1,
+        description="A request the endpoint refuses (a 4xx about it: context length, content filter) is a failure "
+        "of that item and the stage goes on. But when this many of a stage's first answered calls are refused the "
+        "same way (same status, code and message: unknown model, a parameter the endpoint rejects), it is a setup "
+        "error and the stage stops with the server's reason; until that is decided at most this many calls of the "
+        "stage are in flight. A 401 (bad key) stops at once.",
+    )
+    refusal_check_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Share of those first calls that must be refused alike to stop the stage (1.0: all of them).",
+    )
     structured_output: Literal["json_schema", "json_object", "none"] = "json_schema"
     extra_body: dict[str, Any] = Field(default_factory=dict, description="Extra request fields, e.g. repeat_penalty.")
     cache_path: str | None = Field(None, description="Response cache shared by runs; None = <output_dir>/cache.sqlite.")

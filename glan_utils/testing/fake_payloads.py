@@ -25,8 +25,8 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
-def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    """OpenAI's error envelope: {"error": {message, type, param, code}}."""
+def error_body(message: str, type_: str, code: str | int | None = None, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error envelope: {"error": {message, type, param, code}} (llama.cpp's `code` is the HTTP status)."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 

@@ -15,7 +15,7 @@ import random
 import signal
 import threading
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,12 +24,52 @@ from typing import Any, Self
 from aiohttp import web
 
 from glan_utils.testing.fake_batches import BatchStore
-from glan_utils.testing.fake_payloads import Responder, chat_completion, chat_content, completion, error_body
+from glan_utils.testing.fake_payloads import (
+    Responder,
+    chat_completion,
+    chat_content,
+    completion,
+    error_body,
+    message_text,
+    word_count,
+)
 from glan_utils.testing.fake_tokenizer import WordTokenizer
 
 DEFAULT_FAULT_KINDS = ("429", "500", "503", "reset", "malformed", "prose", "truncated", "wrong_schema")
-# `timeout` hangs (for `hang_s`), so chaos mode leaves it out unless asked.
-KINDS = ("ok", "text", "timeout", *DEFAULT_FAULT_KINDS)
+# Refusals: 4xx replies as OpenAI, Azure and llama.cpp send them. `{tokens}` is the request's word count, so a
+# context-length refusal names the request (its message differs per request) as a real server's does.
+_REFUSALS: dict[str, tuple[int, str, str, str | int | None]] = {
+    "context_length": (
+        400,
+        "This model's maximum context length is 2048 tokens. However, your messages resulted in {tokens} tokens. "
+        "Please reduce the length of the messages.",
+        "invalid_request_error",
+        "context_length_exceeded",
+    ),
+    "llama_context": (
+        400,
+        "request ({tokens} tokens) exceeds the available context size (2048 tokens), try increasing it",
+        "exceed_context_size_error",
+        400,
+    ),
+    "content_filter": (
+        400,
+        "The response was filtered due to the prompt triggering the content management policy (fake server).",
+        "invalid_request_error",
+        "content_filter",
+    ),
+    "bad_param": (
+        400,
+        "Unsupported value: 'temperature' does not support this value with this model (fake server).",
+        "invalid_request_error",
+        "unsupported_value",
+    ),
+    "unauthorized": (401, "Incorrect API key provided (fake server)", "invalid_request_error", "invalid_api_key"),
+    "forbidden": (403, "You are not allowed to use this model (fake server)", "permission_error", None),
+    "not_found": (404, "The model does not exist or you do not have access to it.", "invalid_request_error", None),
+}
+# `timeout` hangs (for `hang_s`), so chaos mode leaves it out unless asked; refusals are scripted or `refuse`d.
+KINDS = ("ok", "text", "timeout", *DEFAULT_FAULT_KINDS, *_REFUSALS)
 _ERRORS = {
     "429": (429, "Rate limit reached for requests (fake server)", "requests", "rate_limit_exceeded"),
     "500": (500, "The server had an error while processing your request (fake server)", "server_error", None),
@@ -51,6 +91,13 @@ class Behavior:
             raise ValueError(f"unknown behaviour kind {self.kind!r}; expected one of {', '.join(KINDS)}")
 
 
+def _refused(kind: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """(error body, HTTP status) of the refusal `kind` for this request."""
+    status, message, type_, code = _REFUSALS[kind]
+    tokens = sum(word_count(message_text(m)) for m in body.get("messages") or [])
+    return error_body(message.format(tokens=tokens), type_, code), status
+
+
 class OpenAIServer:
     """Fake OpenAI endpoint on 127.0.0.1; see the module docstring. Configure it before `start()`."""
 
@@ -68,6 +115,7 @@ class OpenAIServer:
         hang_s: float = 30.0,
         batch_delay_s: float = 0.0,
         throttle_above: int | None = None,
+        refuse: Mapping[str, str] | None = None,
         responder: Responder | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -78,6 +126,8 @@ class OpenAIServer:
         self.retry_after, self.hang_s, self.responder = retry_after, hang_s, responder
         # like a provider's concurrency limit: a chat request arriving with this many in flight gets a 429
         self.throttle_above = throttle_above
+        # {text: refusal kind}: a chat request whose messages contain the text is refused that way, every time
+        self.refuse = {text: Behavior(kind).kind for text, kind in (refuse or {}).items()}
         self.host, self.port = host, port
         self.batches = BatchStore(answer=self._answer_batch_line, delay_s=batch_delay_s)
         self.tokenizer = WordTokenizer()
@@ -261,12 +311,19 @@ class OpenAIServer:
             headers = {"Retry-After": f"{self.retry_after:g}"}
             return web.json_response(error_body(message, type_, code), status=429, headers=headers)
         async with self._slot():
-            behavior = self._next_behavior()
+            behavior = self._refusal_for(body) or self._next_behavior()
             self._record(behavior.kind, body)
             return await self._behave(request, body, behavior)
 
+    def _refusal_for(self, body: dict[str, Any]) -> Behavior | None:
+        text = " ".join(message_text(m) for m in body.get("messages") or [])
+        return next((Behavior(kind) for needle, kind in self.refuse.items() if needle in text), None)
+
     async def _behave(self, request: web.Request, body: dict[str, Any], behavior: Behavior) -> web.StreamResponse:
         kind = behavior.kind
+        if kind in _REFUSALS:
+            reply, status = _refused(kind, body)
+            return web.json_response(reply, status=status)
         if kind in _ERRORS:
             status, message, type_, code = _ERRORS[kind]
             retry = behavior.retry_after if behavior.retry_after is not None else self.retry_after
@@ -302,8 +359,11 @@ class OpenAIServer:
         if body.get("model") not in self.models:
             self._record("model_not_found", body)
             return 404, error_body(f"The model `{body.get('model')}` does not exist.", "invalid_request_error")
-        behavior = self._next_behavior()  # scripted faults reach batch lines too: bad replies, 5xx lines
+        behavior = self._refusal_for(body) or self._next_behavior()  # scripted faults reach batch lines too
         self._record("batch", body)
+        if behavior.kind in _REFUSALS:
+            reply, status = _refused(behavior.kind, body)
+            return status, reply
         if behavior.kind in _ERRORS:
             status, message, type_, code = _ERRORS[behavior.kind]
             return status, error_body(message, type_, code)
