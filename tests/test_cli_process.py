@@ -218,3 +218,26 @@ def test_sigterm_marks_the_notebook_interrupted(tmp_path: Path, env: dict[str, s
     assert err.strip().splitlines()[-1].endswith("resume with: glan run S --resume"), err
     manifest = json.loads((tmp_path / "outputs" / "S" / "manifest.json").read_text())["stages"]
     assert manifest["01_slow"]["status"] == "interrupted"
+
+
+def test_a_changed_seed_on_a_run_with_records_is_refused_then_replanned(tmp_path: Path, env: dict[str, str]) -> None:
+    with OpenAIServer(models=["fake-model"]) as server:
+        config = settings_file(tmp_path, server.base_url)
+        run_dir = tmp_path / "elsewhere" / "R"
+        assert glan("run", "R", "-c", str(config), "--to", "1", env=env, cwd=REPO).returncode == 0
+        snapshot = (run_dir / "config.yaml").read_text()
+        refused = glan("run", "R", "-c", str(config), "--to", "1", "-p", "seed", "3", env=env, cwd=REPO)
+        one_line(refused, 2, "run 'R' was made with other settings (seed 0 -> 3)")
+        assert "pick a new run name" in refused.stderr and "glan run R --replan" in refused.stderr
+        assert (run_dir / "config.yaml").read_text() == snapshot, "a refused run rewrites nothing"
+        replanned = glan("run", "R", "-c", str(config), "--to", "1", "-p", "seed", "3", "--replan", env=env, cwd=REPO)
+        assert replanned.returncode == 0, replanned.stdout + replanned.stderr
+        assert "replanned run 'R' (seed 0 -> 3)" in replanned.stdout
+    seeds = {
+        json.loads(line)["provenance"]["params"]["run_seed"]
+        for line in (run_dir / "taxonomy.jsonl").read_text().splitlines()
+    }
+    assert seeds == {3}
+    history = [json.loads(line) for line in (run_dir / "config.history.jsonl").read_text().splitlines()]
+    assert any(h["config"]["seed"] == 0 and "seed" in (h["note"] or "") for h in history)
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["seed"] == 3

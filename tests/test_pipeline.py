@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
+from glan_utils.app.report import run_table
 from glan_utils.core.jsonl import iter_jsonl
 from glan_utils.runs.store import RunStore
+from glan_utils.settings.notebooks import INTERACTIVE_RUN, notebook_settings
 from glan_utils.stages import pipeline
+from glan_utils.stages.registry import RunChanged
 from glan_utils.testing import OpenAIServer
 
 TAXONOMY = str(Path(__file__).parent / "data" / "taxonomy" / "paths.csv")
@@ -84,3 +89,80 @@ async def test_config_snapshot_keeps_each_stage_settings(openai_server, make_set
     snapshot = RunStore(later.run_dir).read_config()
     assert snapshot["subjects"]["rounds"] == 3
     assert snapshot["questions"]["questions_per_syllabus"] == 2
+
+
+async def test_a_continued_run_refuses_settings_that_shaped_its_records(openai_server, make_settings):
+    """Seed 7 made the taxonomy and subjects: syllabi without the seed, or subjects with other rounds, are refused
+    (nothing written, config.yaml kept); sizes of a stage not run yet may still change."""
+    seeded = make_settings(openai_server.base_url, {**SIZES, "seed": 7})
+    await pipeline.run_until(seeded, "subjects")
+    store = RunStore(seeded.run_dir)
+    config = store.path("config.yaml").read_text()
+    forgot = make_settings(openai_server.base_url, SIZES)
+    with pytest.raises(RunChanged, match=r"seed 7 -> 0.*glan run .* --replan") as refused:
+        await pipeline.run(forgot, "syllabi")
+    assert "\n" not in str(refused.value)
+    with pytest.raises(RunChanged, match=r"subjects\.rounds 2 -> 3"):
+        await pipeline.run(
+            make_settings(openai_server.base_url, {**SIZES, "seed": 7, "subjects.rounds": 3}), "subjects"
+        )
+    assert not store.records_path("syllabi").exists() and store.path("config.yaml").read_text() == config
+    later = make_settings(openai_server.base_url, {**SIZES, "seed": 7, "questions.questions_per_syllabus": 1})
+    await pipeline.run(later, "syllabi")  # questions has no records yet: its sizes are free to change
+    pipeline.check_run(later)
+
+
+async def test_replan_moves_contradicted_records_aside_and_keeps_the_config_history(openai_server, make_settings):
+    first = make_settings(openai_server.base_url, SIZES)
+    await pipeline.run_until(first, "syllabi")
+    store = RunStore(first.run_dir)
+    before = {stage: store.line_count(stage) for stage in ("taxonomy", "subjects", "syllabi")}
+    more = make_settings(openai_server.base_url, {**SIZES, "syllabi.max_sessions": 5})
+    with pytest.raises(RunChanged, match=r"syllabi\.max_sessions 4 -> 5"):
+        pipeline.check_run(more)
+    line = pipeline.replan(more)
+    assert line and f"{before['syllabi']:,} records of syllabi, questions, answers, quality moved" in line
+    moved = next((first.run_dir / "replaced").iterdir())
+    assert len(list(iter_jsonl(moved / "syllabi.jsonl"))) == before["syllabi"]
+    assert store.line_count("subjects") == before["subjects"] and not store.records_path("syllabi").exists()
+    assert "syllabi" not in store.read_manifest()["stages"] and "subjects" in store.read_manifest()["stages"]
+    history = list(iter_jsonl(store.path("config.history.jsonl")))
+    assert history[-1]["config"]["syllabi"]["max_sessions"] == 4 and "max_sessions" in history[-1]["note"]
+    assert store.read_config()["syllabi"]["max_sessions"] == 5
+    pipeline.check_run(more)
+    assert pipeline.replan(more) is None
+    await pipeline.run(more, "syllabi")
+    assert store.line_count("syllabi") == before["syllabi"]
+
+    reseeded = make_settings(openai_server.base_url, {**SIZES, "syllabi.max_sessions": 5, "seed": 3})
+    assert "records of taxonomy, subjects" in (pipeline.replan(reseeded) or "")
+    await pipeline.run_until(reseeded, "subjects")
+    seeds = {r.provenance.params["run_seed"] for r in store.iter_records("subjects")}
+    assert seeds == {3}
+
+
+async def test_stages_after_a_saved_review_or_a_rerun_upstream_are_stale_until_rerun(openai_server, make_settings):
+    settings = make_settings(openai_server.base_url, SIZES)
+    await pipeline.run_until(settings, "syllabi")
+    assert pipeline.stale_stages(settings.run_dir) == {}
+    reviews = settings.run_dir / "reviews"
+    reviews.mkdir()
+    (reviews / "alice.json").write_text("{}")
+    stale = pipeline.stale_stages(settings.run_dir)
+    assert set(stale) == {"subjects", "syllabi"} and "review" in stale["subjects"]
+    assert run_table(settings.run_dir).set_index("stage").loc["syllabi", "status"].startswith("stale (review")
+    await pipeline.run(settings, "subjects")  # rerun: it reads the review; syllabi still predates it
+    assert set(pipeline.stale_stages(settings.run_dir)) == {"syllabi"}
+    await pipeline.run(settings, "syllabi")
+    assert pipeline.stale_stages(settings.run_dir) == {}
+
+
+def test_a_notebook_without_a_run_name_writes_its_own_run_not_the_demo(tmp_path, monkeypatch):
+    monkeypatch.delenv("GLAN_RUN_NAME", raising=False)
+    assert notebook_settings("02_subjects", {"run_name": None}).run_name == INTERACTIVE_RUN != "demo"
+    named = tmp_path / "named.yaml"
+    named.write_text("run_name: mine\n")
+    assert notebook_settings("02_subjects", {"config_path": str(named)}).run_name == "mine"
+    monkeypatch.setenv("GLAN_RUN_NAME", "from-env")
+    assert notebook_settings("02_subjects", {}).run_name == "from-env"
+    assert notebook_settings("02_subjects", {"run_name": "given"}).run_name == "given"

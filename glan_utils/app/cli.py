@@ -171,15 +171,22 @@ def _resume_command(run: str, config: Path | None) -> str:
     return f"glan run {run} --resume" + (f" -c {config.resolve()}" if config else "")
 
 
-def _prepare(plan: RunPlan) -> None:
-    """Everything checkable before compute: parameters, settings, files, endpoint, model, key; then index it."""
+def _prepare(plan: RunPlan, replan: bool = False) -> None:
+    """Everything checkable before compute: parameters, settings, files, endpoint, model, key, and that the
+    settings which shaped the run's records are unchanged (with `replan`: records they contradict are moved
+    aside); then index it."""
     from glan_utils.app import index
     from glan_utils.app.preflight import preflight
     from glan_utils.app.runner import check_not_running
+    from glan_utils.stages import pipeline
 
     plan.routed  # noqa: B018 -- every parameter is known
     check_not_running(plan.run_dir)
     preflight(plan)
+    if not replan:
+        pipeline.check_run(plan.settings)
+    elif line := pipeline.replan(plan.settings):
+        typer.echo(line)
     index.remember(plan.run_name, plan.run_dir, plan.config_path)
 
 
@@ -208,6 +215,14 @@ def run(
         Path | None, typer.Option(help="YAML list/grid of parameter sets (format: README, 'Sweeps').")
     ] = None,
     notebooks: NotebooksOpt = None,
+    replan: Annotated[
+        bool,
+        typer.Option(
+            "--replan",
+            help="The run's records were made with other seed/sizes/models: move the records those settings change "
+            "aside (to <run>/replaced/), record the change in config.history.jsonl, and run them again.",
+        ),
+    ] = False,
 ) -> None:
     """Execute the numbered notebooks in order with papermill; executed copies go to <run>/notebooks/."""
     from glan_utils.app import runner
@@ -228,7 +243,7 @@ def run(
             _run_sweep(run, catalog, selected, config, params, sweep, resume)
             return
         plan = runner.RunPlan(run, selected, config, params, catalog)
-        _prepare(plan)
+        _prepare(plan, replan)
         started, outcome = time.perf_counter(), "stopped"
         try:
             runner.execute(plan, resume=resume, echo=typer.echo, resume_command=_resume_command(run, config))

@@ -30,6 +30,7 @@ from glan_utils.core.paths import CONFIG, DATASET, LEDGER, NOTEBOOKS
 from glan_utils.data.run_card import build_run_card
 from glan_utils.llm.ledger import read_ledger
 from glan_utils.runs.store import RunStore, is_alive
+from glan_utils.stages.pipeline import stale_stages
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 TEMPLATE = "glan_report.html.j2"
@@ -71,9 +72,12 @@ def _line_count(path: Path) -> int | None:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
-def _status(info: dict[str, Any]) -> str:
-    """The manifest's status, except that a `running` stage whose process is gone was interrupted."""
+def _status(info: dict[str, Any], stale: str | None = None) -> str:
+    """The manifest's status, except that a `running` stage whose process is gone was interrupted, and a
+    complete one whose inputs changed since is stale."""
     status = info.get("status", "-")
+    if stale:
+        return f"stale ({stale})"
     return "interrupted (process gone)" if status == "running" and not is_alive(info) else status
 
 
@@ -87,11 +91,13 @@ def run_table(run_dir: str | Path) -> pd.DataFrame:
     """One row per stage (notebooks and generation stages): status, records, failures (by reason), calls, tokens, cost.
 
     Records are lines of `<stage>.jsonl` (cheap at any size); call figures come from the cost ledger. A stage
-    the manifest calls `running` whose recorded process no longer exists shows as interrupted. `outside_plan`
+    the manifest calls `running` whose recorded process no longer exists shows as interrupted; a complete one
+    whose inputs changed since it ran (a saved review, an earlier stage rerun) shows as stale. `outside_plan`
     counts records on disk that the current plan no longer has (e.g. after lowering `questions_per_syllabus`).
     """
     store = RunStore(_existing(run_dir))
     stages = store.read_manifest().get("stages", {})
+    stale = stale_stages(store.root)
     ledger = read_ledger(store.path("ledger.jsonl"))
     rows = []
     for name in [*stages, *(s for s in ledger if s not in stages and s != "all")]:
@@ -99,7 +105,7 @@ def run_table(run_dir: str | Path) -> pd.DataFrame:
         rows.append(
             {
                 "stage": name,
-                "status": _status(info),
+                "status": _status(info, stale.get(name)),
                 "records": _line_count(store.records_path(name)),
                 "failed": info.get("failed"),
                 "failures_by_reason": _reasons(info.get("failures_by_reason") or {}),

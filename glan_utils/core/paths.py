@@ -9,6 +9,8 @@ from glan_utils.core.errors import StoreError
 
 # The run directory's layout (`outputs/<run>/`), named once; stage records are `<stage>.jsonl` (`runs/store.py`).
 CONFIG = "config.yaml"  # the settings snapshot, no secrets
+CONFIG_HISTORY = "config.history.jsonl"  # the snapshots config.yaml replaced, oldest first
+REPLACED = "replaced"  # records moved aside by a replan, one folder per replan
 MANIFEST = "manifest.json"  # stage status and counts
 LEDGER = "ledger.jsonl"  # one line per model call
 DATASET = "dataset"  # the exported data set and its card

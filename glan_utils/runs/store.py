@@ -1,7 +1,8 @@
 """The run directory: append-only JSONL per stage, a config snapshot and a manifest.
 
-Layout of `outputs/<run>/`: `config.yaml` (no secrets), `<stage>.jsonl` (records), `<stage>.failures.jsonl`,
-`ledger.jsonl` (one line per LLM call), `manifest.json` (stage status and counts), plus plots and exports.
+Layout of `outputs/<run>/`: `config.yaml` (no secrets; the snapshots it replaced in `config.history.jsonl`),
+`<stage>.jsonl` (records), `<stage>.failures.jsonl`, `ledger.jsonl` (one line per LLM call), `manifest.json`
+(stage status and counts), plus plots and exports.
 
 A stage marked `running` in the manifest also names the process (`pid`, `host`) doing it, so a reader can tell a
 live stage from one whose process died (`is_alive`); a stage's `records_written` is always the number of records
@@ -26,8 +27,8 @@ import yaml
 
 from glan_utils.core.errors import StoreError
 from glan_utils.core.jsonl import JsonlWriter, iter_jsonl, iter_jsonl_offsets
-from glan_utils.core.paths import CONFIG, MANIFEST, ensure_writable_dir
-from glan_utils.core.records import Failure, Record, record_type
+from glan_utils.core.paths import CONFIG, CONFIG_HISTORY, MANIFEST, ensure_writable_dir
+from glan_utils.core.records import Failure, Record, record_type, utc_now
 
 R = TypeVar("R", bound=Record)
 _HEAD = 4096  # bytes of the records file fingerprinted, so a replaced file is indexed afresh
@@ -196,8 +197,16 @@ class RunStore:
                     added += 1
         return added
 
-    def write_config(self, snapshot: dict[str, Any]) -> None:
-        self._atomic_write(CONFIG, yaml.safe_dump(snapshot, sort_keys=False, allow_unicode=True))
+    def write_config(self, snapshot: dict[str, Any], note: str | None = None) -> None:
+        """Write `config.yaml`; the snapshot it replaces (when different) is appended to `config.history.jsonl`
+        with the time and `note`, so a run's earlier settings are never lost."""
+        text = yaml.safe_dump(snapshot, sort_keys=False, allow_unicode=True)
+        path = self.path(CONFIG)
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+        if old is not None and old != text:
+            with JsonlWriter(self.path(CONFIG_HISTORY)) as out:
+                out.write({"replaced_at": utc_now().isoformat(), "note": note, "config": yaml.safe_load(old)})
+        self._atomic_write(CONFIG, text)
 
     def read_config(self) -> dict[str, Any]:
         path = self.path(CONFIG)
@@ -206,6 +215,11 @@ class RunStore:
     def read_manifest(self) -> dict[str, Any]:
         path = self.path(MANIFEST)
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"stages": {}}
+
+    def has_records(self, stage: str) -> bool:
+        """Whether a stage's records file holds anything (its size only: cheap at any size)."""
+        path = self.records_path(stage)
+        return path.exists() and path.stat().st_size > 0
 
     def line_count(self, stage: str) -> int:
         """Complete lines in a stage's records file (a torn last line has no newline, so is not counted); counts
@@ -232,6 +246,13 @@ class RunStore:
         if info.get("status") not in (None, "running"):
             entry.pop("pid", None), entry.pop("host", None)  # only a running stage has a process to check
         entry.update(info)
+        self._atomic_write(MANIFEST, json.dumps(manifest, indent=2, default=str))
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop these stages' and notebooks' entries from the manifest (their records were moved aside)."""
+        manifest = self.read_manifest()
+        for name in names:
+            manifest.get("stages", {}).pop(name, None)
         self._atomic_write(MANIFEST, json.dumps(manifest, indent=2, default=str))
 
     def interrupt_running(self, reason: str) -> list[str]:

@@ -119,9 +119,18 @@ def derive_settings(
     return load_settings(config_path, {**dict(overrides or {}), **named}, environ)
 
 
+INTERACTIVE_RUN = "scratch"
+"""The run a notebook writes to when no parameter, settings file or `GLAN_RUN_NAME` names one: never the run
+`make demo` made, so an experiment in JupyterLab or plain papermill cannot grow it or rewrite its settings."""
+
+
 def notebook_settings(notebook: str, namespace: Mapping[str, Any]) -> Settings:
-    """The settings of a numbered notebook from its parameters cell's names (`globals()` in the notebook)."""
-    return derive_settings(namespace.get("config_path"), namespace, PARAMETERS[notebook], namespace.get("overrides"))
+    """The settings of a numbered notebook from its parameters cell's names (`globals()` in the notebook); the
+    run is `INTERACTIVE_RUN` when nothing names one."""
+    settings = derive_settings(namespace.get("config_path"), namespace, PARAMETERS[notebook], namespace.get("overrides"))
+    if "run_name" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"run_name": INTERACTIVE_RUN})
+    return settings
 
 
 def describe_settings(settings: Settings, *sections: str) -> str:

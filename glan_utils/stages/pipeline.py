@@ -8,6 +8,14 @@ module and the stage it shows.
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from glan_utils.core.paths import MANIFEST, REPLACED, REVIEWS
+from glan_utils.core.records import utc_now
+from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages import STAGES
 from glan_utils.stages.estimates import (
@@ -20,7 +28,14 @@ from glan_utils.stages.estimates import (
     preview_prompt,
     stage_plans,
 )
-from glan_utils.stages.registry import StageReport, open_store
+from glan_utils.stages.registry import (
+    SHAPING_SETTINGS,
+    StageReport,
+    check_identity,
+    has_records,
+    identity_changes,
+    open_store,
+)
 from glan_utils.stages.selection import (
     count_kept,
     current_review,
@@ -35,6 +50,7 @@ __all__ = [
     "STAGES",
     "StageReport",
     "against_budget",
+    "check_run",
     "count_kept",
     "current_review",
     "estimate_plan",
@@ -47,13 +63,16 @@ __all__ = [
     "planned_calls",
     "plans",
     "preview_prompt",
+    "replan",
     "review_path",
     "run",
     "run_until",
     "stage_plans",
+    "stale_stages",
 ]
 
 RUNNERS = {name: stage.run for name, stage in STAGES.items()}
+_DONE = ("complete", "complete_with_failures")
 
 
 async def run(settings: Settings, stage: str) -> StageReport:
@@ -65,3 +84,93 @@ async def run_until(settings: Settings, last: str = "answers") -> dict[str, Stag
     """Run the stages in order up to and including `last` (each resumes where it stopped)."""
     names = list(STAGES)
     return {name: await run(settings, name) for name in names[: names.index(last) + 1]}
+
+
+def _parts(stage: str) -> tuple[str, ...]:
+    """The records files of a stage: its sub-stages' first, then its own."""
+    return (*STAGES[stage].parts, stage)
+
+
+def _with_records(store: RunStore) -> list[str]:
+    return [name for name in STAGES if any(store.has_records(part) for part in _parts(name))]
+
+
+def check_run(settings: Settings) -> None:
+    """Before a run is continued: RunChanged when settings that shaped its records differ from its snapshot."""
+    if not (settings.run_dir / MANIFEST).exists():
+        return
+    store = RunStore(settings.run_dir)
+    if has_records(store):
+        check_identity(store, settings, _with_records(store))
+
+
+def replan(settings: Settings) -> str | None:
+    """Make a run agree with new settings: the records of the first stage they change and of every later stage
+    move to `replaced/<time>/` (kept, not deleted), their manifest entries and those of their notebooks and later
+    ones are dropped (so they run again), and `config.yaml` takes the new settings, the old ones going to its
+    history with the change. Returns one line saying so, or None when nothing that shapes records changed."""
+    store = RunStore(settings.run_dir)
+    changes = identity_changes(store.read_config(), settings.snapshot(), _with_records(store))
+    if not changes:
+        return None
+    order = list(STAGES)
+    shared = any(key in SHAPING_SETTINGS for key in changes)
+    affected = order[0 if shared else min(order.index(key.split(".")[0]) for key in changes) :]
+    folder = store.path(REPLACED) / utc_now().strftime("%Y%m%dT%H%M%S")
+    moved = 0
+    for part in (part for stage in affected for part in _parts(stage)):
+        moved += store.line_count(part)
+        for path in [store.records_path(part), store.failures_path(part), *store.root.glob(f".{part}.done.idx*")]:
+            if path.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                path.rename(folder / path.name)
+    first = STAGES[affected[0]].notebook
+    notebooks = [name for name, info in _manifest(settings.run_dir).items() if info.get("kind") == "notebook"]
+    store.forget([*(p for s in affected for p in _parts(s)), *(nb for nb in notebooks if nb >= first)])
+    keys = ", ".join(f"{key} {was!r} -> {now!r}" for key, (was, now) in changes.items())
+    store.write_config(settings.snapshot(), note=f"replan: {keys}")
+    return f"replanned run '{settings.run_name}' ({keys}): {moved:,} records of {', '.join(affected)} moved to {folder}"
+
+
+def _manifest(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    return json.loads(path.read_text(encoding="utf-8")).get("stages", {}) if path.exists() else {}
+
+
+def _mtime(paths: Any) -> float:
+    return max((p.stat().st_mtime for p in paths if p.is_file()), default=0.0)
+
+
+def _started(entries: list[dict[str, Any]]) -> float | None:
+    times = [datetime.fromisoformat(str(e["started_at"])).timestamp() for e in entries if e.get("started_at")]
+    return min(times, default=None)
+
+
+def stale_stages(run_dir: Path) -> dict[str, str]:
+    """Stages and notebooks marked complete whose inputs changed after they started (a review saved, an earlier
+    stage rerun or replanned): name -> the inputs that changed. They stay stale until they run again.
+
+    Only file times and the manifest are read, so `glan status` stays quick at any run size."""
+    run_dir = Path(run_dir)
+    manifest = _manifest(run_dir)
+    inputs: list[tuple[str, str, float]] = []  # (input, notebook that writes it, last change), in pipeline order
+    for name, stage in STAGES.items():
+        inputs.append((name, stage.notebook, _mtime(run_dir / f"{part}.jsonl" for part in _parts(name))))
+        if name == next(iter(STAGES)):  # the review is saved in the taxonomy's notebook, read by every later stage
+            inputs.append(("review", stage.notebook, _mtime((run_dir / REVIEWS).glob("*"))))
+    stale = {}
+    for name, info in manifest.items():
+        if info.get("status") not in _DONE:
+            continue
+        if name in STAGES:
+            upstream = inputs[: [i for i, _, _ in inputs].index(name)]
+            started = _started([manifest.get(part, {}) for part in _parts(name)])
+        elif info.get("kind") == "notebook":
+            upstream = [entry for entry in inputs if entry[1] < name]
+            started = _started([info])
+        else:
+            continue
+        changed = [what for what, _, when in upstream if started is not None and when > started]
+        if changed:
+            stale[name] = f"{', '.join(changed)} changed since it ran"
+    return stale

@@ -91,15 +91,28 @@ async def regenerate(
     old = [i for i in old if i not in gone]
     local = _with(settings, seed, model)
     tasks = list(_question_tasks(local, node_id, round_ * SAMPLE_STRIDE))
-    reports = [await run_pending(local, "questions", "questions", lambda: iter(tasks), questions.write_question)]
+    reports = [
+        await run_pending(
+            local, "questions", "questions", lambda: iter(tasks), questions.write_question, same_run=False
+        )
+    ]
     new_ids = {t.id for t in tasks}
     new_questions = [q for q in store.iter_records("questions") if q.task_id in new_ids]
-    reports.append(await run_pending(local, "answers", "answers", lambda: iter(new_questions), answers.write_answer))
+    reports.append(
+        await run_pending(
+            local, "answers", "answers", lambda: iter(new_questions), answers.write_answer, same_run=False
+        )
+    )
     new_pairs = [p for p in store.iter_records("answers") if p.question_id in {q.id for q in new_questions}]
     if judge:
         reports.append(
             await run_pending(
-                quality.judge_settings(local), "quality", "quality", lambda: iter(new_pairs), quality.judge_pair
+                quality.judge_settings(local),
+                "quality",
+                "quality",
+                lambda: iter(new_pairs),
+                quality.judge_pair,
+                same_run=False,
             )
         )
     store.write_config(config or settings.snapshot())  # the run's own settings stay in config.yaml

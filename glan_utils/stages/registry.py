@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from glan_utils.core.errors import ConfigError
 from glan_utils.core.records import Record
 from glan_utils.llm.batch import batch_mode, plan_pass
 from glan_utils.llm.client import LLMClient, open_client
@@ -85,6 +86,7 @@ class Stage:
     notebook: str
     count: Callable[[Settings], int] | None = None
     default_model: Callable[[Settings], str | None] | None = None  # when the section has no model of its own
+    parts: tuple[str, ...] = ()  # records files the stage writes before its own (e.g. `subject_rounds`)
 
     @property
     def name(self) -> str:
@@ -111,13 +113,70 @@ class Stage:
 # The settings every stage shares; a stage's snapshot updates these and its own section only, so `config.yaml`
 # ends up describing what every stage really ran with.
 SHARED_SETTINGS = ("run_name", "output_dir", "seed", "language", "llm", "embedded", "batch", "scale")
+# What shapes every stage's records, besides each stage's own section: a continued run must keep these.
+SHAPING_SETTINGS = ("seed", "language", "llm.model", "embedded.model")
+# Keys of a stage's section that change no record of it (which review to apply, where the judge is served).
+NOT_SHAPING = ("taxonomy.review_file", "quality.base_url")
 
 
-def open_store(settings: Settings, section: str) -> RunStore:
-    """The run's store, with the `section` settings (and the shared ones) merged into the run's `config.yaml`."""
+def _value(snapshot: dict[str, Any], dotted: str) -> Any:
+    node: Any = snapshot
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def identity_changes(previous: dict[str, Any], snapshot: dict[str, Any], sections: Iterable[str]) -> dict[str, Any]:
+    """The record-shaping keys whose value differs from the run's snapshot: key -> (was, now).
+
+    The shared keys always count (call this for a run with records); a section's own keys only for the
+    `sections` named (those of the stages with records), so settings of a stage not run yet may still change."""
+    keys = [*SHAPING_SETTINGS]
+    for section in sections:
+        old, new = previous.get(section), snapshot.get(section)
+        if isinstance(old, dict) and isinstance(new, dict):
+            keys += [f"{section}.{leaf}" for leaf in old if leaf in new and f"{section}.{leaf}" not in NOT_SHAPING]
+    return {
+        key: (_value(previous, key), _value(snapshot, key))
+        for key in keys
+        if key.split(".")[0] in previous and _value(previous, key) != _value(snapshot, key)
+    }
+
+
+class RunChanged(ConfigError):
+    """Settings that shape records differ from those the run's records were made with."""
+
+    def __init__(self, run_name: str, changes: dict[str, Any]) -> None:
+        keys = ", ".join(f"{key} {was!r} -> {now!r}" for key, (was, now) in changes.items())
+        super().__init__(
+            f"run '{run_name}' was made with other settings ({keys}): pick a new run name to keep both, or "
+            f"replace its records made with the old ones: glan run {run_name} --replan (in a notebook: "
+            "pipeline.replan(settings))"
+        )
+
+
+def check_identity(store: RunStore, settings: Settings, sections: Iterable[str]) -> None:
+    """Refuse settings that would mix records made two ways in one run (RunChanged names the keys)."""
+    if changes := identity_changes(store.read_config(), settings.snapshot(), sections):
+        raise RunChanged(settings.run_name, changes)
+
+
+def has_records(store: RunStore) -> bool:
+    """Whether any stage of the run has written records (the manifest says, without reading a file)."""
+    return any(info.get("records_written") for info in store.read_manifest().get("stages", {}).values())
+
+
+def open_store(settings: Settings, section: str, stage: str | None = None, *, same_run: bool = True) -> RunStore:
+    """The run's store, with the `section` settings (and the shared ones) merged into the run's `config.yaml`.
+
+    With `same_run`, when the run has records, the settings that shaped them (the shared ones; the section's own
+    when `stage` has records) must be unchanged: RunChanged otherwise, before anything is written. A
+    regeneration, which records its own seed and model, passes False."""
     store = RunStore(settings.run_dir)
     snapshot = settings.snapshot()
     previous = store.read_config()
+    if same_run and previous and has_records(store):
+        check_identity(store, settings, [section] if store.has_records(stage or section) else [])
     if previous:
         snapshot = previous | {key: snapshot[key] for key in (*SHARED_SETTINGS, section) if key in snapshot}
     store.write_config(snapshot)
@@ -166,6 +225,8 @@ async def run_pending(
     make_tasks: Callable[[], Iterable[Any]],
     work: StageWork,
     total: int | Callable[[], int] | None = None,
+    *,
+    same_run: bool = True,
 ) -> StageReport:
     """Run one stage's pending tasks; open the client only when there is something to do.
 
@@ -173,9 +234,9 @@ async def run_pending(
     finished stage does not read its inputs once more just to count them.
 
     With `llm.mode: batch` the pending tasks' calls first go through the Batch API; the run then completes
-    from its replies (and, for what it did not answer, as `batch.remainder` says).
+    from its replies (and, for what it did not answer, as `batch.remainder` says). `same_run` is `open_store`'s.
     """
-    store = open_store(settings, section)
+    store = open_store(settings, section, stage, same_run=same_run)
     done = store.done_task_ids(stage)
     if (planned := _count_if_all_done(make_tasks(), done)) is not None:
         return StageReport(stage, record_all_done(store, stage, planned))

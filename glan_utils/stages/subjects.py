@@ -368,4 +368,5 @@ STAGE = Stage(
     plan=plan,
     preview=preview,
     notebook="02_subjects",
+    parts=(STAGE_ROUNDS,),
 )
