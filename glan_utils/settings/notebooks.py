@@ -127,7 +127,9 @@ INTERACTIVE_RUN = "scratch"
 def notebook_settings(notebook: str, namespace: Mapping[str, Any]) -> Settings:
     """The settings of a numbered notebook from its parameters cell's names (`globals()` in the notebook); the
     run is `INTERACTIVE_RUN` when nothing names one."""
-    settings = derive_settings(namespace.get("config_path"), namespace, PARAMETERS[notebook], namespace.get("overrides"))
+    settings = derive_settings(
+        namespace.get("config_path"), namespace, PARAMETERS[notebook], namespace.get("overrides")
+    )
     if "run_name" not in settings.model_fields_set:
         settings = settings.model_copy(update={"run_name": INTERACTIVE_RUN})
     return settings
