@@ -22,7 +22,7 @@ import numpy as np
 from glan_utils.core.jsonl import iter_jsonl
 from glan_utils.settings import QualityFilterSettings
 from glan_utils.stages.questions import read_outside_plan
-from glan_utils.stages.rules import RULES, rule_flags
+from glan_utils.stages.rules import DROPPING, RULES, rule_flags
 from glan_utils.stages.superseded import superseded_ids
 
 OUTSIDE_PLAN, SUPERSEDED, LOW_SCORE, DISAGREED, SEMANTIC = (
@@ -69,7 +69,7 @@ def pair_reasons(
 ) -> list[str]:
     """Every reason (except semantic duplication, which needs the other pairs) to drop one pair."""
     reasons = [SUPERSEDED] if pair["id"] in gone or pair.get("question_id") in gone else []
-    dropping = set(RULES if cfg.drop_flags is None else cfg.drop_flags)
+    dropping = set(DROPPING if cfg.drop_flags is None else cfg.drop_flags)
     reasons += [flag for flag in rule_flags(pair, cfg) if flag in dropping]
     return reasons + verdict_reasons(verdict, cfg, code)
 

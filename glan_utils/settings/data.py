@@ -55,7 +55,9 @@ class QualityFilterSettings(Section):
 
     enabled: bool = Field(True, description="Apply the quality filters; false = keep every pair as the paper does.")
     min_score: float = Field(3.0, ge=1, le=5, description="Drop pairs whose mean judge score (1..5) is below this.")
-    drop_flags: list[str] | None = Field(None, description="Rule flags that drop a pair; null = every rule flag.")
+    drop_flags: list[str] | None = Field(
+        None, description="Rule flags that drop a pair; null = every rule that is not a warning (README table)."
+    )
     drop_disagreement: bool = Field(True, description="Drop pairs whose verifier disagreed with the final answer.")
     semantic_dedup: bool = Field(False, description="Also drop semantic near-duplicates (embedding cosine).")
     semantic_threshold: float = Field(0.9, gt=0, lt=1, description="Cosine at which two questions are semantic dupes.")
