@@ -134,6 +134,12 @@ def discover(notebook_dir: str | Path) -> list[Notebook]:
     return sorted(found, key=lambda nb: nb.number)
 
 
+def declared_notebooks() -> list[Notebook]:
+    """The numbered notebooks as the parameter map declares them, for commands run where no notebooks folder is
+    (`glan estimate` elsewhere): their parameters come from the map, never from a file."""
+    return [Notebook(Path(f"{stem}.ipynb"), int(stem[:2]), stem[3:]) for stem in PARAMETERS]
+
+
 def _find(notebooks: list[Notebook], ref: str) -> int:
     """Index of the notebook named by number ('2', '02'), name ('subjects') or stem ('02_subjects')."""
     for i, nb in enumerate(notebooks):
@@ -184,11 +190,16 @@ class RunPlan:
     params: dict[str, Any] = field(default_factory=dict)
     catalog: list[Notebook] = field(default_factory=list)
 
+    @property
+    def known(self) -> list[Notebook]:
+        """The notebooks whose parameter names count: the catalog, else the selection, else the declared ones."""
+        return self.catalog or self.notebooks or declared_notebooks()
+
     @cached_property
     def routed(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Split `params` into (notebook parameters, settings overrides); unknown names raise ConfigError, and so
         does a name that sets different keys in different notebooks (`temperature`), naming the keys to use."""
-        notebooks = self.catalog or self.notebooks
+        notebooks = self.known
         declared_names = set().union(*(nb.parameters for nb in notebooks))
         notebook_params, overrides = {}, {}
         for key, value in self.params.items():
@@ -215,7 +226,7 @@ class RunPlan:
         """The settings the notebooks will see (`derive_settings`, as in their settings cell), validated now so a
         bad key fails before any notebook runs."""
         notebook_params, overrides = self.routed
-        keys = {name: key for nb in self.catalog or self.notebooks for name, key in nb.keys.items()}
+        keys = {name: key for nb in self.known for name, key in nb.keys.items()}
         return derive_settings(self.config_path, {**notebook_params, "run_name": self.run_name}, keys, overrides)
 
     @property
