@@ -120,7 +120,9 @@ def test_hf_dataset_reloads_with_stratified_test(built):
         "question_type",
         "concepts",
         "language",
+        "turns",
     ]
+    assert set(dataset["train"]["turns"]) == {1}  # single-turn pairs: one user turn each
     assert (len(dataset["train"]), len(dataset["test"])) == (report.train, report.test) == (51, 9)
     assert sorted(dataset["test"]["discipline"]) == sorted(DISCIPLINES * 3)
     assert not set(dataset["train"]["id"]) & set(dataset["test"]["id"])

@@ -21,7 +21,7 @@ from glan_utils.train.sft import (
     load_exported_dataset,
     mean_tokens,
     prepare_dataset,
-    to_prompt_completion,
+    prompt_completions,
     train,
 )
 
@@ -119,10 +119,10 @@ def test_plan_warns_when_data_is_too_small_and_honours_max_steps() -> None:
 
 
 def test_prompt_completion_split_and_caps() -> None:
-    row = to_prompt_completion(qa_row(3, "train"))
+    [row] = prompt_completions(qa_row(3, "train"))
     assert [m["role"] for m in row["prompt"]] == ["user"] and row["completion"][0]["content"].endswith("number.")
     with pytest.raises(InputError, match="assistant"):
-        to_prompt_completion({"id": "x", "messages": [{"role": "user", "content": "q"}]})
+        prompt_completions({"id": "x", "messages": [{"role": "user", "content": "q"}]})
     data = DatasetDict(
         {
             "train": Dataset.from_list([qa_row(i, "train") for i in range(10)]),
@@ -184,6 +184,35 @@ def test_prompt_tokens_are_masked_in_the_collated_batch(smollm2, tmp_path: Path)
         answer = tokenizer.decode(ids[trained])
         assert answer.startswith("The code of item number") and "GLAN catalogue" not in answer
         assert "catalogue" in tokenizer.decode(ids[:first])
+
+
+@pytest.mark.timeout(120)
+def test_a_three_turn_chat_trains_every_assistant_turn_and_no_user_turn(smollm2, tmp_path: Path) -> None:
+    model, tokenizer = smollm2
+    users = ["What is 2 times 3 in the catalogue?", "Why not add them instead?", "And what is 4 times 3 then?"]
+    replies = ["Two times three is six.", "Multiplying repeats the addition: three plus three.", "Twelve, as 4 x 3."]
+    messages = [
+        turn
+        for user, reply in zip(users, replies, strict=True)
+        for turn in ({"role": "user", "content": user}, {"role": "assistant", "content": reply})
+    ]
+    settings = FinetuneSettings(**TINY | {"max_length": 512})
+    chats = DatasetDict({"train": Dataset.from_list([{"id": "chat", "messages": messages}])})
+    data = prepare_dataset(chats, settings)
+    assert [len(row["prompt"]) for row in data["train"]] == [1, 3, 5]  # one example per assistant turn
+    trainer = build_trainer(settings, data, tmp_path / "ft", model, tokenizer)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    trained, masked = [], []
+    for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"], strict=True):
+        on = labels != -100
+        assert (labels[on] == ids[on]).all() and not on[mask == 0].any()
+        trained.append(tokenizer.decode(ids[on]))
+        masked.append(tokenizer.decode(ids[~on & (mask == 1)]))
+    for i, reply in enumerate(replies):  # each reply is trained in exactly its own example
+        assert [reply in text for text in trained] == [j == i for j in range(3)], (reply, trained)
+        assert all(reply in text for text in masked[i + 1 :])  # and is context (masked) in the later ones
+    assert not any(user in text for user in users for text in trained)  # no user turn is ever trained
+    assert all(users[0] in text for text in masked)
 
 
 @pytest.mark.timeout(300)  # ~1 min on an idle 2-core machine; a guard, not a benchmark

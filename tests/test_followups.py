@@ -7,15 +7,21 @@ import json
 from collections import Counter
 
 import pytest
+from datasets import load_from_disk
 from support.sizes import TINY_RUN
 
 from glan_utils.core.errors import ConfigError
 from glan_utils.core.records import FollowUp, QAPair
+from glan_utils.data.build import build_dataset
+from glan_utils.data.decontaminate import planted_texts
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import FOLLOWUP_KINDS, load_settings
 from glan_utils.stages import followups, pipeline
 from glan_utils.testing import Behavior, OpenAIServer
+from glan_utils.testing.fake_json import WORDS, seeded_rng
 from glan_utils.testing.fake_payloads import default_content
+
+NOUNS = [f"{word}{i}" for word in WORDS for i in range(4)]
 
 
 @pytest.fixture
@@ -137,3 +143,49 @@ async def test_rule_checks_run_on_every_round(make_settings):
         await pipeline.run(settings, "followups")
     records = list(RunStore(settings.run_dir).iter_records("followups", FollowUp))
     assert records and all({"greeting", "submission_instructions"} <= set(r.flags) for r in records)
+
+
+def _chat_responder(body: dict) -> str:
+    """Student turns of distinct words (the same message for every second round); the tutor and the rest as usual."""
+    system, last = body["messages"][0]["content"], body["messages"][-1]["content"]
+    if "next message of a student" not in system:
+        return default_content(body)
+    if last.count("Tutor:") >= 2:
+        return json.dumps({"message": "Could you show those steps again for me, with more detail on each one?"})
+    words = seeded_rng(last).sample(NOUNS, 16)
+    return json.dumps({"message": "In my attempt I used " + " ".join(words) + ", is that right?", "mistake": "x"})
+
+
+async def test_export_writes_multi_turn_chats_deduplicated_and_decontaminated_over_every_turn(make_settings):
+    with OpenAIServer(models=["fake-model"], responder=_chat_responder) as server:
+        settings = make_settings(server.base_url, {**TINY_RUN, "followups.turns": 2, "dataset.quality.drop_flags": []})
+        await pipeline.run_until(settings, "answers")
+        await pipeline.run(settings, "followups")
+    store = RunStore(settings.run_dir)
+    rounds = followups.conversations(settings)
+    planted = next(iter(rounds.values()))[0]  # a benchmark item that one pair's first follow-up copies
+    report = build_dataset(store, settings.dataset, planted_texts([("gsm8k", planted.student)]))
+    assert report.contaminated == 1 and report.kept == len(rounds) - 1
+    rows = [json.loads(line) for split in ("train", "test") for line in store.path(f"dataset/{split}.jsonl").open()]
+    assert planted.pair_id not in {row["id"] for row in rows}
+    assert sorted(row["turns"] for row in rows) == [2] * (len(rows) - 1) + [3]  # round 2 repeats: kept once
+    pairs = {p.id: p for p in store.iter_records("answers", QAPair)}
+    for row in rows:
+        messages, done = row["messages"], rounds[row["id"]]
+        assert [m["role"] for m in messages] == ["user", "assistant"] * row["turns"]
+        assert messages[:2] == [
+            {"role": "user", "content": pairs[row["id"]].question},
+            {"role": "assistant", "content": pairs[row["id"]].answer},
+        ]
+        assert messages[2:] == [m for r in done[: row["turns"] - 1] for m in followups.round_messages(r)]
+    hf = load_from_disk(str(store.path("dataset/hf")))
+    exported = {row["id"]: row for split in hf.values() for row in split}
+    assert {i: (r["turns"], r["messages"]) for i, r in exported.items()} == {
+        row["id"]: (row["turns"], row["messages"]) for row in rows
+    }
+    # the same run without follow-ups: single-turn rows, exactly as before
+    off = settings.model_copy(update={"followups": settings.followups.model_copy(update={"turns": 0})})
+    await pipeline.run(off, "followups")
+    build_dataset(store, settings.dataset)
+    rows = [json.loads(line) for line in store.path("dataset/train.jsonl").open()]
+    assert rows and all(row["turns"] == 1 and len(row["messages"]) == 2 for row in rows)

@@ -31,6 +31,7 @@ from glan_utils.data.decontaminate import (
 )
 from glan_utils.data.dedup import EXACT, KEPT, NEAR, DedupResult, find_duplicates
 from glan_utils.data.export import flat_row, write_splits, write_table
+from glan_utils.data.followups import assistant_turns, attach_followups, followup_messages, user_turns
 from glan_utils.data.quality import filter_pairs
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import DatasetSettings
@@ -78,6 +79,11 @@ def iter_answers(store: RunStore) -> Iterator[dict[str, Any]]:
     if not path.exists():
         raise InputError(f"no QA pairs to build a data set from: {path} does not exist (run the answers stage)")
     return iter_jsonl(path)
+
+
+def conversations(store: RunStore, settings: DatasetSettings) -> Iterator[dict[str, Any]]:
+    """The stored QA pairs, each with the follow-up messages the data set keeps (see `data.followups`)."""
+    return attach_followups(iter_answers(store), followup_messages(store, settings.quality.drop_flags))
 
 
 def _work(store: RunStore) -> Path:
@@ -131,7 +137,8 @@ def _decontaminate_step(
         np.save(work / "contaminated.npy", np.zeros(len(alive), bool))
         return {"records": len(alive), "contaminated": 0, "benchmarks": {}, "examples": []}
     index = BenchmarkIndex.from_texts(texts(), cfg.ngram) if texts else load_index(cfg)
-    result = scan(((r["question"], r["answer"]) for r in iter_answers(store)), index, cfg)
+    turns = (("\n".join(user_turns(r)), "\n".join(assistant_turns(r))) for r in conversations(store, settings))
+    result = scan(turns, index, cfg)
     removed = result.contaminated(cfg.min_matches) & alive
     np.save(work / "contaminated.npy", removed)
     ids = {i: r["id"] for i, r in _texts_at(store, {e.record for e in result.examples}).items()}
@@ -171,7 +178,7 @@ def _export_step(store: RunStore, settings: DatasetSettings, work: Path, _: Text
     keep &= ~np.load(work / "quality.npy")
     out_dir = store.path("dataset")
     out_dir.mkdir(parents=True, exist_ok=True)
-    kept_rows = (flat_row(r) for i, r in enumerate(iter_answers(store)) if keep[i])
+    kept_rows = (flat_row(r) for i, r in enumerate(conversations(store, settings)) if keep[i])
     kept = write_table(kept_rows, work / "kept.parquet", settings.export.chunk_size)
     sizes = write_splits(work / "kept.parquet", out_dir, settings.export)
     (work / "kept.parquet").unlink()

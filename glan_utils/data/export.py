@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from glan_utils.core.errors import SetupError
@@ -39,12 +40,13 @@ _TEXT_AND_PLACE = (
     "difficulty",
     "question_type",
 )
-HF_COLUMNS = ("id", "messages", *_TEXT_AND_PLACE, "concepts", "language")
+HF_COLUMNS = ("id", "messages", *_TEXT_AND_PLACE, "concepts", "language", "turns")
 SPLITS = ("train", "test")
-_CHAT_COLUMNS = [name for name in HF_COLUMNS if name != "messages"]
+_CHAT_COLUMNS = [name for name in HF_COLUMNS if name not in ("messages", "turns")]
 MAX_SHARD_BYTES = 500 * 10**6
 """Arrow shard size of `hf/`, as `datasets`' `save_to_disk` default (500MB)."""
 _STR = pa.string()
+_MESSAGES = pa.list_(pa.struct([("role", _STR), ("content", _STR)]))
 PARQUET_SCHEMA = pa.schema(
     [(name, _STR) for name in ("id", "split", *_TEXT_AND_PLACE)]
     + [("concepts", pa.list_(_STR)), ("language", _STR), ("session_indices", pa.list_(pa.int32()))]
@@ -67,6 +69,7 @@ PARQUET_SCHEMA = pa.schema(
             "created_at",
         )
     ]
+    + [("followups", _MESSAGES)]  # the chat turns of the follow-up rounds after the answer (none: single-turn)
 )
 
 
@@ -133,13 +136,17 @@ def choose_test(id_hashes: np.ndarray, discipline_keys: np.ndarray, settings: Ex
 
 
 def _chat_lines(rows: pa.RecordBatch) -> Iterator[str]:
-    """JSONL lines: `messages` (user question, assistant answer) plus the metadata columns."""
-    for row in rows.select(_CHAT_COLUMNS).to_pylist():
+    """JSONL lines: `messages` (user question, assistant answer, then any follow-up rounds), the metadata columns
+    and `turns` (user turns: 1 for a single-turn pair)."""
+    for row in rows.select([*_CHAT_COLUMNS, "followups"]).to_pylist():
+        followups = row.pop("followups") or []
         messages = [
             {"role": "user", "content": row["question"]},
             {"role": "assistant", "content": row["answer"]},
+            *followups,
         ]
-        yield json.dumps({"id": row.pop("id"), "messages": messages} | row, ensure_ascii=False) + "\n"
+        line = {"id": row.pop("id"), "messages": messages} | row | {"turns": 1 + len(followups) // 2}
+        yield json.dumps(line, ensure_ascii=False) + "\n"
 
 
 def hf_features() -> Any:
@@ -147,18 +154,27 @@ def hf_features() -> Any:
     from datasets import Features, List, Value
 
     text = Value("string")
-    lists = {"messages": List({"role": text, "content": text}), "concepts": List(text)}
+    lists = {"messages": List({"role": text, "content": text}), "concepts": List(text), "turns": Value("int32")}
     return Features({name: lists.get(name, text) for name in HF_COLUMNS})
 
 
-def chat_messages(question: pa.Array, answer: pa.Array) -> pa.Array:
-    """The `messages` column, built column-wise: [{user: question}, {assistant: answer}] per row."""
+def chat_messages(question: pa.Array, answer: pa.Array, followups: pa.Array | None = None) -> pa.Array:
+    """The `messages` column, built column-wise: [{user: question}, {assistant: answer}, *follow-ups] per row."""
     n = len(question)
     order = np.arange(2 * n).reshape(2, n).T.ravel()  # q0, a0, q1, a1, ...
     content = pa.concat_arrays([question, answer]).take(pa.array(order))
     role = pa.array(np.tile(np.array(["user", "assistant"], object), n), _STR)
     turns = pa.StructArray.from_arrays([role, content], names=["role", "content"])
-    return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), turns)
+    messages = pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), turns)
+    if followups is None or not followup_counts(followups).any():
+        return messages
+    rows = [first + (more or []) for first, more in zip(messages.to_pylist(), followups.to_pylist(), strict=True)]
+    return pa.array(rows, messages.type)
+
+
+def followup_counts(followups: pa.Array) -> np.ndarray:
+    """Messages each row's follow-up rounds add (0 for a single-turn row)."""
+    return pc.list_value_length(followups).fill_null(0).to_numpy(zero_copy_only=False)
 
 
 class HfSplitWriter:
@@ -188,8 +204,9 @@ class HfSplitWriter:
         """Append kept rows (a batch of the flat table) as HF rows."""
         if not batch.num_rows:
             return
-        columns = {name: batch[name] for name in HF_COLUMNS if name != "messages"}
-        columns["messages"] = chat_messages(batch["question"], batch["answer"])
+        columns = {name: batch[name] for name in _CHAT_COLUMNS}
+        columns["messages"] = chat_messages(batch["question"], batch["answer"], batch["followups"])
+        columns["turns"] = pa.array(1 + followup_counts(batch["followups"]) // 2, pa.int32())
         rows = pa.RecordBatch.from_arrays([columns[name] for name in HF_COLUMNS], names=list(HF_COLUMNS))
         rows = rows.cast(self.schema)
         if self._shard_bytes and self._shard_bytes + rows.nbytes > self.max_shard_bytes:

@@ -14,7 +14,7 @@ A task is one pair at one `turns`: a run with more turns is a new task whose ear
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -78,9 +78,12 @@ def draw_kind(seed: int, pair_id: str, turn: int, kinds: list[str], later: list[
 def history(pair: QAPair, rounds: list[FollowUp]) -> list[dict[str, str]]:
     """The conversation so far as chat messages: the question, the answer, then each round's two turns."""
     messages = [{"role": "user", "content": pair.question}, {"role": "assistant", "content": pair.answer}]
-    for done in rounds:
-        messages += [{"role": "user", "content": done.student}, {"role": "assistant", "content": done.tutor}]
-    return messages
+    return messages + [m for done in rounds for m in round_messages(done)]
+
+
+def round_messages(record: FollowUp) -> list[dict[str, str]]:
+    """One round as two chat messages: the student's as `user`, the tutor's as `assistant`."""
+    return [{"role": "user", "content": record.student}, {"role": "assistant", "content": record.tutor}]
 
 
 def student_prompt(task: Conversation, rounds: list[FollowUp], kind: str, concept: str) -> RenderedPrompt:
@@ -193,21 +196,26 @@ def conversation_tasks(settings: Settings) -> Iterator[Conversation]:
         yield Conversation(pair, sessions, later_concepts(syllabus, pair), turns)
 
 
-def conversations(settings: Settings) -> dict[str, list[FollowUp]]:
-    """Per pair id, its rounds 1..`followups.turns` in order (the last record of a round wins; a pair whose
-    rounds stop early keeps the rounds before the gap)."""
-    turns = settings.followups.turns
-    latest: dict[tuple[str, int], FollowUp] = {}
-    if turns and RunStore(settings.run_dir).records_path(NAME).exists():
-        for record in kept_records(settings, NAME):
-            if record.turn <= turns:
-                latest[record.pair_id, record.turn] = record
+def rounds_by_pair(
+    records: Iterable[FollowUp], turns: int, drop_flags: Container[str] = ()
+) -> dict[str, list[FollowUp]]:
+    """Per pair id, its rounds 1..`turns` in order. The last record of a round wins (a rerun's); a conversation
+    ends before a missing round or one with a flag in `drop_flags`, and a pair with no round left is absent."""
+    latest = {(r.pair_id, r.turn): r for r in records if r.turn <= turns}
     out: dict[str, list[FollowUp]] = {}
     for (pair_id, turn), record in sorted(latest.items()):
         rounds = out.setdefault(pair_id, [])
-        if len(rounds) == turn - 1:
+        if len(rounds) == turn - 1 and not any(flag in drop_flags for flag in record.flags):
             rounds.append(record)
-    return out
+    return {pair_id: rounds for pair_id, rounds in out.items() if rounds}
+
+
+def conversations(settings: Settings) -> dict[str, list[FollowUp]]:
+    """Per kept pair id, its rounds 1..`followups.turns` (see `rounds_by_pair`)."""
+    turns = settings.followups.turns
+    if not turns or not RunStore(settings.run_dir).records_path(NAME).exists():
+        return {}
+    return rounds_by_pair(kept_records(settings, NAME), turns)
 
 
 async def run(settings: Settings) -> StageReport:

@@ -1,7 +1,8 @@
 """Response-only supervised fine-tuning (paper §3) on the exported GLAN data set.
 
-The data set's `messages` become TRL's conversational prompt/completion pairs; TRL applies the model's chat
-template and `completion_only_loss` masks the prompt tokens (label -100), so the loss is on answers only.
+The data set's `messages` become TRL's conversational prompt/completion pairs, one per assistant turn (a
+multi-turn chat gives one per tutor reply); TRL applies the model's chat template and `completion_only_loss` masks
+the prompt tokens (label -100), so the loss is on assistant turns only, never on a user turn.
 LoRA via peft by default, full fine-tuning as an option; one code path runs the CPU demo and the paper recipe.
 """
 
@@ -34,16 +35,30 @@ def load_exported_dataset(run_dir: str | Path) -> DatasetDict:
     return load_from_disk(str(path))
 
 
-def to_prompt_completion(example: dict[str, Any]) -> dict[str, Any]:
-    """Chat `messages` -> TRL conversational prompt (all but the last turn) and completion (the answer)."""
+def prompt_completions(example: dict[str, Any]) -> list[dict[str, Any]]:
+    """Chat `messages` -> one TRL conversational prompt/completion per assistant turn: the prompt is every turn
+    before it, the completion the turn itself. So a multi-turn chat puts the loss on each assistant turn once and
+    on no user turn (a single-turn pair gives exactly one example, as before)."""
     messages = example["messages"]
     if len(messages) < 2 or messages[-1]["role"] != "assistant":
         raise InputError(f"example {example.get('id', '?')}: messages must end with an assistant answer")
-    return {"prompt": messages[:-1], "completion": messages[-1:]}
+    return [
+        {"prompt": messages[:i], "completion": [message]}
+        for i, message in enumerate(messages)
+        if message["role"] == "assistant" and i
+    ]
+
+
+def _expand(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    rows = [
+        row for i in range(len(batch["messages"])) for row in prompt_completions({k: v[i] for k, v in batch.items()})
+    ]
+    return {"prompt": [r["prompt"] for r in rows], "completion": [r["completion"] for r in rows]}
 
 
 def prepare_dataset(data: DatasetDict, settings: FinetuneSettings) -> DatasetDict:
-    """Prompt/completion splits, capped (seeded sample) at `max_train_examples` / `max_eval_examples`."""
+    """Prompt/completion splits (one example per assistant turn), from chats capped (seeded sample) at
+    `max_train_examples` / `max_eval_examples`."""
     if "train" not in data or len(data["train"]) == 0:
         raise InputError("the exported data set has no training examples")
     caps = {"train": settings.max_train_examples, "test": settings.max_eval_examples}
@@ -54,7 +69,7 @@ def prepare_dataset(data: DatasetDict, settings: FinetuneSettings) -> DatasetDic
         ds = data[split]
         if cap is not None and len(ds) > cap:
             ds = ds.shuffle(seed=settings.seed).select(range(cap))
-        out[split] = ds.map(to_prompt_completion, remove_columns=ds.column_names)
+        out[split] = ds.map(_expand, batched=True, remove_columns=ds.column_names)
     return DatasetDict(out)
 
 
