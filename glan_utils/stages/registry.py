@@ -115,8 +115,9 @@ class Stage:
 SHARED_SETTINGS = ("run_name", "output_dir", "seed", "language", "llm", "embedded", "batch", "scale")
 # What shapes every stage's records, besides each stage's own section: a continued run must keep these.
 SHAPING_SETTINGS = ("seed", "language", "llm.model", "embedded.model")
-# Keys of a stage's section that change no record of it (which review to apply, where the judge is served).
-NOT_SHAPING = ("taxonomy.review_file", "quality.base_url")
+# Keys of a stage's section that change no record of it (which review to apply, where the judge is served, how many
+# follow-up rounds: a round's draw depends on (seed, pair, turn) only, so more turns keep the earlier rounds).
+NOT_SHAPING = ("taxonomy.review_file", "quality.base_url", "followups.turns")
 
 
 def _value(snapshot: dict[str, Any], dotted: str) -> Any:
