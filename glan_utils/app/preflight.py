@@ -14,11 +14,10 @@ from urllib.parse import urlsplit
 
 from glan_utils.app.runner import RunPlan
 from glan_utils.core.errors import ConfigError, SetupError
-from glan_utils.llm.endpoints import EndpointConnectionError, EndpointStatusError, EndpointTimeout, list_models
+from glan_utils.llm.endpoints import check_endpoint
 from glan_utils.settings import Settings, api_key
 
 PROBE_TIMEOUT_S = 10.0
-_STATUS = {401: "authentication failed (check the API key)", 403: "permission denied"}
 
 
 def is_local(url: str) -> bool:
@@ -45,19 +44,6 @@ def _models_wanted(settings: Settings) -> set[str]:
     return {m for m in {settings.llm.model, *stage_models} if m}
 
 
-async def _probe(url: str, key: str | None, timeout_s: float) -> list[str]:
-    try:
-        return await list_models(url, key=key, timeout_s=timeout_s)
-    except EndpointConnectionError as exc:
-        raise SetupError(f"endpoint not reachable: {exc}") from None
-    except EndpointTimeout as exc:
-        raise SetupError(f"endpoint timed out: {exc}") from None
-    except EndpointStatusError as exc:
-        if exc.status in _STATUS:
-            raise SetupError(f"endpoint {url}: {_STATUS[exc.status]}") from None
-        return []  # endpoints that do not list models: the first call will tell
-
-
 def check_endpoints(settings: Settings) -> None:
     """Each configured endpoint: key present when remote, reachable, serving every model the stages name."""
     llm = settings.llm
@@ -70,10 +56,9 @@ def check_endpoints(settings: Settings) -> None:
     for url in urls:
         if key is None and not is_local(url):
             raise SetupError(f"no API key for {url}: set the environment variable {llm.api_key_env}")
-        served = asyncio.run(_probe(url, key, min(llm.timeout_s, PROBE_TIMEOUT_S)))
-        missing = sorted(_models_wanted(settings) - set(served)) if served else []
-        if missing:
-            raise SetupError(f"model '{missing[0]}' is not served by {url} (it serves: {', '.join(served[:5])})")
+        asyncio.run(
+            check_endpoint(url, _models_wanted(settings), key=key, timeout_s=min(llm.timeout_s, PROBE_TIMEOUT_S))
+        )
 
 
 def preflight(plan: RunPlan) -> Settings:

@@ -30,7 +30,13 @@ from glan_utils.core.errors import GlanError, SetupError
 from glan_utils.core.ids import content_hash
 from glan_utils.core.paths import LEDGER, ensure_writable_dir
 from glan_utils.llm.cache import ResponseCache
-from glan_utils.llm.endpoints import EndpointError, EndpointPool, EndpointStatusError, EndpointTimeout
+from glan_utils.llm.endpoints import (
+    EndpointError,
+    EndpointPool,
+    EndpointStatusError,
+    EndpointTimeout,
+    check_endpoint,
+)
 from glan_utils.llm.ledger import Budget, Ledger, call_cost, price_of, read_ledger
 from glan_utils.llm.limits import AdaptiveLimit, Pacer, pause_hint
 from glan_utils.llm.prompts import RenderedPrompt
@@ -39,7 +45,6 @@ from glan_utils.llm.structured import ParseError, parse, reask_messages, respons
 from glan_utils.settings import LLMSettings, Settings, api_key
 from glan_utils.settings.llm import endpoint_kind
 
-AUTH_STATUS = {**ALWAYS_FATAL, 403: "permission denied"}
 # pydantic takes ~0.3 ms to build a schema's JSON schema, and every call (cache hits too) needs it for its key:
 # build it once per schema class; the shared dict is only ever read (hashed, serialised, copied), never changed
 _response_format = lru_cache(maxsize=256)(response_format)
@@ -162,13 +167,7 @@ class LLMClient:
         self.stage = stage
         self.endpoint_id = endpoint_id
         self.extra_body = {**(extra_body or {}), **settings.extra_body}
-        self._sdk = openai.AsyncOpenAI(
-            base_url=base_url,
-            api_key=key or "no-key",
-            max_retries=0,
-            timeout=settings.timeout_s,
-            http_client=openai.DefaultAioHttpClient(),
-        )
+        self.key = key
         self.endpoints = EndpointPool(
             replicas or [base_url], key=key, concurrency=settings.concurrency, timeout_s=settings.timeout_s
         )
@@ -191,19 +190,7 @@ class LLMClient:
 
     async def check(self) -> None:
         """Fail fast, in one line, when the endpoint is down or does not serve the model."""
-        try:
-            listing = await self._sdk.models.list()
-        except openai.APIStatusError as exc:
-            if exc.status_code in AUTH_STATUS:
-                raise SetupError(f"endpoint {self.base_url}: {AUTH_STATUS[exc.status_code]}") from None
-            return  # some endpoints (e.g. Azure deployments) do not list models; the first call will tell
-        except openai.APIError as exc:
-            raise SetupError(f"endpoint {self.base_url} is not reachable ({_describe(exc)})") from None
-        served = [m.id for m in listing.data]
-        if served and self.model not in served:
-            raise SetupError(
-                f"model '{self.model}' is not served by {self.base_url} (it serves: {', '.join(served[:5])})"
-            )
+        await check_endpoint(self.base_url, [self.model], key=self.key, timeout_s=self.settings.timeout_s)
 
     def request(
         self,
@@ -439,7 +426,6 @@ class LLMClient:
         return completion
 
     async def aclose(self) -> None:
-        await self._sdk.close()
         await self.endpoints.aclose()
 
 

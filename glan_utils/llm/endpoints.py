@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import aiohttp
 
+from glan_utils.core.errors import SetupError
+
 Policy = Literal["least_in_flight", "round_robin"]
 
 
@@ -129,6 +131,31 @@ async def list_models(base_url: str, *, key: str | None = None, timeout_s: float
         return [str(m.get("id")) for m in json.loads(raw).get("data") or []]
     except (ValueError, AttributeError):
         return []
+
+
+AUTH_PROBLEMS = {401: "authentication failed (check the API key)", 403: "permission denied"}
+
+
+async def check_endpoint(base_url: str, models: Collection[str], *, key: str | None, timeout_s: float) -> None:
+    """Fail fast, in one SetupError line, when an endpoint is down, refuses the key or serves none of `models`.
+
+    The one model check (the client before its first call, `glan run` before any notebook), over the same HTTP
+    stack as the calls. An endpoint that does not list models (e.g. Azure deployments) passes: the first call
+    will tell.
+    """
+    try:
+        served = await list_models(base_url, key=key, timeout_s=timeout_s)
+    except EndpointConnectionError as exc:
+        raise SetupError(f"endpoint not reachable: {exc}") from None
+    except EndpointTimeout as exc:
+        raise SetupError(f"endpoint timed out: {exc}") from None
+    except EndpointStatusError as exc:
+        if exc.status in AUTH_PROBLEMS:
+            raise SetupError(f"endpoint {base_url}: {AUTH_PROBLEMS[exc.status]}") from None
+        return
+    missing = sorted(set(models) - set(served)) if served else []
+    if missing:
+        raise SetupError(f"model '{missing[0]}' is not served by {base_url} (it serves: {', '.join(served[:5])})")
 
 
 class EndpointPool:
