@@ -198,5 +198,5 @@ async def test_answers_outside_the_plan_leave_the_data_set(openai_server, tmp_pa
     report = build_dataset(RunStore(two.run_dir), two.dataset)
     planned = {q.id for q in current_questions(two)}
     kept = pq.read_table(two.run_dir / "dataset" / "qa.parquet", columns=["question_id"])["question_id"].to_pylist()
-    assert report.records == 4 * syllabi and report.quality_removed == 2 * syllabi
+    assert report.excluded == {"outside_plan": 2 * syllabi} and report.records == 2 * syllabi
     assert set(kept) == planned and len(kept) == 2 * syllabi

@@ -60,15 +60,36 @@ def test_remove_cascades_to_the_subtree(nodes):
     assert names(kept) == {"Humanities", "History", "Ancient History"}
 
 
-def test_rename_rebuilds_paths_and_ids_below(nodes):
+def test_rename_rebuilds_paths_and_keeps_ids(nodes):
     review = Review(reviewer="ann")
     review.decide(named(nodes, "Physics").id, "rename", "Physical Sciences")
     kept = apply_review(nodes, review)
     renamed = named(kept, "Physical Sciences")
     quantum = named(kept, "Quantum Mechanics")
     assert quantum.path == ["Natural Sciences", "Physical Sciences", "Quantum Mechanics"]
-    assert quantum.parent_id == renamed.id != named(nodes, "Physics").id
-    assert quantum.id != named(nodes, "Quantum Mechanics").id  # ids follow content
+    assert quantum.parent_id == renamed.id == named(nodes, "Physics").id  # the name is display data
+    assert quantum.id == named(nodes, "Quantum Mechanics").id
+
+
+def test_move_regenerate_and_nested_additions(nodes):
+    review = Review(reviewer="ann")
+    quantum, history = named(nodes, "Quantum Mechanics"), named(nodes, "History")
+    review.decide(quantum.id, "move", new_parent_id=history.id)
+    review.decide(named(nodes, "Classical Mechanics").id, "move", new_parent_id=named(nodes, "Humanities").id)
+    review.decide(named(nodes, "Chemistry").id, "regenerate", "Chemical Sciences")
+    review.add(named(nodes, "Natural Sciences").id, "Life Sciences")
+    life = next(a.node_id for a in review.additions)
+    review.add(life, "Biology")
+    kept = apply_review(nodes, review)
+    moved = named(kept, "Quantum Mechanics")
+    assert moved.id == quantum.id and moved.parent_id == history.id and moved.path[:2] == ["Humanities", "History"]
+    assert named(kept, "Classical Mechanics").path[1] == "Physics"  # a move one level off is not applied
+    chemistry, organic = named(kept, "Chemical Sciences"), named(kept, "Organic Chemistry")
+    assert chemistry.id != named(nodes, "Chemistry").id and organic.id != named(nodes, "Organic Chemistry").id
+    biology = named(kept, "Biology")
+    assert biology.level == "discipline" and biology.path == ["Natural Sciences", "Life Sciences", "Biology"]
+    review.decide(named(nodes, "Natural Sciences").id, "rename", "Sciences")  # additions keep their ids
+    assert named(apply_review(nodes, review), "Biology").id == biology.id
 
 
 def test_added_child_takes_the_next_level(nodes):

@@ -1,5 +1,11 @@
 """Stage 6, the data set: dedup -> decontaminate -> quality -> export (+ card), from a run's `answers.jsonl`.
 
+Only the pairs of the run's current plan (`plan.json`, `outside_plan.json`) go in, train and GLAN-Test alike,
+under their disciplines' current names: a pair of a discipline the taxonomy or its review no longer keeps is
+left out as `not_in_taxonomy`; one of a subject, syllabus or question slot the current settings no longer plan,
+as `outside_plan`. The report, the card and the manifest say how many, and which taxonomy and review version the
+data set was built from.
+
 Each step streams the records once and leaves its result in `<run>/dataset.work/` (a few bytes per record), so
 the steps can run in separate processes (the scale benchmark does) and memory stays flat as the record count
 grows. The quality step (`data.quality`, not in the paper) drops pairs by rule flags, judge score, verifier
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,8 +42,11 @@ from glan_utils.data.followups import assistant_turns, attach_followups, followu
 from glan_utils.data.quality import filter_pairs
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import DatasetSettings
+from glan_utils.stages.questions import read_outside_plan
+from glan_utils.stages.selection import read_plan
 
 STEPS = ("dedup", "decontaminate", "quality", "export")
+NOT_IN_TAXONOMY, OUTSIDE_PLAN = "not_in_taxonomy", "outside_plan"  # why a stored pair is not in the plan
 TextSource = Callable[[], Iterable[BenchmarkText]]
 
 
@@ -68,13 +78,39 @@ class DatasetReport(BaseModel):
     examples: list[Removal]
     counts: list[dict[str, Any]]
     quality: dict[str, Any] = Field(default_factory=dict, description="Quality removals by reason and discipline.")
+    excluded: dict[str, int] = Field(default_factory=dict, description="Stored pairs left out of the plan, by reason.")
+    built_from: dict[str, Any] = Field(default_factory=dict, description="The taxonomy and review versions used.")
     steps: dict[str, dict[str, float]]
     settings: dict[str, Any]
     dataset_dir: str
 
 
-def iter_answers(store: RunStore) -> Iterator[dict[str, Any]]:
-    """Stored QA pairs as plain dicts, in file order (no per-record validation: millions must stream fast)."""
+class PlanFilter:
+    """Which stored pairs the run's current plan has, and the current names of their field, sub-field and
+    discipline (a run without `plan.json`, made before plans were recorded, keeps every pair)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        plan = read_plan(run_dir)
+        self.disciplines: dict[str, list[str]] | None = plan.get("disciplines")
+        self.subjects = set(plan["subjects"]) if plan.get("subjects") is not None else None
+        self.outside = read_outside_plan(run_dir)
+        self.version = {"taxonomy_version": plan.get("taxonomy_version"), "review": plan.get("review")}
+
+    def reason(self, row: dict[str, Any]) -> str | None:
+        """Why a pair is left out (None: it is in the plan)."""
+        if self.disciplines is not None and row.get("discipline_id") not in self.disciplines:
+            return NOT_IN_TAXONOMY
+        if self.subjects is not None and row.get("subject_id") not in self.subjects:
+            return OUTSIDE_PLAN
+        return OUTSIDE_PLAN if row.get("question_id") in self.outside else None
+
+    def named(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The pair under its discipline's current path (a rename or a move shows in the data set)."""
+        path = (self.disciplines or {}).get(row.get("discipline_id", ""), [])
+        return row | dict(zip(("field", "subfield", "discipline")[-len(path) :], path, strict=True)) if path else row
+
+
+def _stored_answers(store: RunStore) -> Iterator[dict[str, Any]]:
     path = store.records_path("answers")
     if not path.exists():
         raise InputError(f"no QA pairs to build a data set from: {path} does not exist (run the answers stage)")
@@ -84,6 +120,18 @@ def iter_answers(store: RunStore) -> Iterator[dict[str, Any]]:
 def conversations(store: RunStore, settings: DatasetSettings) -> Iterator[dict[str, Any]]:
     """The stored QA pairs, each with the follow-up messages the data set keeps (see `data.followups`)."""
     return attach_followups(iter_answers(store), followup_messages(store, settings.quality.drop_flags))
+
+
+def iter_answers(store: RunStore) -> Iterator[dict[str, Any]]:
+    """The plan's QA pairs as plain dicts, in file order (no per-record validation: millions must stream fast)."""
+    plan = PlanFilter(store.root)
+    return (plan.named(row) for row in _stored_answers(store) if plan.reason(row) is None)
+
+
+def excluded(store: RunStore) -> dict[str, int]:
+    """How many stored pairs the plan leaves out, by reason."""
+    plan = PlanFilter(store.root)
+    return dict(Counter(reason for row in _stored_answers(store) if (reason := plan.reason(row))))
 
 
 def _work(store: RunStore) -> Path:
@@ -120,6 +168,8 @@ def _dedup_step(store: RunStore, settings: DatasetSettings, work: Path, _: TextS
     ]
     return {
         "records": len(result.reason),
+        "excluded": excluded(store),
+        "built_from": PlanFilter(store.root).version,
         "exact_duplicates": result.count(EXACT),
         "near_duplicates": result.count(NEAR),
         "lsh": f"{result.bands} bands x {result.rows} rows, "
@@ -232,6 +282,8 @@ def write_report(store: RunStore, settings: DatasetSettings) -> DatasetReport:
         examples=dedup["examples"] + decontam["examples"] + [_quality_example(e) for e in quality["examples"]],
         counts=[],
         quality={k: quality[k] for k in ("by_reason", "by_discipline")},
+        excluded=dedup.get("excluded", {}),
+        built_from=dedup.get("built_from", {}),
         steps={s: summary["timing"] for s, summary in zip(STEPS, (dedup, decontam, quality, export), strict=True)},
         settings=settings.model_dump(mode="json"),
         dataset_dir=str(store.path("dataset")),
@@ -248,6 +300,8 @@ def write_report(store: RunStore, settings: DatasetSettings) -> DatasetReport:
         kept=report.kept,
         train=report.train,
         test=report.test,
+        excluded=report.excluded,
+        **report.built_from,
     )
     return report
 

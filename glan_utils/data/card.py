@@ -151,6 +151,18 @@ def _removals(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\nPer benchmark:\n\n" + _table(bench, ["benchmark", "flagged", "removed"])
 
 
+def _plan(report: dict[str, Any]) -> str:
+    """Which taxonomy and review the data set follows, and the stored pairs it leaves out for that, by reason."""
+    built = report.get("built_from") or {}
+    version = (
+        f"Built from taxonomy version `{built.get('taxonomy_version')}` and review `{built.get('review') or 'none'}`"
+        " (the run's `plan.json`): only pairs under the kept disciplines and in the current plan of every stage,"
+        " train and test alike, under the disciplines' current names."
+    )
+    left = [{"reason": reason, "pairs": n} for reason, n in (report.get("excluded") or {}).items()]
+    return version + ("\n\nStored pairs left out:\n\n" + _table(left, ["reason", "pairs"]) if left else "")
+
+
 def _quality(report: dict[str, Any]) -> str:
     """Pairs the quality filter removed (not in the paper), by reason and per discipline."""
     quality = report.get("quality") or {}
@@ -185,6 +197,7 @@ def render_card(
         + _table(counts, ["split", "discipline", "difficulty", "records"]),
         "## Models and prompts\n\n" + _table(stats["prompts"], ["stage", "prompt", "hash", "model", "records"]),
         "## Sampling settings\n\n" + _sampling(run_dir, stats),
+        "## Taxonomy version and plan\n\n" + _plan(report),
         "## Deduplication and decontamination\n\n" + _removals(report),
         "## Quality filter\n\n" + _quality(report),
         "## Cost\n\n" + _cost(run_dir),

@@ -21,18 +21,16 @@ import numpy as np
 
 from glan_utils.core.jsonl import iter_jsonl
 from glan_utils.settings import QualityFilterSettings
-from glan_utils.stages.questions import read_outside_plan
 from glan_utils.stages.rules import DROPPING, RULES, rule_flags
 from glan_utils.stages.superseded import superseded_ids
 
-OUTSIDE_PLAN, SUPERSEDED, LOW_SCORE, DISAGREED, SEMANTIC = (
-    "outside_plan",
+SUPERSEDED, LOW_SCORE, DISAGREED, SEMANTIC = (
     "superseded",
     "low_judge_score",
     "verifier_disagreement",
     "semantic_near_duplicate",
 )
-REASONS: tuple[str, ...] = (OUTSIDE_PLAN, SUPERSEDED, *RULES, LOW_SCORE, DISAGREED, SEMANTIC)
+REASONS: tuple[str, ...] = (SUPERSEDED, *RULES, LOW_SCORE, DISAGREED, SEMANTIC)
 Embedder = Callable[[Sequence[str]], np.ndarray]
 
 
@@ -103,7 +101,8 @@ def filter_pairs(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """(removed mask, summary) over `pairs` in file order; only `alive` pairs (kept so far) are judged."""
     removed = np.zeros(len(alive), bool)
-    outside = read_outside_plan(run_dir)  # left out even with the quality filter off: the plan decides
+    if not cfg.enabled:
+        return removed, _summary(Counter(), Counter(), [], 0)
     verdicts, gone, code = latest_verdicts(run_dir), superseded_ids(run_dir), latest_verifications(run_dir)
     by_reason: Counter[str] = Counter()
     per_discipline: Counter[tuple[str, str]] = Counter()
@@ -112,12 +111,7 @@ def filter_pairs(
     for i, pair in enumerate(pairs):
         if not alive[i]:
             continue
-        if pair.get("question_id") in outside:
-            reasons = [OUTSIDE_PLAN]
-        elif cfg.enabled:
-            reasons = pair_reasons(pair, verdicts.get(pair["id"]), gone, cfg, code.get(pair["id"]))
-        else:
-            continue
+        reasons = pair_reasons(pair, verdicts.get(pair["id"]), gone, cfg, code.get(pair["id"]))
         if reasons:
             removed[i] = True
             _count(pair, reasons, by_reason, per_discipline, examples, verdicts.get(pair["id"]))

@@ -101,6 +101,8 @@ def _data(run_dir: Path, report: dict[str, Any] | None) -> dict[str, Any] | None
         return None
     keys = ("records", "exact_duplicates", "near_duplicates", "contaminated", "kept", "train", "test", "lsh", "ngram")
     return {key: report.get(key) for key in keys} | {
+        "built_from": report.get("built_from", {}),
+        "left_out_of_plan": report.get("excluded", {}),
         "removed_per_benchmark": report.get("benchmarks", {}),
         "files": {name: file_hash(run_dir / DATASET / name) for name in ("train.jsonl", "test.jsonl", "qa.parquet")},
     }

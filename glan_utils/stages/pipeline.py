@@ -38,10 +38,12 @@ from glan_utils.stages.registry import (
 )
 from glan_utils.stages.selection import (
     count_kept,
+    current_nodes,
     current_review,
     kept_disciplines,
     kept_records,
     kept_taxonomy,
+    record_plan,
     review_path,
 )
 
@@ -52,6 +54,7 @@ __all__ = [
     "against_budget",
     "check_run",
     "count_kept",
+    "current_nodes",
     "current_review",
     "estimate_plan",
     "estimate_stage",
@@ -63,6 +66,7 @@ __all__ = [
     "planned_calls",
     "plans",
     "preview_prompt",
+    "record_plan",
     "replan",
     "review_path",
     "run",

@@ -26,7 +26,7 @@ from glan_utils.runs.stage import StageSummary, record_all_done, run_stage
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.base import Caller
-from glan_utils.stages.selection import count_kept, kept_records
+from glan_utils.stages.selection import count_kept, kept_records, record_plan
 
 StageWork = Callable[[Caller, Any, Settings], Awaitable[Any]]
 
@@ -272,6 +272,7 @@ async def run_per_record(settings: Settings, stage: str, source: str, work: Stag
 
 
 def finish(settings: Settings, report: StageReport) -> StageReport:
-    """Write the report into the run's manifest and return it."""
+    """Write the report into the run's manifest, refresh the run's plan (`plan.json`) and return the report."""
     RunStore(settings.run_dir).update_manifest(report.stage, **report.as_dict())
+    record_plan(settings)
     return report

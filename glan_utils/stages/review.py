@@ -2,8 +2,14 @@
 
 A `Review` is one reviewer's decisions, saved as JSON so it can be shared; several reviews merge by majority
 (a reviewer who left a node untouched votes to keep it; ties keep). Applying a review removes each removed
-node with its whole subtree, renames nodes (their paths and ids follow) and adds new nodes; the next stage
-expands only the kept disciplines.
+node with its whole subtree, renames and moves nodes and adds new nodes (under stored or added ones); the next
+stage expands only the kept disciplines.
+
+A node's id is its identity, created once (from its path when it was made, or for an addition from its parent
+and name, recorded in the review as `Addition.node_id`); its name and path are display data. A rename or a move
+keeps the id, so it costs no calls: everything generated under the node stays and shows the new name. A rename
+that changes what the node means is `regenerate` (optionally with a new name): the node and its subtree get new
+ids, so the next run generates them afresh (the old records stay on disk, outside the plan).
 
 `tally` shows every reviewer's vote per node with the majority outcome, conflicts (remove ties, rename
 disagreements) first. Each save is a version: `reviews/<reviewer>.json` holds the latest one (what the merge
@@ -30,7 +36,7 @@ from glan_utils.core.paths import REVIEWS
 from glan_utils.core.records import TaxonomyNode, child_level, utc_now
 from glan_utils.runs.store import RunStore
 
-Action = Literal["keep", "remove", "rename"]
+Action = Literal["keep", "remove", "rename", "move", "regenerate"]
 HISTORY = "history.jsonl"
 MANIFEST_ENTRY = "taxonomy_review"
 
@@ -39,13 +45,17 @@ class Decision(BaseModel):
     """One reviewer's verdict on one node."""
 
     action: Action = "keep"
-    new_name: str | None = None
+    new_name: str | None = Field(None, description="rename (and optionally move, regenerate): the new name.")
+    new_parent_id: str | None = Field(None, description="move: the id of the new parent (one level up).")
     reviewer: str = ""
     at: datetime = Field(default_factory=utc_now)
 
     def label(self) -> str:
-        """ "keep", "remove" or "rename: <name>", as shown in vote tables and diffs."""
-        return f"rename: {self.new_name}" if self.action == "rename" else self.action
+        """ "keep", "remove", "rename: <name>", "move: under <id>" or "regenerate", as in vote tables and diffs."""
+        parts = [f"{self.action}:" if self.new_name or self.new_parent_id else self.action]
+        parts += [f"under {self.new_parent_id}"] if self.new_parent_id else []
+        parts += [f"as {self.new_name}" if self.new_parent_id else self.new_name] if self.new_name else []
+        return " ".join(parts) if self.action != "keep" else "keep"
 
 
 class Addition(BaseModel):
@@ -54,6 +64,7 @@ class Addition(BaseModel):
     parent_id: str
     name: str = Field(min_length=1)
     description: str = ""
+    node_id: str = Field("", description="The added node's id, made once; empty in older reviews (id from path).")
     reviewer: str = ""
     at: datetime = Field(default_factory=utc_now)
 
@@ -71,11 +82,21 @@ class Review(BaseModel):
     decisions: dict[str, Decision] = Field(default_factory=dict)
     additions: list[Addition] = Field(default_factory=list)
 
-    def decide(self, node_id: str, action: Action, new_name: str | None = None) -> None:
-        self.decisions[node_id] = Decision(action=action, new_name=new_name, reviewer=self.reviewer)
+    def decide(
+        self, node_id: str, action: Action, new_name: str | None = None, new_parent_id: str | None = None
+    ) -> None:
+        self.decisions[node_id] = Decision(
+            action=action, new_name=new_name, new_parent_id=new_parent_id, reviewer=self.reviewer
+        )
 
     def add(self, parent_id: str, name: str, description: str = "") -> None:
-        addition = Addition(parent_id=parent_id, name=name.strip(), description=description, reviewer=self.reviewer)
+        addition = Addition(
+            parent_id=parent_id,
+            name=name.strip(),
+            description=description,
+            node_id=content_hash("TaxonomyNode", "added", parent_id, name.strip().casefold()),
+            reviewer=self.reviewer,
+        )
         if addition.key not in {a.key for a in self.additions}:
             self.additions.append(addition)
 
@@ -133,21 +154,29 @@ class Outcome:
 
 
 def outcome(votes: Sequence[Decision]) -> Outcome:
-    """Majority of one node's votes: remove needs more than half; the one most voted name wins; ties keep."""
+    """Majority of one node's votes: remove needs more than half; the one most voted change (rename, move,
+    regenerate) wins; ties keep."""
     removes = sum(v.action == "remove" for v in votes)
     if removes * 2 > len(votes):
         return Outcome(Decision(action="remove"))
     tie = f"tie: {removes} remove vs {len(votes) - removes} keep" if removes and removes * 2 == len(votes) else ""
-    names = Counter(v.new_name if v.action == "rename" else None for v in votes if v.action != "remove")
-    top = max(names.values())
-    tied_names = [n for n, count in names.items() if count == top]
-    winner = tied_names[0] if len(tied_names) == 1 else None  # a tie, even between two new names, keeps the name
-    renames = sorted({n for n in names if n is not None})
-    if renames and (len(renames) > 1 or len(tied_names) > 1):
-        shown = " vs ".join(repr(n) if n else "keep the name" for n in sorted(names, key=lambda n: n or ""))
+    changes = {v.label(): v for v in votes if v.action != "remove"}
+    counts = Counter(v.label() for v in votes if v.action != "remove")
+    top = max(counts.values())
+    tied = [label for label, count in counts.items() if count == top]
+    winner = changes[tied[0]] if len(tied) == 1 and tied[0] != "keep" else None  # a tie keeps the node as it is
+    if len(set(counts) - {"keep"}) > 1 or (len(counts) > 1 and len(tied) > 1):
+        shown = " vs ".join(_shown(changes[label]) for label in sorted(counts, key=lambda la: _shown(changes[la])))
         tie = "; ".join(filter(None, [tie, f"rename disagreement: {shown}"]))
-    decision = Decision(action="rename", new_name=winner) if winner is not None else None
+    decision = winner and Decision(action=winner.action, new_name=winner.new_name, new_parent_id=winner.new_parent_id)
     return Outcome(decision, tie)
+
+
+def _shown(vote: Decision) -> str:
+    """A vote as a conflict line shows it: a rename by its quoted name."""
+    if vote.action == "keep":
+        return "keep the name"
+    return repr(vote.new_name) if vote.action == "rename" else vote.label()
 
 
 def merge(reviews: Iterable[Review]) -> Review:
@@ -317,50 +346,58 @@ def record_in_manifest(run_dir: str | Path, source: Path | None) -> dict[str, An
 
 
 def apply_review(nodes: Iterable[TaxonomyNode], review: Review | None) -> list[TaxonomyNode]:
-    """The kept taxonomy: removed subtrees gone, renames and additions applied, paths and ids rebuilt."""
+    """The kept taxonomy: removed subtrees gone; renamed, moved and added nodes in place; ids kept (see above).
+
+    A move goes under a stored node one level up (any other target leaves the node where it was); additions may
+    sit under added nodes. Decisions and additions made against the ids older versions gave renamed nodes (a hash
+    of the new path) still find their node."""
     review = review or Review()
     nodes = list(nodes)
+    by_id = {n.id: n for n in nodes}
     children: dict[str | None, list[TaxonomyNode]] = {}
     for node in nodes:
-        children.setdefault(node.parent_id, []).append(node)
+        children.setdefault(_new_parent(node, review.decisions.get(node.id), by_id), []).append(node)
     added: dict[str, list[Addition]] = {}
     for addition in review.additions:
         added.setdefault(addition.parent_id, []).append(addition)
     kept: list[TaxonomyNode] = []
 
-    def visit(old: TaxonomyNode, new_parent: TaxonomyNode | None) -> None:
-        decision = review.decisions.get(old.id, Decision())
+    def visit(old: TaxonomyNode, parent: TaxonomyNode | None, fresh: str | None) -> None:
+        path = [*(parent.path if parent else []), old.name]
+        legacy = TaxonomyNode(name=old.name, level=old.level, path=path).id  # the id a rename used to give
+        decision = review.decisions.get(old.id) or review.decisions.get(legacy) or Decision()
         if decision.action == "remove":
             return  # cascade: the subtree is never visited
-        name = decision.new_name.strip() if decision.action == "rename" and decision.new_name else old.name
-        node = old.model_copy(
-            update={
-                "name": name,
-                "id": "",
-                "parent_id": new_parent.id if new_parent else None,
-                "path": [*(new_parent.path if new_parent else []), name],
-            }
-        )
-        node = TaxonomyNode.model_validate(node.model_dump())  # recompute the id from the new path
+        name = (decision.new_name or "").strip() or old.name
+        if decision.action == "regenerate" or fresh:
+            fresh = content_hash("TaxonomyNode", "regenerated", fresh, old.id)
+        path[-1] = name
+        update = {"name": name, "parent_id": parent.id if parent else None, "path": path, "id": fresh or old.id}
+        node = old.model_copy(update=update)
         kept.append(node)
         for child in children.get(old.id, []):
-            visit(child, node)
+            visit(child, node, fresh and node.id)
         level = child_level(old.level)
-        for addition in added.get(old.id, []) if level else []:
-            kept.append(
-                TaxonomyNode(
-                    name=addition.name,
-                    level=level,
-                    parent_id=node.id,
-                    path=[*node.path, addition.name],
-                    description=addition.description,
-                    source="user",
-                )
+        for addition in [*added.get(old.id, []), *added.get(legacy, [])] if level else []:
+            new = TaxonomyNode(
+                id=addition.node_id or TaxonomyNode(name=addition.name, level=level, path=[*path, addition.name]).id,
+                name=addition.name,
+                level=level,
+                path=[*path, addition.name],
+                description=addition.description,
+                source="user",
             )
+            visit(new, node, fresh and node.id)
 
     for root in children.get(None, []):
-        visit(root, None)
+        visit(root, None, None)
     return list({n.id: n for n in kept}.values())
+
+
+def _new_parent(node: TaxonomyNode, decision: Decision | None, by_id: dict[str, TaxonomyNode]) -> str | None:
+    """Where a node sits after review: its move target if that is a stored node one level up, else its parent."""
+    target = by_id.get(decision.new_parent_id or "") if decision and decision.action == "move" else None
+    return target.id if target is not None and child_level(target.level) == node.level else node.parent_id
 
 
 def disciplines(nodes: Iterable[TaxonomyNode]) -> list[TaxonomyNode]:

@@ -32,7 +32,7 @@ from glan_utils.stages import extraction
 from glan_utils.stages.base import NAME_MAX, Caller, Reply, ShortText, bounded_list
 from glan_utils.stages.bounds import budget
 from glan_utils.stages.registry import Plan, Stage, StageReport, finish, run_pending
-from glan_utils.stages.selection import kept_disciplines
+from glan_utils.stages.selection import kept_disciplines, record_plan
 
 STAGE_ROUNDS = "subject_rounds"
 NAME = "subjects"
@@ -340,6 +340,7 @@ async def run(settings: Settings) -> StageReport:
     cfg = settings.subjects
     merged = merge_rounds(rounds, cfg.merge_threshold, cfg.max_subjects, by_embedding=cfg.merge_by_embedding)
     added = store.append(NAME, merged.subjects)
+    record_plan(settings, subjects=[s.id for s in merged.subjects])  # a lower cap or other threshold replans
     report.extra = {
         "proposals": merged.proposals,
         "duplicates_merged": merged.merged,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,12 +23,13 @@ from glan_utils.core.errors import InputError
 from glan_utils.core.records import LEVELS, Failure, NodeLevel, TaxonomyNode
 from glan_utils.llm.prompts import RenderedPrompt, render
 from glan_utils.runs.stage import StageSummary
+from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.base import NAME_MAX, TEXT_MAX, Caller, Reply, bounded_list
 from glan_utils.stages.bounds import budget
 from glan_utils.stages.registry import Plan, Stage, StageReport, finish, open_store, run_pending
 from glan_utils.stages.review import disciplines, repeated_disciplines
-from glan_utils.stages.selection import kept_disciplines
+from glan_utils.stages.selection import CURRENT, kept_disciplines, write_json
 
 NAME = "taxonomy"
 NULL = "tag:yaml.org,2002:null"
@@ -112,7 +114,8 @@ async def run(settings: Settings) -> StageReport:
     store = open_store(settings, NAME)
     tax = settings.taxonomy
     if tax.source:
-        nodes = load_taxonomy_file(tax.source, tax.max_name_chars)
+        nodes = file_nodes(settings)
+        write_json(settings.run_dir / CURRENT, [n.model_dump(mode="json") for n in nodes])
         added = store.append(NAME, nodes)
         summary = StageSummary(NAME, planned=len(nodes), skipped=len(nodes) - added, records=added)
         return finish(settings, StageReport(NAME, summary, extra={"source": tax.source}))
@@ -149,11 +152,53 @@ def fewer_children(tasks: list[ExpandTask], children: list[TaxonomyNode]) -> lis
     return lines
 
 
+def file_nodes(settings: Settings) -> list[TaxonomyNode]:
+    """The `taxonomy.source` file's nodes, each with the identity of the stored node it is (see `same_node`)."""
+    tax = settings.taxonomy
+    return resolve(load_taxonomy_file(tax.source, tax.max_name_chars), RunStore(settings.run_dir).iter_records(NAME))
+
+
+def name_key(name: str) -> str:
+    """A name with case, spacing and punctuation ignored: two names with the same key are one node's spellings."""
+    return " ".join(re.sub(r"[\W_]+", " ", name.casefold()).split())
+
+
+def resolve(nodes: list[TaxonomyNode], stored: Iterable[TaxonomyNode]) -> list[TaxonomyNode]:
+    """File nodes (parents first) with stored identities: a rename or a move in the file keeps the node's id.
+
+    What counts as the same node (`same_node`): the same path; else, for a stored node that left the file, a name
+    that differs only in case, spacing or punctuation under the same parent (a typo fix: renamed), or the same
+    such name anywhere at the same level when only one stored node has it (moved). Any other name is a new node
+    (the old one is removed, the new one generated); to regenerate a node under a name kept as it is, review it
+    with `regenerate`.
+    """
+    stored = list(stored)
+    present, known = {n.id for n in nodes}, {n.id for n in stored}
+    free = [n for n in stored if n.id not in present]
+    ids: dict[str, str] = {}
+    out: list[TaxonomyNode] = []
+    for node in nodes:
+        parent_id = ids.get(node.parent_id or "", node.parent_id)
+        match = None if node.id in known else same_node(node, parent_id, free)
+        if match is not None:
+            free.remove(match)
+        ids[node.id] = match.id if match else node.id
+        out.append(node.model_copy(update={"id": ids[node.id], "parent_id": parent_id}))
+    return out
+
+
+def same_node(node: TaxonomyNode, parent_id: str | None, free: list[TaxonomyNode]) -> TaxonomyNode | None:
+    """The stored node (not in the file any more) that `node` renames or moves, if any."""
+    spelled = [s for s in free if s.level == node.level and name_key(s.name) == name_key(node.name)]
+    here = [s for s in spelled if s.parent_id == parent_id]
+    return here[0] if here else (spelled[0] if len(spelled) == 1 else None)
+
+
 def plan(settings: Settings, inputs: int) -> Plan:
     """One call per parent per level; a user file makes no call and hands on its own disciplines."""
     tax = settings.taxonomy
     if tax.source:
-        return Plan(0, len(disciplines(load_taxonomy_file(tax.source, tax.max_name_chars))))
+        return Plan(0, len(disciplines(file_nodes(settings))))
     return Plan(1 + tax.n_fields + tax.n_fields * tax.n_subfields, tax.n_fields * tax.n_subfields * tax.n_disciplines)
 
 

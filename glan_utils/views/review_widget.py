@@ -283,9 +283,11 @@ class ReviewWidget:
 
     # ----- actions -----
 
-    def vote(self, node_id: str, action: str, new_name: str | None = None) -> None:
-        """Cast this reviewer's vote on a node (from the votes list or a duplicate's "keep one")."""
-        self.review.decide(node_id, action, new_name)  # type: ignore[arg-type]
+    def vote(self, node_id: str, action: str, new_name: str | None = None, new_parent_id: str | None = None) -> None:
+        """Cast this reviewer's vote on a node (from the votes list or a duplicate's "keep one"). A rename or a
+        move (`new_parent_id`) keeps the node's identity and costs no call; "regenerate" (with or without a new
+        name) gives it and its subtree new ids, so the next run generates them again."""
+        self.review.decide(node_id, action, new_name, new_parent_id)  # type: ignore[arg-type]
         self._row(self.tree.by_id[node_id]).load(self.review)
         self.refresh()
 
