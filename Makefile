@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml scripts/install_python_deps.sh | $(BIN)/python
 setup: $(STAMP)
 	bash scripts/install_llama_server.sh $(BIN)/python
 	bash scripts/install_sandbox.sh
+	# notebooks/*.ipynb are stored without outputs (.gitattributes); a checkout that is not a git repository skips it
+	-git config filter.glan-notebook.clean "$(abspath $(BIN))/python -m glan_utils.app.hygiene"
 
 demo: setup
 	$(BIN)/glan run $(RUN) --params configs/demo.yaml

@@ -22,6 +22,7 @@ import pytest
 from glan_utils.core.records import Failure, TaxonomyNode
 from glan_utils.llm.ledger import read_ledger
 from glan_utils.settings import load_settings
+from glan_utils.testing import OpenAIServer
 
 ray = pytest.importorskip("ray")
 from glan_utils.runs.distributed import RaySettings, run_stage_distributed  # noqa: E402
@@ -90,6 +91,7 @@ def _exited(proc: subprocess.Popen[bytes], cwd: Path) -> None:
 class Cluster:
     root: Path  # the head's and the worker's working directories are root/head and root/worker
     address: str
+    temp: Path  # Ray's session files and logs
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +125,7 @@ def cluster(tmp_path_factory):
             time.sleep(2)
             if time.monotonic() > deadline:
                 pytest.skip("the Ray worker node did not join in time on this machine")
-        yield Cluster(root, f"{ip}:{port}")
+        yield Cluster(root, f"{ip}:{port}", Path(temp))
     finally:
         ray.shutdown()
         for proc in (worker, head):  # only the nodes this fixture started, each by its own process group
@@ -239,6 +241,26 @@ async def test_a_settings_file_with_scale_backend_ray_runs_the_pipeline_on_the_c
     manifest = json.loads((ray_dir / "manifest.json").read_text())["stages"]
     assert manifest["questions"]["backend"] == "ray" and manifest["answers"]["backend"] == "ray"
     assert read_ledger(ray_dir / "ledger.jsonl")["all"].calls == ray_calls  # every paid call at the driver
+
+
+def test_a_worker_without_the_key_variable_authenticates(cluster, tmp_path, monkeypatch):
+    """The nodes started without the key's variable; only the driver has it. Every call is authenticated, and the
+    key is in no file of the nodes (logs and session files included)."""
+    key = "sk-test-ray-7f3a9c51e2"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GLAN_RAY_TEST_KEY", key)
+    assert "GLAN_RAY_TEST_KEY" not in (cluster.root / "worker" / "ray.log").read_text(errors="replace")
+    with OpenAIServer(models=["fake-model"], api_key=key) as server:
+        settings = _settings(tmp_path, server.base_url, **{"llm.api_key_env": "GLAN_RAY_TEST_KEY"})
+        summary, _ = run_stage_distributed(settings, "demo", [Task(n) for n in range(1, 9)], name_it)
+        assert (summary.records, summary.failed) == (8, 0) and server.count == 8
+    leaked = [
+        path
+        for folder in (cluster.root, cluster.temp)
+        for path in folder.rglob("*")
+        if path.is_file() and key.encode() in path.read_bytes()
+    ]
+    assert leaked == []
 
 
 class _Done:

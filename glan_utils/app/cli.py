@@ -190,6 +190,18 @@ def _prepare(plan: RunPlan, replan: bool = False) -> None:
     index.remember(plan.run_name, plan.run_dir, plan.config_path)
 
 
+def _warn_if_edited(folder: Path) -> None:
+    """One line when the notebooks differ from the commit: those edits run (parameters cells excepted)."""
+    from glan_utils.app.hygiene import edited_notebooks
+
+    if edited := edited_notebooks(folder):
+        typer.echo(
+            f"glan: warning: {', '.join(edited)} in {folder} differ from the commit and run as edited "
+            f"(`git diff {folder}` shows how; `git checkout {folder}` restores them)",
+            err=True,
+        )
+
+
 def _closing_line(name: str, run_dir: Path, seconds: float, outcome: str) -> str:
     from glan_utils.app.report import run_totals, totals_line
 
@@ -239,6 +251,7 @@ def run(
             notebooks = notebooks or saved.notebooks
         catalog = runner.discover(notebooks or DEFAULT_NOTEBOOKS)
         selected = runner.select(catalog, start, stop)
+        _warn_if_edited(notebooks or DEFAULT_NOTEBOOKS)
         if sweep:
             _run_sweep(run, catalog, selected, config, params, sweep, resume)
             return

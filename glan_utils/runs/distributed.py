@@ -8,6 +8,9 @@ shared filesystem (SQLite over NFS is unsafe), every paid call lands in the driv
 that Ray retries after its worker died finds the answers of the calls it had finished in the cache: it repays
 nothing. Records and failures come back with the shard's result and the driver appends them through the run
 store, so each lands exactly once. Resume is the same as `run_stage`: tasks that already have records are skipped.
+The endpoint's API key reaches the workers through Ray's runtime environment (`env_vars` of the shard tasks, held
+in memory by the cluster), so a worker node without the variable still authenticates; it is never a setting, a
+file or a log line.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from glan_utils.llm.cache import ResponseCache
 from glan_utils.llm.ledger import Ledger, Totals
 from glan_utils.runs.stage import StageSummary, write_result
 from glan_utils.runs.store import RunStore
-from glan_utils.settings import RaySettings, Settings
+from glan_utils.settings import RaySettings, Settings, api_key
 
 ClientWork = Callable[[Any, Any], Awaitable["list[Record] | Failure"]]  # work(client, task) on a Ray worker
 
@@ -159,6 +162,12 @@ def _driver_store(ray: Any, settings: Settings) -> Any:
     return actor.remote(str(settings.cache_file.resolve()), str((settings.run_dir / LEDGER).resolve()))
 
 
+def _secrets(settings: Settings) -> dict[str, Any]:
+    """Ray task options that give the workers the driver's API key (none when the driver has none)."""
+    key = api_key(settings.llm)
+    return {"runtime_env": {"env_vars": {settings.llm.api_key_env: key}}} if key else {}
+
+
 def run_stage_distributed(
     settings: Settings, stage: str, tasks: Iterable[Any], work: ClientWork, config: RaySettings | None = None
 ) -> tuple[StageSummary, Totals]:
@@ -172,7 +181,7 @@ def run_stage_distributed(
     done = store.done_task_ids(stage)
     store.update_manifest(stage, status="running", started_at=utc_now().isoformat(), backend="ray")
     driver = _driver_store(ray, settings)
-    remote = ray.remote(_shard_worker)
+    remote = ray.remote(_shard_worker).options(**_secrets(settings))
     # workers resolve no path of their own: the store actor holds the driver's files
     settings_ref = ray.put(
         settings.model_copy(update={"output_dir": str(Path(settings.output_dir).resolve())}).model_dump(mode="json")
