@@ -241,3 +241,12 @@ def test_a_changed_seed_on_a_run_with_records_is_refused_then_replanned(tmp_path
     history = [json.loads(line) for line in (run_dir / "config.history.jsonl").read_text().splitlines()]
     assert any(h["config"]["seed"] == 0 and "seed" in (h["note"] or "") for h in history)
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["seed"] == 3
+
+
+def test_a_stage_without_its_inputs_is_one_line_before_any_notebook(tmp_path: Path, env: dict[str, str]) -> None:
+    with OpenAIServer(models=["fake-model"]) as server:
+        config = settings_file(tmp_path, server.base_url)
+        missing = glan("run", "R", "-c", str(config), "--from", "2", "--to", "2", env=env, cwd=REPO)
+        one_line(missing, 2, "run 'R' has no taxonomy: run 01_taxonomy first")
+        assert server.count == 0
+    assert not (tmp_path / "elsewhere" / "R" / "notebooks" / "02_subjects.ipynb").exists(), "no notebook started"

@@ -86,3 +86,34 @@ def test_notebooks_run_in_order_and_rerun_makes_no_calls(openai_server, tmp_path
         execute(name, tmp_path / "rerun", common)
     assert openai_server.count == sent
     assert len(list(store.iter_records("answers"))) == len(pairs)
+
+
+def _error_of(output: Path) -> dict:
+    """The one error output of an executed notebook that failed."""
+    cells = json.loads(output.read_text(encoding="utf-8"))["cells"]
+    return next(out for cell in cells for out in cell.get("outputs", []) if out["output_type"] == "error")
+
+
+@pytest.mark.timeout(300)
+def test_a_missing_input_or_a_wrong_parameter_is_one_line_in_the_notebook(openai_server, tmp_path):
+    common = {"output_dir": str(tmp_path / "outputs"), "base_url": openai_server.base_url, "model": "fake-model"}
+    output = tmp_path / "02.ipynb"
+    for params, line in [
+        ({"run_name": "empty"}, "InputError\x1b[0m: run 'empty' has no taxonomy: run 01_taxonomy first"),
+        ({"run_name": "typo", "rounds": "three"}, "subjects.rounds: Input should be a valid integer"),
+    ]:
+        with pytest.raises(papermill.PapermillExecutionError):
+            papermill.execute_notebook(
+                NOTEBOOKS / "02_subjects.ipynb",
+                output,
+                parameters={**common, **params},
+                kernel_name="python3",
+                cwd=str(tmp_path),
+                progress_bar=False,
+            )
+        error = _error_of(output)
+        assert len(error["traceback"]) == 1 and "\n" not in error["traceback"][0], error["traceback"]
+        assert line in error["traceback"][0]
+    assert "(you set rounds = 'three')" in error["evalue"]
+    assert openai_server.count == 0
+    assert not (tmp_path / "outputs" / "empty" / "subjects.jsonl").exists(), "nothing recorded as complete"

@@ -187,6 +187,7 @@ def _prepare(plan: RunPlan, replan: bool = False) -> None:
         pipeline.check_run(plan.settings)
     elif line := pipeline.replan(plan.settings):
         typer.echo(line)
+    pipeline.check_inputs(plan.settings, plan.notebooks[0].stem)
     index.remember(plan.run_name, plan.run_dir, plan.config_path)
 
 

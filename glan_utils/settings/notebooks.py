@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from glan_utils.core.errors import ConfigError, one_line_in_notebooks
 from glan_utils.settings.config import Settings, load_settings
 
 SHARED = {"run_name": "run_name", "output_dir": "output_dir"}
@@ -126,10 +127,19 @@ INTERACTIVE_RUN = "scratch"
 
 def notebook_settings(notebook: str, namespace: Mapping[str, Any]) -> Settings:
     """The settings of a numbered notebook from its parameters cell's names (`globals()` in the notebook); the
-    run is `INTERACTIVE_RUN` when nothing names one."""
-    settings = derive_settings(
-        namespace.get("config_path"), namespace, PARAMETERS[notebook], namespace.get("overrides")
-    )
+    run is `INTERACTIVE_RUN` when nothing names one. From here on the notebook shows the workbench's errors as
+    one line, and a bad value names the parameter the user set."""
+    one_line_in_notebooks()
+    keys = PARAMETERS[notebook]
+    try:
+        settings = derive_settings(namespace.get("config_path"), namespace, keys, namespace.get("overrides"))
+    except ConfigError as exc:
+        typed = [
+            f"{name} = {namespace[name]!r}"
+            for name, key in keys.items()
+            if namespace.get(name) is not None and f" {key}:" in str(exc)
+        ]
+        raise ConfigError(f"{exc} (you set {typed[0]})" if typed else str(exc)) from None
     if "run_name" not in settings.model_fields_set:
         settings = settings.model_copy(update={"run_name": INTERACTIVE_RUN})
     return settings

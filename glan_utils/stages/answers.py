@@ -99,4 +99,5 @@ STAGE = Stage(
     preview=lambda settings: answer_prompt(example_question(settings), settings.language),
     count=lambda settings: count_kept(settings, NAME),
     notebook="04_questions",
+    needs="questions",
 )

@@ -244,4 +244,5 @@ STAGE = Stage(
     preview=preview,
     notebook="04_questions",
     default_model=lambda settings: settings.answers.model,
+    needs="answers",
 )

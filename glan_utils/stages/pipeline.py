@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from glan_utils.core.errors import InputError
 from glan_utils.core.paths import MANIFEST, REPLACED, REVIEWS
 from glan_utils.core.records import utc_now
 from glan_utils.runs.store import RunStore
@@ -52,6 +53,7 @@ __all__ = [
     "STAGES",
     "StageReport",
     "against_budget",
+    "check_inputs",
     "check_run",
     "count_kept",
     "current_nodes",
@@ -80,8 +82,30 @@ _DONE = ("complete", "complete_with_failures")
 
 
 async def run(settings: Settings, stage: str) -> StageReport:
-    """Run one stage (resuming where it stopped) and return its report."""
+    """Run one stage (resuming where it stopped) and return its report; InputError, before anything is written,
+    when the stage it reads has no records in this run."""
+    if (needs := STAGES[stage].needs) and not _has(settings, needs):
+        raise InputError(_missing(settings, needs))
     return await STAGES[stage].run(settings)
+
+
+def _has(settings: Settings, stage: str) -> bool:
+    """Whether the run has records of `stage` (without creating its directory, as a RunStore would)."""
+    path = settings.run_dir / f"{stage}.jsonl"
+    return path.is_file() and path.stat().st_size > 0
+
+
+def _missing(settings: Settings, needs: str) -> str:
+    return f"run '{settings.run_name}' has no {needs}: run {STAGES[needs].notebook} first ({settings.run_dir})"
+
+
+def check_inputs(settings: Settings, notebook: str) -> None:
+    """Before `glan run` starts at `notebook`: InputError when a stage of it reads records that an earlier
+    notebook writes and this run does not have."""
+    for stage in STAGES.values():
+        needs = stage.needs
+        if stage.notebook == notebook and needs and STAGES[needs].notebook < notebook and not _has(settings, needs):
+            raise InputError(_missing(settings, needs))
 
 
 async def run_until(settings: Settings, last: str = "answers") -> dict[str, StageReport]:
@@ -121,19 +145,22 @@ def replan(settings: Settings) -> str | None:
     shared = any(key in SHAPING_SETTINGS for key in changes)
     affected = order[0 if shared else min(order.index(key.split(".")[0]) for key in changes) :]
     folder = store.path(REPLACED) / utc_now().strftime("%Y%m%dT%H%M%S")
-    moved = 0
-    for part in (part for stage in affected for part in _parts(stage)):
-        moved += store.line_count(part)
-        for path in [store.records_path(part), store.failures_path(part), *store.root.glob(f".{part}.done.idx*")]:
-            if path.exists():
-                folder.mkdir(parents=True, exist_ok=True)
-                path.rename(folder / path.name)
+    moved, touched = 0, []
+    for stage in affected:
+        for part in _parts(stage):
+            moved += store.line_count(part)
+            for path in [store.records_path(part), store.failures_path(part), *store.root.glob(f".{part}.done.idx*")]:
+                if path.exists():
+                    folder.mkdir(parents=True, exist_ok=True)
+                    path.rename(folder / path.name)
+                    touched += [stage] if stage not in touched else []
     first = STAGES[affected[0]].notebook
     notebooks = [name for name, info in _manifest(settings.run_dir).items() if info.get("kind") == "notebook"]
     store.forget([*(p for s in affected for p in _parts(s)), *(nb for nb in notebooks if nb >= first)])
     keys = ", ".join(f"{key} {was!r} -> {now!r}" for key, (was, now) in changes.items())
     store.write_config(settings.snapshot(), note=f"replan: {keys}")
-    return f"replanned run '{settings.run_name}' ({keys}): {moved:,} records of {', '.join(affected)} moved to {folder}"
+    where = f"{moved:,} records of {', '.join(touched)} moved to {folder}" if touched else "no records to move"
+    return f"replanned run '{settings.run_name}' ({keys}): {where}"
 
 
 def _manifest(run_dir: Path) -> dict[str, Any]:

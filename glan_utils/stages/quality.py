@@ -177,4 +177,5 @@ STAGE = Stage(
     count=lambda settings: count_kept(settings, NAME),
     notebook="04_questions",
     default_model=judge_model,
+    needs="answers",
 )

@@ -334,4 +334,5 @@ STAGE = Stage(
     preview=preview,
     count=lambda settings: sum(1 for _ in current_questions(settings)),
     notebook="04_questions",
+    needs="syllabi",
 )

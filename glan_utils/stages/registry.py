@@ -87,6 +87,7 @@ class Stage:
     count: Callable[[Settings], int] | None = None
     default_model: Callable[[Settings], str | None] | None = None  # when the section has no model of its own
     parts: tuple[str, ...] = ()  # records files the stage writes before its own (e.g. `subject_rounds`)
+    needs: str | None = None  # the stage whose records it reads: without them it refuses to start
 
     @property
     def name(self) -> str:

@@ -370,4 +370,5 @@ STAGE = Stage(
     preview=preview,
     notebook="02_subjects",
     parts=(STAGE_ROUNDS,),
+    needs="taxonomy",
 )

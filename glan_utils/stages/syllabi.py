@@ -155,4 +155,5 @@ STAGE = Stage(
     plan=lambda settings, subjects: Plan(subjects, subjects),
     preview=lambda settings: syllabus_prompt(example_subject(settings), settings),
     notebook="03_syllabi",
+    needs="subjects",
 )
