@@ -9,7 +9,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from glan_utils.app.cli import app
 from glan_utils.data.build import DatasetReport, build_dataset
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
@@ -27,6 +29,7 @@ SIZES = {
     "syllabi.max_sessions": 3,
     "questions.questions_per_syllabus": 2,
     "quality.enabled": False,
+    "followups.turns": 0,
     "dataset.quality.enabled": False,
     "dataset.decontamination.enabled": False,
     "dataset.dedup.near": False,
@@ -100,11 +103,31 @@ async def test_file_edits_rename_move_remove_undo_and_add(openai_server, sized, 
     calls, report, rows = await rerun(settings, openai_server)
     assert calls == 0 and by_discipline(rows) == first and report.excluded == {}
 
-    grown = SCIENCES.replace("[Physics, Chemistry]", "[Astronomy, Physics, Chemistry]")
-    settings = sized(grown)
-    calls, _, rows = await rerun(settings, openai_server)
-    assert calls == subtree_calls(settings, "Astronomy")  # only the new subtree is paid
-    assert {k: v for k, v in by_discipline(rows).items() if k != "Astronomy"} == first
+    edited = "Sciences:\n  Physical: [Astronomy, physics]\n  Life: [Botany]\n"  # added before the others
+    settings = sized(edited)
+    estimate = glan_estimate(settings, tmp_path)  # before spending: what the edit generates, drops and keeps
+    diff = pipeline.taxonomy_diff(settings)
+    assert diff.generate == ["Sciences > Physical > Astronomy"] and diff.drop == ["Sciences > Physical > Chemistry"]
+    assert diff.rename == ["Sciences > Physical > Physics -> Sciences > Physical > physics"] and diff.keep == 2
+    assert diff.pairs_leaving == len(first["Chemistry"]) and diff.calls > 0
+    assert "\n".join(diff.lines()) in estimate and f"{len(first['Chemistry'])} pairs leave the data set" in estimate
+    calls, report, rows = await rerun(settings, openai_server)
+    assert calls == subtree_calls(settings, "Astronomy") == diff.calls  # only the new subtree is paid
+    assert {k: v for k, v in by_discipline(rows).items() if k != "Astronomy"} == {
+        "physics": first["Physics"],
+        "Botany": first["Botany"],
+    }
+    assert pipeline.taxonomy_diff(settings).lines() == ["taxonomy: unchanged since the last run (3 disciplines kept)"]
+
+
+def glan_estimate(settings: Settings, tmp_path: Path) -> str:
+    """`glan estimate --run demo` with the test's settings (as -p parameters); its output."""
+    params = {**SIZES, "output_dir": str(settings.output_dir), "taxonomy.source": settings.taxonomy.source}
+    params |= {"llm.base_url": settings.llm.base_url, "llm.model": "fake-model"}
+    args = [arg for key, value in params.items() for arg in ("-p", key, str(value))]
+    result = CliRunner().invoke(app, ["estimate", "--run", "demo", *args, "--notebooks", str(tmp_path / "none")])
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 def _card(tmp_path: Path) -> str:

@@ -381,7 +381,8 @@ def estimate(
 
     Takes the same settings as `glan run` (file, `GLAN_*`, `-p`/`--params` by notebook name or settings key).
     Without `--run` it plans from the settings alone and reads no run; with it, stages that have records hand on
-    what they kept, so the estimate after a stage is exact for the next.
+    what they kept, so the estimate after a stage is exact for the next, and it lists what a taxonomy edit (the
+    file or the review) will generate, bring back, drop and rename, with its calls, dollars and pairs.
     """
     from glan_utils.app import runner
     from glan_utils.app.report import markdown_table
@@ -410,6 +411,8 @@ def estimate(
             + (f" at the Batch API price (x{settings.batch.discount:g})" if settings.llm.mode == "batch" else "")
         )
         for line in pipeline.against_budget(settings, estimates):
+            typer.echo(line)
+        for line in pipeline.taxonomy_diff(settings).lines() if run is not None else []:
             typer.echo(line)
 
 

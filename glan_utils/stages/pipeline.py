@@ -19,6 +19,7 @@ from glan_utils.core.records import utc_now
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages import STAGES
+from glan_utils.stages.edits import TaxonomyDiff, taxonomy_diff
 from glan_utils.stages.estimates import (
     against_budget,
     estimate_plan,
@@ -52,6 +53,7 @@ __all__ = [
     "RUNNERS",
     "STAGES",
     "StageReport",
+    "TaxonomyDiff",
     "against_budget",
     "check_inputs",
     "check_run",
@@ -75,6 +77,7 @@ __all__ = [
     "run_until",
     "stage_plans",
     "stale_stages",
+    "taxonomy_diff",
 ]
 
 RUNNERS = {name: stage.run for name, stage in STAGES.items()}
