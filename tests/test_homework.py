@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from typing import Any
 
 import pytest
 from support.sizes import TINY_RUN
 
+from glan_utils.core.errors import ConfigError
 from glan_utils.core.records import ClassSession, Syllabus
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import load_settings
 from glan_utils.settings.stages import EMBEDDED_QUESTION_TYPES, QUESTION_TYPES
 from glan_utils.stages import pipeline
-from glan_utils.stages.questions import Draw, QuestionTask, draws, pick_question_type, question_prompt
+from glan_utils.stages.questions import (
+    Draw,
+    QuestionTask,
+    current_questions,
+    draws,
+    pick_question_type,
+    question_prompt,
+    type_weights,
+)
+from glan_utils.testing.fake_payloads import default_content
 
 
 def syllabus(sessions: int, concepts: int = 5, shared: bool = False) -> Syllabus:
@@ -119,8 +131,59 @@ def test_question_types_are_drawn_per_question_and_recorded(make_settings, tmp_p
     assert set(kinds) == set(types)  # every type is drawn
     task = QuestionTask(syllabus(3), Draw(0, "basic", (2,), ("c2.0",)), question_type="code with tests")
     assert task.id != QuestionTask(syllabus(3), Draw(0, "basic", (2,), ("c2.0",))).id  # the type shapes the task
-    text = question_prompt(task, "English").messages[-1]["content"]
-    assert "Question type: code with tests" in text and "no title or header" in text
+    text = question_prompt(task, "English", types).messages[-1]["content"]
+    assert 'Question type: "code with tests"' in text and "no title or header" in text
+    assert '"type_used"' in text and all(f'"{t}"' in text for t in types) and "40 to 150 words" in text
+
+
+def test_type_weights_follow_the_field_and_the_most_specific_entry_wins(make_settings):
+    settings = make_settings("http://127.0.0.1:9/v1", {"questions.type_weights.Dance": {"case analysis": 0}})
+    types = settings.questions.question_types
+
+    def drawn(*names: str) -> Counter[str]:
+        weights = type_weights(settings, types, *names)
+        return Counter(pick_question_type(0, "syl", i, types, weights) for i in range(700))
+
+    dance = drawn("Dance", "Arts", "Humanities")  # the field says no code; Dance's own entry drops case analysis
+    assert dance["code with tests"] == 0 and dance["case analysis"] == 0 and dance["compare and contrast"] > 100
+    computing = drawn("Computer science", "Computing and systems", "Formal sciences")
+    assert computing["code with tests"] > 2 * 700 / len(types)
+    asked = make_settings("http://127.0.0.1:9/v1", {"questions.type_weights.dance": {"code with tests": 1}})
+    assert type_weights(asked, types, "Dance", "Arts", "Humanities")[types.index("code with tests")] == 1
+    assert type_weights(settings, types, "Basket weaving", "Crafts", "Unlisted field") == [1.0] * len(types)
+    uniform = [pick_question_type(0, "syl", i, types, [1.0] * len(types)) for i in range(50)]
+    assert uniform == [pick_question_type(0, "syl", i, types) for i in range(50)]  # unweighted runs keep their ids
+    with pytest.raises(ConfigError, match="negative"):
+        make_settings("http://127.0.0.1:9/v1", {"questions.type_weights.Dance": {"case analysis": -1}})
+
+
+async def test_the_type_the_writer_used_is_recorded_answered_and_the_plan_keeps_it(openai_server, make_settings):
+    def writer_falls_back(body: dict[str, Any]) -> str:
+        reply = default_content(body, 0)
+        if "type_used" not in json.dumps(body.get("response_format") or {}):
+            return reply
+        return json.dumps(json.loads(reply) | {"type_used": "case analysis"})
+
+    openai_server.responder = writer_falls_back
+    settings = make_settings(
+        openai_server.base_url,
+        {
+            **TINY_RUN,
+            "questions.questions_per_syllabus": 6,
+            "questions.question_types": ["code with tests", "case analysis"],
+        },
+    )
+    await pipeline.run_until(settings, "answers")
+    writes = [b for b in openai_server.requests if "type_used" in str(b.get("response_format"))]
+    asked = [b["messages"][-1]["content"] for b in writes]
+    assert any('Question type: "code with tests"' in text for text in asked)  # code was drawn ...
+    store = RunStore(settings.run_dir)
+    questions = list(store.iter_records("questions"))
+    assert {q.question_type for q in questions} == {"case analysis"}  # ... but the writer used a case analysis
+    assert {p.question_type for p in store.iter_records("answers")} == {"case analysis"}
+    systems = [b["messages"][0]["content"] for b in openai_server.requests if "response_format" not in b]
+    assert systems and not any("runnable code" in s for s in systems)
+    assert sum(1 for _ in current_questions(settings)) == len(questions)  # still the plan's questions
 
 
 async def test_questions_record_their_type(openai_server, make_settings):

@@ -148,7 +148,7 @@ def golden_prompts(settings: Any) -> dict[str, RenderedPrompt]:
         ),
         "subjects_paper": subjects.subjects_prompt(DISCIPLINE, settings, 0, [], paper=True),
         "syllabi": syllabi.syllabus_prompt(SUBJECT, settings),
-        "questions": questions.question_prompt(task, "English"),
+        "questions": questions.question_prompt(task, "English", settings.questions.question_types),
         "answers": answers.answer_prompt(QUESTION_RECORD, "English"),
         "extract": extraction.extraction_prompt("1. Matrix Theory ...", "course syllabus", syllabi.SHAPE),
     }

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from glan_utils.core.section import Section
 from glan_utils.settings.llm import EndpointKind
@@ -50,6 +50,24 @@ QUESTION_TYPES = (
     "multi-part problem",
     "short essay with stated criteria",
 )
+
+_T = dict(zip(QUESTION_TYPES, ("numeric", "proof", "code", "case", "compare", "multi", "essay"), strict=True))
+TYPE_WEIGHTS: dict[str, dict[str, float]] = {
+    name: {kind: weights[short] for kind, short in _T.items()}
+    for name, weights in {
+        "Humanities": dict(numeric=0.25, proof=0.5, code=0, case=2, compare=2, multi=1, essay=2),
+        "Social sciences": dict(numeric=1, proof=0.5, code=0.25, case=2, compare=1.5, multi=1, essay=1.5),
+        "Natural sciences": dict(numeric=2, proof=1.5, code=0.5, case=1, compare=1, multi=1.5, essay=0.5),
+        "Formal sciences": dict(numeric=1.5, proof=2, code=1.5, case=0.5, compare=0.5, multi=1.5, essay=0.25),
+        "Applied sciences": dict(numeric=1.5, proof=1, code=0.5, case=1.5, compare=1, multi=1.5, essay=0.5),
+        "Industry, services and agriculture": dict(
+            numeric=1.5, proof=0.25, code=0.25, case=2, compare=1, multi=1.5, essay=0.75
+        ),
+        "Computing and systems": dict(numeric=1, proof=1, code=3, case=1, compare=0.5, multi=1.5, essay=0.25),
+    }.items()
+}
+"""Default question-type weights per taxonomy node name (the paper's six fields; computing gets more code): no code
+in the humanities, few essays in formal sciences. A name not listed weighs every type 1."""
 
 FOLLOWUP_KINDS = ("step", "why", "variant", "check_attempt", "connect")
 """Follow-up kinds: ask about a step, ask why, a variant with changed givens, "check my attempt" (with a planted
@@ -146,6 +164,25 @@ class QuestionSettings(Section):
         min_length=1,
         description="One drawn per question (the embedded model gets a short, simple list). " + PROFILE_HELP,
     )
+    type_weights: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {name: dict(weights) for name, weights in TYPE_WEIGHTS.items()},
+        description="Per field, sub-field or discipline name: the weight of each question type in its draw. The "
+        "discipline's entry wins, then its sub-field's, then its field's; a type no entry names weighs 1; a type "
+        "of weight 0 is never drawn there (unless every type is 0). Entries given are added to the defaults "
+        "(TYPE_WEIGHTS), replacing one of the same name: {Dance: {code with tests: 1}} asks for code in Dance.",
+    )
+
+    @field_validator("type_weights", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: Any) -> Any:
+        return {**TYPE_WEIGHTS, **value} if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _weights_not_negative(self) -> Self:
+        bad = [f"{name}: {kind}" for name, weights in self.type_weights.items() for kind, w in weights.items() if w < 0]
+        if bad:
+            raise ValueError(f"type_weights must not be negative: {bad}")
+        return self
 
 
 class AnswerSettings(Section):

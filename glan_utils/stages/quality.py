@@ -65,6 +65,7 @@ def quality_prompt(pair: QAPair) -> RenderedPrompt:
         discipline=pair.discipline,
         level=pair.level,
         difficulty=pair.difficulty,
+        question_type=pair.question_type,
         concepts=pair.concepts,
         language=pair.language,
         question=pair.question,

@@ -7,7 +7,10 @@ bug). A slot's difficulty comes from its own index too, so raising `questions_pe
 existing question. The prompt holds the course overview and objectives, the whole syllabus and "the student has
 learned up to session N", N being the last chosen session; the drawn concepts are central and earlier sessions may
 be drawn on. Each question also gets a question type (worked problem, proof, code with tests, ...) drawn from its
-own seeded stream out of `questions.question_types` (a short list for the embedded model), recorded on it.
+own seeded stream out of `questions.question_types` (a short list for the embedded model), weighted per field,
+sub-field or discipline (`questions.type_weights`: no code with tests in Dance unless asked). The writer may fall
+back to the closest type of the list when the drawn one cannot fit; it names the type it used (`type_used`, an
+enum), and that type is recorded, answered on, judged on and exported.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, BeforeValidator, Field, create_model
 
 from glan_utils.core.ids import content_hash
 from glan_utils.core.records import ClassSession, Difficulty, Failure, Question, Subject, Syllabus
@@ -39,14 +43,36 @@ MAX_CONCEPTS = 5
 
 
 @lru_cache(maxsize=8)
-def question_reply(max_chars: int) -> type[BaseModel]:
-    """The reply schema with the endpoint's longest question (1,500 characters suit the embedded model only)."""
-    return create_model("QuestionReply", question=(str, Field(min_length=1, max_length=max_chars)))
+def question_reply(max_chars: int, types: tuple[str, ...]) -> type[BaseModel]:
+    """The reply schema: the question (the endpoint's longest: 1,500 characters suit the embedded model only) and
+    the type the writer actually used, one of `types` (an enum; case and spacing forgiven)."""
+    canonical = {" ".join(t.casefold().split()): t for t in types}
+    used = Annotated[
+        Literal[types],  # type: ignore[valid-type]
+        BeforeValidator(lambda v: canonical.get(" ".join(str(v).casefold().split()), v)),
+    ]
+    return create_model(
+        "QuestionReply", question=(str, Field(min_length=1, max_length=max_chars)), type_used=(used, ...)
+    )
 
 
-def pick_question_type(seed: int, syllabus_id: str, sample_index: int, types: list[str]) -> str:
-    """The question's type, from its own seeded stream (independent of its concept draw)."""
-    return random.Random(int(content_hash(seed, syllabus_id, sample_index, "question_type"), 16)).choice(types)
+def type_weights(settings: Settings, types: list[str], *names: str) -> list[float]:
+    """The weight of each type for a node: its most specific entry in `questions.type_weights` that names the
+    type (names are discipline, sub-field, field; compared case-insensitively), else 1."""
+    table = {name.casefold(): weights for name, weights in settings.questions.type_weights.items()}
+    entries = [table[n.casefold()] for n in names if n and n.casefold() in table]
+    return [next((e[t] for e in entries if t in e), 1.0) for t in types]
+
+
+def pick_question_type(
+    seed: int, syllabus_id: str, sample_index: int, types: list[str], weights: list[float] | None = None
+) -> str:
+    """The question's type, from its own seeded stream (independent of its concept draw). Equal weights draw as
+    they always did (a uniform choice), so runs without weights keep their questions."""
+    rng = random.Random(int(content_hash(seed, syllabus_id, sample_index, "question_type"), 16))
+    if not weights or len(set(weights)) == 1 or not any(weights):
+        return rng.choice(types)
+    return rng.choices(types, weights)[0]
 
 
 @dataclass(frozen=True)
@@ -168,7 +194,7 @@ class QuestionTask:
         )
 
 
-def question_prompt(task: QuestionTask, language: str) -> RenderedPrompt:
+def question_prompt(task: QuestionTask, language: str, types: list[str] | None = None) -> RenderedPrompt:
     syllabus, chosen = task.syllabus, task.draw
     return render(
         "questions",
@@ -183,6 +209,7 @@ def question_prompt(task: QuestionTask, language: str) -> RenderedPrompt:
         concepts=list(chosen.concepts),
         difficulty=chosen.difficulty,
         question_type=task.question_type or "any suitable format",
+        types=types or [task.question_type or "any suitable format"],
         language=language,
     )
 
@@ -190,11 +217,12 @@ def question_prompt(task: QuestionTask, language: str) -> RenderedPrompt:
 async def write_question(caller: Caller, task: QuestionTask, settings: Settings) -> list[Question] | Failure:
     """One call producing one question that uses exactly the drawn concepts."""
     cfg = settings.questions
+    types = [*cfg.question_types, *([task.question_type] if task.question_type not in cfg.question_types else [])]
     return await caller.generate(
         task.id,
-        question_prompt(task, settings.language),
+        question_prompt(task, settings.language, types),
         partial(_question, task, settings.language),
-        schema=question_reply(settings.questions.max_chars),
+        schema=question_reply(cfg.max_chars, tuple(types)),
         temperature=cfg.temperature,
         top_p=cfg.top_p,
         sample_index=task.draw.sample_index,
@@ -217,7 +245,7 @@ def _question(task: QuestionTask, language: str, reply: Reply) -> list[Question]
             difficulty=chosen.difficulty,
             session_indices=list(chosen.session_indices),
             concepts=list(chosen.concepts),
-            question_type=task.question_type,
+            question_type=reply.parsed.type_used,
             sample_index=chosen.sample_index,
             language=language,
             question=reply.parsed.question.strip(),
@@ -239,7 +267,8 @@ def question_tasks(settings: Settings) -> Iterator[QuestionTask]:
 def planned_task(settings: Settings, syllabus: Syllabus, index: int, types: list[str], **place: str) -> QuestionTask:
     """Question slot `index` of a syllabus as the current plan has it: its draw and its question type."""
     chosen = slot(syllabus, index, settings.questions.challenging_ratio, settings.seed)
-    kind = pick_question_type(settings.seed, syllabus.id, index, types)
+    weights = type_weights(settings, types, syllabus.discipline, place.get("subfield", ""), place.get("field", ""))
+    kind = pick_question_type(settings.seed, syllabus.id, index, types, weights)
     return QuestionTask(syllabus, chosen, question_type=kind, **place)
 
 
@@ -260,7 +289,10 @@ def _against_plan(settings: Settings) -> Iterator[tuple[Question, bool]]:
         planned = (
             syllabus is not None
             and question.sample_index < cfg.questions_per_syllabus
-            and question.task_id == planned_task(settings, syllabus, question.sample_index, types).id
+            and question.task_id
+            == planned_task(
+                settings, syllabus, question.sample_index, types, field=question.field, subfield=question.subfield
+            ).id
         )
         yield question, planned
 
@@ -296,7 +328,7 @@ def preview(settings: Settings) -> RenderedPrompt:
         Draw(0, "basic", (1,), ("key concept 1.1",)),
         question_type=settings.questions.question_types[0],
     )
-    return question_prompt(task, settings.language)
+    return question_prompt(task, settings.language, settings.questions.question_types)
 
 
 def _example_syllabus(subject: Subject, settings: Settings) -> Syllabus:
