@@ -20,6 +20,7 @@ from glan_utils.stages import followups, pipeline
 from glan_utils.testing import Behavior, OpenAIServer
 from glan_utils.testing.fake_json import WORDS, seeded_rng
 from glan_utils.testing.fake_payloads import default_content
+from glan_utils.views import conversations as conversations_view
 
 NOUNS = [f"{word}{i}" for word in WORDS for i in range(4)]
 
@@ -189,3 +190,17 @@ async def test_export_writes_multi_turn_chats_deduplicated_and_decontaminated_ov
     build_dataset(store, settings.dataset)
     rows = [json.loads(line) for line in store.path("dataset/train.jsonl").open()]
     assert rows and all(row["turns"] == 1 and len(row["messages"]) == 2 for row in rows)
+
+
+async def test_notebook_views_show_kind_mix_samples_and_what_turns_add(answered):
+    settings = answered
+    added = conversations_view.turns_added(settings)
+    assert added.loc["followups", "calls"] == 2 * 2 * added.loc["answers", "calls"]
+    assert added.loc["followups / answers", "calls"] == 4
+    await pipeline.run(settings, "followups")
+    mix = conversations_view.kind_mix(settings)
+    assert list(mix.columns) == [*FOLLOWUP_KINDS, "total"] and mix["total"].sum() == 2 * added.loc["answers", "calls"]
+    sample = conversations_view.sample_conversations(settings, 2)
+    assert len(sample) == 2 * 6 and list(sample["role"][:6]) == ["user", "assistant"] * 3
+    students = sample[(sample["role"] == "user") & (sample["turn"] > 0)]
+    assert len(students) == 4 and set(students["kind"]) <= set(FOLLOWUP_KINDS)

@@ -78,7 +78,10 @@ def test_notebooks_run_in_order_and_rerun_makes_no_calls(openai_server, tmp_path
         "quality_lowest",
     } <= plots
     manifest = store.read_manifest()["stages"]
-    assert all(manifest[s]["status"] == "complete" for s in ("taxonomy", "subjects", "syllabi", "answers", "quality"))
+    stages = ("taxonomy", "subjects", "syllabi", "answers", "quality", "followups")
+    assert all(manifest[s]["status"] == "complete" for s in stages)
+    assert {r.pair_id for r in store.iter_records("followups")} == {p.id for p in pairs}  # one round per pair
+    assert "check_attempt" in text_outputs(executed["04_questions"])  # the kind mix shows every kind
     sent = openai_server.count
     assert sent > 0
     (tmp_path / "rerun").mkdir()
