@@ -72,7 +72,7 @@ async def _windowed(calls: int, window: int, call: Callable[[int], Awaitable[Cha
 
 
 async def _ours(base_url: str, calls: int, concurrency: int | None, workdir: Path) -> dict[str, Any]:
-    from glan_utils.llm.client import open_client
+    from glan_utils.runs.client import run_client
     from glan_utils.settings import load_settings
 
     settings = load_settings(
@@ -88,7 +88,7 @@ async def _ours(base_url: str, calls: int, concurrency: int | None, workdir: Pat
     )
     concurrency = settings.llm.concurrency
     cpu0, start = time.process_time(), time.perf_counter()
-    async with open_client(settings, stage="bench") as client:
+    async with run_client(settings, stage="bench") as client:
         results = await _windowed(calls, 2 * concurrency, lambda i: client.chat(prompt(i), max_tokens=64))
     wall = time.perf_counter() - start
     return {

@@ -20,8 +20,8 @@ from support.reliability import pipeline_overrides, record_ids, run_pipeline, se
 
 from glan_utils.core.aio import run
 from glan_utils.llm.batch import BatchError, batch_mode, batch_status, cancel_batches, plan_pass
-from glan_utils.llm.client import open_client
 from glan_utils.llm.ledger import read_ledger
+from glan_utils.runs.client import run_client
 from glan_utils.settings import BatchSettings
 from glan_utils.testing import OpenAIServer
 
@@ -101,7 +101,7 @@ async def test_an_expired_batch_resubmits_only_its_remainder_at_batch_prices(mak
     with OpenAIServer() as server:
         server.batches.expire_after = 3
         settings = make_settings(server.base_url, PRICED)
-        async with open_client(settings, stage="demo") as client:
+        async with run_client(settings, stage="demo") as client:
             work, plan = topics(client, 8)
             config = BatchSettings(poll_interval_s=0.05, max_waves=2)
             async with batch_mode(client, plan, settings.run_dir / "b.sqlite", config) as report:
@@ -122,7 +122,7 @@ async def test_with_remainder_online_the_unanswered_lines_go_online_at_full_pric
     with OpenAIServer() as server:
         server.batches.expire_after = 5
         settings = make_settings(server.base_url, PRICED)
-        async with open_client(settings, stage="demo") as client:
+        async with run_client(settings, stage="demo") as client:
             work, plan = topics(client, 8)
             config = BatchSettings(poll_interval_s=0.05, remainder="online")
             async with batch_mode(client, plan, settings.run_dir / "b.sqlite", config):
@@ -138,7 +138,7 @@ async def test_an_invalid_batch_reply_is_re_asked_not_cached(make_settings):
     with OpenAIServer() as server:
         server.script("wrong_schema")  # the first batch line answered breaks the schema
         settings = make_settings(server.base_url)
-        async with open_client(settings, stage="demo") as client:
+        async with run_client(settings, stage="demo") as client:
             work, plan = topics(client, 4)
             async with batch_mode(client, plan, settings.run_dir / "b.sqlite", BatchSettings(poll_interval_s=0.05)):
                 results = [await work(t) for t in range(4)]
@@ -153,7 +153,7 @@ async def test_files_respect_the_size_and_enqueued_token_limits_so_no_batch_fail
         server.batches.max_bytes = 1200
         server.batches.enqueued_token_limit = 350  # ~102 tokens a line: 3 lines a batch, one batch at a time
         settings = make_settings(server.base_url)
-        async with open_client(settings, stage="demo") as client:
+        async with run_client(settings, stage="demo") as client:
             work, plan = topics(client, 9)
             config = BatchSettings(poll_interval_s=0.05, max_bytes_per_file=1200, max_enqueued_tokens=350)
             async with batch_mode(client, plan, settings.run_dir / "b.sqlite", config) as report:
@@ -166,7 +166,7 @@ async def test_a_failed_batch_is_reported_and_its_lines_planned_again(make_setti
     with OpenAIServer() as server:
         server.batches.enqueued_token_limit = 10  # every batch over it fails validation, as the real API does
         settings = make_settings(server.base_url)
-        async with open_client(settings, stage="demo") as client:
+        async with run_client(settings, stage="demo") as client:
             work, plan = topics(client, 3)
             with pytest.warns(UserWarning, match="token_limit_exceeded"):
                 config = BatchSettings(poll_interval_s=0.05, max_waves=2)
@@ -179,7 +179,7 @@ async def test_a_failed_batch_is_reported_and_its_lines_planned_again(make_setti
 async def test_a_batch_past_the_timeout_is_one_clear_error_and_polling_resumes(make_settings):
     with OpenAIServer(batch_delay_s=0.8) as server:
         settings = make_settings(server.base_url)
-        async with open_client(settings, stage="demo") as client:
+        async with run_client(settings, stage="demo") as client:
             work, plan = topics(client, 2)
             state = settings.run_dir / "b.sqlite"
             with pytest.raises(BatchError, match="still running"):
@@ -195,14 +195,14 @@ async def test_cancel_stops_running_batches_and_their_lines_are_planned_again(ma
     with OpenAIServer(batch_delay_s=30) as server:
         settings = make_settings(server.base_url)
         state = settings.run_dir / "b.sqlite"
-        async with open_client(settings, stage="demo") as client:
+        async with run_client(settings, stage="demo") as client:
             _, plan = topics(client, 3)
             with pytest.raises(BatchError):
                 async with batch_mode(client, plan, state, BatchSettings(poll_interval_s=0.05, timeout_s=0.1)):
                     pass
             assert len(await cancel_batches(client, state)) == 1
         server.batches.delay_s = 0
-        async with open_client(settings, stage="demo") as client:
+        async with run_client(settings, stage="demo") as client:
             work, plan = topics(client, 3)
             async with batch_mode(client, plan, state, BatchSettings(poll_interval_s=0.05)):
                 results = [await work(t) for t in range(3)]
@@ -223,7 +223,7 @@ async def test_glan_batches_shows_and_cancels_a_runs_batches(make_settings, tmp_
     with OpenAIServer(batch_delay_s=30) as server:
         settings = make_settings(server.base_url, {"run_name": "big"})
         state = settings.run_dir / "batches" / "questions.sqlite"
-        async with open_client(settings, stage="questions") as client:
+        async with run_client(settings, stage="questions") as client:
             _, plan = topics(client, 3)
             with pytest.raises(BatchError):
                 async with batch_mode(client, plan, state, BatchSettings(poll_interval_s=0.05, timeout_s=0.1)):

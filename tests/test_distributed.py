@@ -161,7 +161,7 @@ def test_shards_on_another_node_land_once_at_the_driver_like_a_single_process_ru
     cluster, tmp_path, monkeypatch, openai_server
 ):
     from glan_utils.core.aio import run
-    from glan_utils.llm.client import open_client
+    from glan_utils.runs.client import run_client
     from glan_utils.runs.stage import run_stage
     from glan_utils.runs.store import RunStore
 
@@ -171,7 +171,7 @@ def test_shards_on_another_node_land_once_at_the_driver_like_a_single_process_ru
     single = _settings(tmp_path, openai_server.base_url)
 
     async def local():
-        async with open_client(single, stage="demo") as client:
+        async with run_client(single, stage="demo") as client:
             await run_stage(RunStore(single.run_dir), "demo", tasks, lambda t: name_it(client, t), concurrency=4)
 
     run(local())

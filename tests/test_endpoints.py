@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from glan_utils.llm.client import open_client
 from glan_utils.llm.endpoints import EndpointConnectionError, EndpointPool, EndpointStatusError
+from glan_utils.runs.client import run_client
 from glan_utils.testing import OpenAIServer
 
 BODY = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
@@ -75,12 +75,12 @@ async def test_client_pool_balances_and_cache_key_ignores_the_serving_replica(ma
             a.base_url, {"llm.base_url": None, "llm.base_urls": [a.base_url, b.base_url], "llm.concurrency": 2}
         )
         prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(20)]
-        async with open_client(settings, stage="t") as client:
+        async with run_client(settings, stage="t") as client:
             first = await asyncio.gather(*(client.chat(m) for m in prompts))
         assert all(r.ok for r in first) and a.count >= 5 and b.count >= 5
         served = a.count + b.count
         reordered = make_settings(b.base_url, {"llm.base_url": None, "llm.base_urls": [b.base_url, a.base_url]})
-        async with open_client(reordered, stage="t") as client:
+        async with run_client(reordered, stage="t") as client:
             again = await asyncio.gather(*(client.chat(m) for m in prompts))
         assert all(r.cached for r in again) and a.count + b.count == served
         assert [r.cache_key for r in again] == [r.cache_key for r in first]

@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel, Field
 
 from glan_utils.core.errors import SetupError
-from glan_utils.llm.client import open_client
 from glan_utils.llm.ledger import read_ledger
+from glan_utils.runs.client import run_client
 from glan_utils.testing import Behavior
 
 
@@ -24,7 +24,7 @@ MESSAGES = [{"role": "user", "content": "Name a topic."}]
 
 
 async def call(settings, **kwargs):
-    async with open_client(settings, stage="t") as client:
+    async with run_client(settings, stage="t") as client:
         return await client.chat(MESSAGES, **kwargs)
 
 
@@ -106,7 +106,7 @@ async def test_ledger_matches_server_count(openai_server, make_settings):
     openai_server.script("429", "500", "malformed")
 
     async def many():
-        async with open_client(settings, stage="t") as client:
+        async with run_client(settings, stage="t") as client:
             prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(30)]
             await asyncio.gather(*(client.chat(m) for m in prompts))
             await asyncio.gather(*(client.chat(m) for m in prompts[:10]))
@@ -122,7 +122,7 @@ async def test_concurrency_is_bounded(make_settings):
 
     with OpenAIServer(models=["fake-model"], latency_s=0.05) as server:
         settings = make_settings(server.base_url, {"llm.concurrency": 4})
-        async with open_client(settings) as client:
+        async with run_client(settings) as client:
             await asyncio.gather(*(client.chat([{"role": "user", "content": str(i)}]) for i in range(20)))
         assert server.peak_in_flight == 4
 
@@ -150,7 +150,7 @@ async def test_api_key_is_sent_but_never_written(openai_server, make_settings, m
 
 async def test_samples_of_one_prompt_are_distinct_calls(openai_server, make_settings):
     settings = make_settings(openai_server.base_url)
-    async with open_client(settings) as client:
+    async with run_client(settings) as client:
         results = [await client.chat(MESSAGES, schema=Topic, temperature=1.0, sample_index=i) for i in range(3)]
     assert openai_server.count == 3
     assert [r["seed"] for r in openai_server.requests] == [0, 1, 2]
@@ -177,7 +177,7 @@ async def _stage_under_budget(settings, n: int):
         def id(self) -> str:
             return str(self)
 
-    async with open_client(settings, stage="demo") as client:
+    async with run_client(settings, stage="demo") as client:
 
         async def work(task):
             result = await client.chat([{"role": "user", "content": f"name {task}"}], max_tokens=20)

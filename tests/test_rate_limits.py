@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from glan_utils.llm.client import open_client
 from glan_utils.llm.ledger import read_ledger
 from glan_utils.llm.limits import parse_duration, pause_hint
+from glan_utils.runs.client import run_client
 from glan_utils.testing import OpenAIServer
 
 
@@ -20,7 +20,7 @@ async def _throttled_run(make_settings, adaptive: bool, n: int = 400):
     with OpenAIServer(latency_s=0.05, throttle_above=8, retry_after=0.02) as server:
         overrides = {"llm.concurrency": 64, "llm.max_retries": 30, "llm.adaptive_concurrency": adaptive}
         settings = make_settings(server.base_url, overrides)
-        async with open_client(settings, stage="t") as client:
+        async with run_client(settings, stage="t") as client:
             results = await asyncio.gather(*(client.chat(m) for m in _prompts(n)))
             settled = client.limit.limit
         return results, settled, server.counts_by_kind["throttled"], settings
@@ -39,7 +39,7 @@ async def test_with_no_limit_configured_the_client_settles_near_what_the_server_
 async def test_a_fixed_limit_is_used_as_is_when_adaptation_is_off(make_settings):
     with OpenAIServer(latency_s=0.02) as server:
         settings = make_settings(server.base_url, {"llm.concurrency": 6, "llm.adaptive_concurrency": False})
-        async with open_client(settings, stage="t") as client:
+        async with run_client(settings, stage="t") as client:
             await asyncio.gather(*(client.chat(m) for m in _prompts(60)))
         assert server.peak_in_flight == 6 and client.limit.limit == 6
 
@@ -47,7 +47,7 @@ async def test_a_fixed_limit_is_used_as_is_when_adaptation_is_off(make_settings)
 async def test_requests_per_minute_are_paced_evenly_with_no_start_up_burst(make_settings):
     with OpenAIServer() as server:
         settings = make_settings(server.base_url, {"llm.requests_per_minute": 1200})  # one call every 50 ms
-        async with open_client(settings, stage="t") as client:
+        async with run_client(settings, stage="t") as client:
             start = time.monotonic()
             done: list[float] = []
 
@@ -64,7 +64,7 @@ async def test_tokens_per_minute_are_paced_by_the_calls_size(make_settings):
     with OpenAIServer() as server:
         # each call is ~3 prompt tokens + 100 max_tokens: 6,000 tokens a minute is one call a second
         settings = make_settings(server.base_url, {"llm.tokens_per_minute": 6000})
-        async with open_client(settings, stage="t") as client:
+        async with run_client(settings, stage="t") as client:
             start = time.monotonic()
             await asyncio.gather(*(client.chat(m, max_tokens=100) for m in _prompts(3)))
     assert time.monotonic() - start >= 1.9

@@ -12,7 +12,7 @@ from support.reliability import account, ledger_lines, pipeline_overrides, plann
 from glan_utils.app.report import run_table
 from glan_utils.core.aio import run
 from glan_utils.core.errors import SetupError
-from glan_utils.llm.client import open_client
+from glan_utils.runs.client import run_client
 from glan_utils.runs.store import RunStore
 from glan_utils.stages import pipeline, subjects
 from glan_utils.testing import OpenAIServer
@@ -52,7 +52,7 @@ def test_refusal_carries_status_code_and_message_and_is_never_cached(openai_serv
     messages = [{"role": "user", "content": "a very long prompt"}]
 
     async def ask() -> object:
-        async with open_client(settings, stage="t") as client:
+        async with run_client(settings, stage="t") as client:
             return await client.chat(messages)
 
     first = run(ask())
@@ -69,7 +69,7 @@ async def test_interleaved_refusals_do_not_stop_a_stage(openai_server, make_sett
     settings = make_settings(openai_server.base_url, {"llm.concurrency": 4})
     openai_server.refuse = {"long": "context_length"}
     prompts = [[{"role": "user", "content": f"{'long ' * (i % 7) if i % 2 else ''}question {i}"}] for i in range(40)]
-    async with open_client(settings, stage="t") as client:
+    async with run_client(settings, stage="t") as client:
         results = await asyncio.gather(*(client.chat(m) for m in prompts))
     refused = [r for r in results if not r.ok]
     assert len(refused) == openai_server.counts_by_kind["context_length"] > 5
@@ -118,7 +118,7 @@ def test_refusal_share_is_a_setting(openai_server, make_settings) -> None:
     openai_server.script("ok", "bad_param", "bad_param", *["ok"] * 10)
 
     async def many() -> None:
-        async with open_client(settings, stage="t") as client:
+        async with run_client(settings, stage="t") as client:
             for i in range(10):
                 await client.chat([{"role": "user", "content": f"q{i}"}])
 

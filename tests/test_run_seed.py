@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from glan_utils.llm.client import ChatResult, open_client, request_seed
+from glan_utils.llm.client import ChatResult, request_seed
 from glan_utils.llm.prompts import RenderedPrompt
+from glan_utils.runs.client import run_client
 from glan_utils.stages.base import Reply
 
 MESSAGES = [{"role": "user", "content": "Name a subject."}]
@@ -21,7 +22,7 @@ class Subject(BaseModel):
 
 
 async def _samples(settings, n: int = 3) -> list[ChatResult]:  # type: ignore[no-untyped-def]
-    async with open_client(settings) as client:
+    async with run_client(settings) as client:
         return [await client.chat(prompt=PROMPT, schema=Subject, temperature=1.0, sample_index=i) for i in range(n)]
 
 

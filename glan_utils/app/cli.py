@@ -464,7 +464,7 @@ def batches(
     from glan_utils.app.report import markdown_table
     from glan_utils.core.aio import run as run_async
     from glan_utils.llm.batch import cancel_batches
-    from glan_utils.llm.client import open_client
+    from glan_utils.runs.client import run_client
     from glan_utils.settings import load_settings
 
     with _user_errors():
@@ -478,7 +478,7 @@ def batches(
                 raise SetupError("cancelling batches needs llm.base_url (the Batch API endpoint)")
 
             async def cancel_all() -> list[str]:
-                async with open_client(settings, check=False) as client:
+                async with run_client(settings, check=False) as client:
                     return [i for path in states for i in await cancel_batches(client, path)]
 
             typer.echo(f"cancel requested for {len(run_async(cancel_all()))} batches (partial output is kept)")

@@ -26,8 +26,8 @@ from glan_utils.core.jsonl import iter_jsonl
 from glan_utils.core.paths import DATASET
 from glan_utils.evaluation.harness import ModelSpec, load_hf_model
 from glan_utils.evaluation.stats import bootstrap_interval
-from glan_utils.llm.client import open_client
 from glan_utils.llm.prompts import render
+from glan_utils.runs.client import run_client
 from glan_utils.settings import Settings
 
 
@@ -78,7 +78,7 @@ def _hf_answers(spec: ModelSpec, questions: list[str], max_tokens: int) -> list[
 async def _endpoint_answers(spec: ModelSpec, questions: list[str], settings: Settings, max_tokens: int) -> list[str]:
     """Answers from an OpenAI-compatible endpoint, through the project's client (cache, retries, ledger)."""
     llm = settings.llm.model_copy(update={"base_url": spec.base_url, "base_urls": [], "model": spec.model})
-    async with open_client(settings.model_copy(update={"llm": llm}), stage=f"glan_test_answers_{spec.name}") as client:
+    async with run_client(settings.model_copy(update={"llm": llm}), stage=f"glan_test_answers_{spec.name}") as client:
         results = await asyncio.gather(
             *(client.chat([{"role": "user", "content": q}], temperature=0.0, max_tokens=max_tokens) for q in questions)
         )
@@ -87,7 +87,7 @@ async def _endpoint_answers(spec: ModelSpec, questions: list[str], settings: Set
 
 async def judge(rows: list[dict[str, Any]], answers: list[str], settings: Settings) -> list[dict[str, Any]]:
     """Grade each answer against its reference with the judge prompt; one output row per question."""
-    async with open_client(settings, stage="glan_test_judge") as client:
+    async with run_client(settings, stage="glan_test_judge") as client:
         prompts = [
             render(
                 "judge",
@@ -150,7 +150,7 @@ async def judge_pairs(
             answer_2=two,
         )
 
-    async with open_client(settings, stage="glan_test_pairwise") as client:
+    async with run_client(settings, stage="glan_test_pairwise") as client:
         calls = [prompt(r, a, b) for r, a, b in zip(rows, first, second, strict=True)]
         calls += [prompt(r, b, a) for r, a, b in zip(rows, first, second, strict=True)]
         results = await asyncio.gather(*(client.chat(prompt=p, schema=PairVerdict, temperature=0.0) for p in calls))

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -28,7 +29,6 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from glan_utils.core.errors import GlanError, SetupError
 from glan_utils.core.ids import content_hash
-from glan_utils.core.paths import LEDGER, ensure_writable_dir
 from glan_utils.llm.cache import ResponseCache
 from glan_utils.llm.endpoints import (
     EndpointError,
@@ -42,7 +42,7 @@ from glan_utils.llm.limits import AdaptiveLimit, Pacer, pause_hint
 from glan_utils.llm.prompts import RenderedPrompt
 from glan_utils.llm.refusals import ALWAYS_FATAL, RETRYABLE_STATUS, RefusalGuard, Refused, is_refusal
 from glan_utils.llm.structured import ParseError, parse, reask_messages, response_format
-from glan_utils.settings import LLMSettings, Settings, api_key
+from glan_utils.settings import EmbeddedSettings, LLMSettings, api_key
 from glan_utils.settings.llm import endpoint_kind
 
 # pydantic takes ~0.3 ms to build a schema's JSON schema, and every call (cache hits too) needs it for its key:
@@ -429,58 +429,58 @@ class LLMClient:
         await self.endpoints.aclose()
 
 
-def _start_budget(client: LLMClient, settings: Settings) -> None:
+def _start_budget(client: LLMClient, llm: LLMSettings, ledger_path: Path | None) -> None:
     """Count what the run's ledger already spent against the caps, and warn if dollars can't be counted."""
-    llm = settings.llm
     if (llm.max_cost_usd is not None or llm.prices) and price_of(client.model, llm.prices) is None:
         warnings.warn(
             f"no price for model '{client.model}' in llm.prices: its calls are recorded at $0"
             + (" and llm.max_cost_usd cannot stop them" if llm.max_cost_usd is not None else ""),
             stacklevel=3,
         )
-    if client.budget.active:
-        spent = read_ledger(settings.run_dir / LEDGER)["all"]
+    if client.budget.active and ledger_path is not None:
+        spent = read_ledger(ledger_path)["all"]
         client.budget.spent_usd = spent.cost_usd
         client.budget.spent_tokens = spent.prompt_tokens + spent.completion_tokens
 
 
 @asynccontextmanager
 async def open_client(
-    settings: Settings,
+    llm: LLMSettings,
+    embedded: EmbeddedSettings,
+    *,
+    cache: ResponseCache,
+    ledger: Ledger,
+    ledger_path: Path | None = None,
+    server_log: Path | None = None,
+    seed: int = 0,
     stage: str = "",
     check: bool = True,
-    *,
-    cache: Any = None,
-    ledger: Ledger | None = None,
 ) -> AsyncIterator[LLMClient]:
     """A ready client for the configured endpoint, or for the embedded llama.cpp server when none is set.
 
-    The embedded server is started here and stopped on exit, so no process outlives the block. `cache` and
-    `ledger` replace the run dir's own (a Ray worker uses the driver's); then nothing is written locally.
+    Takes only the sections it reads; where the cache and ledger live is the caller's (`runs.client.run_client`
+    opens a run's). `ledger_path` is the ledger whose spending counts against the caps. The embedded server is
+    started here (logging to `server_log`) and stopped on exit, so no process outlives the block.
     """
     async with AsyncExitStack() as stack:
-        if cache is None or ledger is None:
-            ensure_writable_dir(settings.run_dir)
-        llm = settings.llm
         extra: dict[str, Any] = {}
         if endpoint_kind(llm) == "embedded":
             from glan_utils.llm.embedded import EmbeddedServer  # imported lazily: remote runs need no llama.cpp
 
-            emb = settings.embedded
             server = stack.enter_context(
                 EmbeddedServer(
-                    model=emb.model,
-                    ctx=emb.ctx,
-                    parallel=emb.parallel,
-                    threads=emb.threads,
-                    log_path=settings.run_dir / "llama-server.log",
+                    model=embedded.model,
+                    ctx=embedded.ctx,
+                    parallel=embedded.parallel,
+                    threads=embedded.threads,
+                    log_path=server_log,
                 )
             )
-            base_url, model, endpoint_id = server.base_url, server.model, f"embedded:{settings.embedded.model}"
-            extra = dict(emb.extra_body)
+            base_url, model, endpoint_id = server.base_url, server.model, f"embedded:{embedded.model}"
+            extra = dict(embedded.extra_body)
             # llama.cpp queues what its slots can't hold: more in flight only turns into client timeouts
             llm = llm.model_copy(
-                update={"concurrency": min(llm.concurrency, 2 * emb.parallel), "timeout_s": emb.timeout_s}
+                update={"concurrency": min(llm.concurrency, 2 * embedded.parallel), "timeout_s": embedded.timeout_s}
             )
         else:
             if not llm.model:
@@ -489,10 +489,6 @@ async def open_client(
             # replicas of one model answer alike: a pool's cache key names the model, not the replica that served
             endpoint_id = f"pool:{llm.model}" if llm.base_urls else base_url.rstrip("/")
             model = llm.model
-        cache = cache if cache is not None else ResponseCache(settings.cache_file)
-        stack.callback(cache.close)
-        ledger = ledger if ledger is not None else Ledger(settings.run_dir / LEDGER, llm.prices)
-        stack.callback(ledger.close)
         client = LLMClient(
             llm,
             base_url=base_url,
@@ -504,10 +500,10 @@ async def open_client(
             extra_body=extra,
             stage=stage,
             replicas=llm.base_urls or None,
-            run_seed=settings.seed,
+            run_seed=seed,
         )
         stack.push_async_callback(client.aclose)
-        _start_budget(client, settings)
+        _start_budget(client, llm, ledger_path)
         if check:
             await client.check()
         yield client

@@ -112,7 +112,7 @@ def _shard_worker(
     settings_data: dict[str, Any], stage: str, work: ClientWork, shard: list[Any], store: Any
 ) -> list[tuple[str, list[Record] | Failure]]:
     """Runs inside a Ray worker: the normal client over one shard, cache and ledger at the driver."""
-    from glan_utils.llm.client import open_client
+    from glan_utils.runs.client import run_client
 
     settings = Settings.model_validate(settings_data)
     ledger = RemoteLedger(store, settings.llm.prices)
@@ -124,7 +124,7 @@ def _shard_worker(
             async with window:
                 return await work(client, task)
 
-        async with open_client(settings, stage=stage, cache=RemoteCache(store), ledger=ledger) as client:
+        async with run_client(settings, stage=stage, cache=RemoteCache(store), ledger=ledger) as client:
             results = await asyncio.gather(*(one(task) for task in shard))
         return [(task.id, result) for task, result in zip(shard, results, strict=True)]
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from glan_utils.core.errors import InputError
 from glan_utils.core.records import Failure, NodeLevel, TaxonomyNode, child_level
-from glan_utils.llm.client import open_client
 from glan_utils.llm.embeddings import cosine_matrix, embed
+from glan_utils.runs.client import run_client
 from glan_utils.settings import Settings
 from glan_utils.stages.base import Caller
 from glan_utils.stages.taxonomy import NAME, ExpandTask, expand, level_size
@@ -53,7 +53,7 @@ async def propose_children(
     if level is None:
         raise InputError(f"{parent.name} is a discipline: disciplines have no children in the taxonomy")
     task = ExpandTask(parent, level, count or level_size(settings, level))
-    async with open_client(settings, stage=NAME) as client:
+    async with run_client(settings, stage=NAME) as client:
         caller = Caller(client, NAME)
         result = await expand(caller, task, settings)
         cost = client.ledger.totals.cost_usd

@@ -18,9 +18,10 @@ from typing import Any
 from glan_utils.core.errors import ConfigError
 from glan_utils.core.records import Record
 from glan_utils.llm.batch import batch_mode, plan_pass
-from glan_utils.llm.client import LLMClient, open_client
+from glan_utils.llm.client import LLMClient
 from glan_utils.llm.ledger import Totals
 from glan_utils.llm.prompts import RenderedPrompt
+from glan_utils.runs.client import run_client
 from glan_utils.runs.distributed import run_stage_distributed
 from glan_utils.runs.stage import StageSummary, record_all_done, run_stage
 from glan_utils.runs.store import RunStore
@@ -261,7 +262,7 @@ async def run_pending(
         )
         return StageReport(stage, summary, totals)
     total = total() if callable(total) else total
-    async with open_client(settings, stage=stage) as client:
+    async with run_client(settings, stage=stage) as client:
         caller = Caller(client, stage)
         sending = _sending(settings, store, client, stage, lambda: (t for t in make_tasks() if t.id not in done), work)
         async with sending:
