@@ -115,3 +115,19 @@ async def test_hostile_names_are_quoted_data_and_records_stay_valid(openai_serve
     assert report.summary.failed == 0
     subjects = list(RunStore(settings.run_dir).iter_records("subjects"))
     assert subjects and all(s.discipline == hostile for s in subjects)
+
+
+async def test_raising_a_size_grows_the_generated_tree_by_the_missing_children(openai_server, make_settings):
+    sizes = {"taxonomy.n_fields": 1, "taxonomy.n_subfields": 1}
+    small = make_settings(openai_server.base_url, {**sizes, "taxonomy.n_disciplines": 1})
+    assert (await pipeline.run(small, "taxonomy")).llm.calls == 3
+    before = {n.id: n.name for n in pipeline.kept_disciplines(small)}
+    large = make_settings(openai_server.base_url, {**sizes, "taxonomy.n_disciplines": 3})
+    assert (await pipeline.run(large, "taxonomy")).llm.calls == 1  # one growth call for the one sub-field
+    asked = openai_server.requests[-1]
+    assert asked["response_format"]["json_schema"]["schema"]["properties"]["items"]["maxItems"] == 2
+    assert all(f'"{name}"' in asked["messages"][-1]["content"] for name in before.values())
+    after = {n.id: n.name for n in pipeline.kept_disciplines(large)}
+    assert before.items() < after.items() and len(after) <= 3  # the old ids stay, new names join them
+    for settings in (large, small):  # unchanged, or smaller again: nothing to ask
+        assert (await pipeline.run(settings, "taxonomy")).llm.calls == 0

@@ -119,14 +119,17 @@ SHARED_SETTINGS = ("run_name", "output_dir", "seed", "language", "llm", "embedde
 SHAPING_SETTINGS = ("seed", "language", "llm.model", "embedded.model")
 # Keys of a stage's section that change no record of it (which review to apply, where the judge is served, how many
 # follow-up rounds: a round's draw depends on (seed, pair, turn) only, so more turns keep the earlier rounds), or
-# that only choose which of its records are in the plan (the taxonomy file, a cap, a merge threshold, the slots
-# per syllabus): records left outside the plan stay on disk and are in it again, at no cost, when the change is
+# that only choose which of its records are in the plan (the taxonomy file or sizes, a cap, a merge threshold, the
+# slots per syllabus): records left outside the plan stay on disk and are in it again, at no cost, when the change is
 # undone, so changing these replans instead of refusing the run.
 NOT_SHAPING = (
     "taxonomy.review_file",
     "quality.base_url",
     "followups.turns",
     "taxonomy.source",
+    "taxonomy.n_fields",
+    "taxonomy.n_subfields",
+    "taxonomy.n_disciplines",
     "subjects.max_subjects",
     "subjects.merge_threshold",
     "subjects.merge_by_embedding",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -29,7 +29,7 @@ from glan_utils.stages.base import NAME_MAX, TEXT_MAX, Caller, Reply, bounded_li
 from glan_utils.stages.bounds import budget
 from glan_utils.stages.registry import Plan, Stage, StageReport, finish, open_store, run_pending
 from glan_utils.stages.review import disciplines, repeated_disciplines
-from glan_utils.stages.selection import CURRENT, kept_disciplines, write_json
+from glan_utils.stages.selection import CURRENT, kept_disciplines, read_json, write_json
 
 NAME = "taxonomy"
 NULL = "tag:yaml.org,2002:null"
@@ -42,22 +42,38 @@ class NodeProposal(BaseModel):
     description: str = Field("", max_length=TEXT_MAX)
 
 
+SIZES = "taxonomy_sizes.json"  # the most children asked for per level so far, so a larger `taxonomy.n_*` grows
+SIZE_KEYS: dict[NodeLevel, str] = {"field": "n_fields", "subfield": "n_subfields", "discipline": "n_disciplines"}
+
+
 @dataclass(frozen=True)
 class ExpandTask:
-    """One call: propose the children (`level`) of `parent` (None: the top-level fields)."""
+    """One call: propose the children (`level`) of `parent` (None: the top-level fields). A growth task (after
+    `taxonomy.n_*` was raised) names the children the parent has (`known`) and asks for different ones."""
 
     parent: TaxonomyNode | None
     level: NodeLevel
     count: int
+    known: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
-        return f"{self.level}:{self.parent.id if self.parent else 'root'}"
+        base = f"{self.level}:{self.parent.id if self.parent else 'root'}"
+        return f"{base}:to{self.count}" if self.known else base
 
 
 def level_size(settings: Settings, level: NodeLevel) -> int:
-    sizes = settings.taxonomy
-    return {"field": sizes.n_fields, "subfield": sizes.n_subfields, "discipline": sizes.n_disciplines}[level]
+    return getattr(settings.taxonomy, SIZE_KEYS[level])
+
+
+def expand_task(
+    parent: TaxonomyNode | None, level: NodeLevel, count: int, done: Container[str], have: list[str], asked: int | None
+) -> ExpandTask:
+    """The parent's expansion, or, once it is done and `count` is above what was `asked` before, its growth by the
+    children it lacks (a parent that got fewer than asked at the same size is not asked again)."""
+    base = ExpandTask(parent, level, count)
+    grow = base.id in done and asked is not None and count > asked and len(have) < count
+    return ExpandTask(parent, level, count, tuple(have)) if grow else base
 
 
 def children_low(count: int) -> int:
@@ -66,12 +82,14 @@ def children_low(count: int) -> int:
 
 
 def expand_prompt(task: ExpandTask, language: str) -> RenderedPrompt:
+    wanted = task.count - len(task.known)
     return render(
         "taxonomy",
         level=task.level,
-        low=children_low(task.count),
-        count=task.count,
+        low=children_low(wanted),
+        count=wanted,
         path=task.parent.path if task.parent else [],
+        known=list(task.known),
         language=language,
     )
 
@@ -82,7 +100,7 @@ async def expand(caller: Caller, task: ExpandTask, settings: Settings) -> list[T
         task.id,
         expand_prompt(task, settings.language),
         partial(_children, task),
-        schema=bounded_list(NodeProposal, 1, task.count),
+        schema=bounded_list(NodeProposal, 1, task.count - len(task.known)),
         temperature=settings.taxonomy.temperature,
         **budget(settings, settings.taxonomy),
     )
@@ -93,7 +111,8 @@ def _children(task: ExpandTask, reply: Reply) -> list[TaxonomyNode]:
     parent_path = task.parent.path if task.parent else []
     parents = [task.parent.id] if task.parent else []
     nodes: dict[str, TaxonomyNode] = {}
-    for item in reply.parsed.items[: task.count]:
+    known = {name.casefold() for name in task.known}
+    for item in [i for i in reply.parsed.items if i.name.strip().casefold() not in known][: task.count - len(known)]:
         node = TaxonomyNode(
             name=item.name.strip(),
             level=task.level,
@@ -111,6 +130,7 @@ async def run(settings: Settings) -> StageReport:
 
     The report (and the manifest) says which parents came back with fewer children than asked and which
     discipline names sit under two parents, so neither is silent."""
+    previous = RunStore(settings.run_dir).read_config().get(NAME) or {}
     store = open_store(settings, NAME)
     tax = settings.taxonomy
     if tax.source:
@@ -122,10 +142,15 @@ async def run(settings: Settings) -> StageReport:
     report = StageReport(NAME, StageSummary(NAME))
     parents: list[TaxonomyNode | None] = [None]
     short: list[str] = []
+    asked = read_json(settings.run_dir / SIZES) or {level: previous.get(key) for level, key in SIZE_KEYS.items()}
+    done = store.done_task_ids(NAME)
     for level in LEVELS:
-        tasks = [ExpandTask(p, level, level_size(settings, level)) for p in parents]
+        count, have = level_size(settings, level), _child_names(store.iter_records(NAME), level)
+        tasks = [expand_task(p, level, count, done, have.get(p.id if p else None, []), asked[level]) for p in parents]
         part = await run_pending(settings, NAME, NAME, lambda t=tasks: t, expand, total=len(tasks))
         report.absorb(part)
+        asked[level] = max(count, asked[level] or 0)
+        write_json(settings.run_dir / SIZES, asked)
         parent_ids = {p.id if p else None for p in parents}
         children = [n for n in store.iter_records(NAME) if n.level == level and n.parent_id in parent_ids]
         short += fewer_children(tasks, children)
@@ -136,6 +161,15 @@ async def run(settings: Settings) -> StageReport:
         "repeated_disciplines": "; ".join(f"{name}: {' | '.join(paths)}" for name, paths in repeated.items()) or "none",
     }
     return finish(settings, report)
+
+
+def _child_names(nodes: Iterable[TaxonomyNode], level: NodeLevel) -> dict[str | None, list[str]]:
+    """The names of each parent's stored children of `level`."""
+    names: dict[str | None, list[str]] = {}
+    for node in nodes:
+        if node.level == level:
+            names.setdefault(node.parent_id, []).append(node.name)
+    return names
 
 
 def fewer_children(tasks: list[ExpandTask], children: list[TaxonomyNode]) -> list[str]:
