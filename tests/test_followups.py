@@ -204,3 +204,40 @@ async def test_notebook_views_show_kind_mix_samples_and_what_turns_add(answered)
     assert len(sample) == 2 * 6 and list(sample["role"][:6]) == ["user", "assistant"] * 3
     students = sample[(sample["role"] == "user") & (sample["turn"] > 0)]
     assert len(students) == 4 and set(students["kind"]) <= set(FOLLOWUP_KINDS)
+
+
+def _judging_responder(body: dict) -> str:
+    """Judge replies: a round with a planted mistake missed it (the fake tutor never names it), mean 7/3."""
+    system = body["messages"][0]["content"]
+    if "You grade the last reply of a tutor" in system:
+        planted = "no mistake was planted" not in system
+        scores = {"answers_followup": 1 if planted else 4, "consistent": 5, "caught_mistake": 1 if planted else 5}
+        return json.dumps(scores | {"rationale": "ok"})
+    return default_content(body)
+
+
+async def test_judge_scores_each_round_on_the_conversation_rubric(make_settings):
+    overrides = {**TINY_RUN, "followups.turns": 2, "followups.judge": True, "quality.model": "judge-model"}
+    with OpenAIServer(models=["fake-model", "judge-model"], responder=_judging_responder) as server:
+        settings = make_settings(server.base_url, overrides | {"dataset.quality.drop_flags": []})
+        await pipeline.run_until(settings, "answers")
+        server.reset_stats()
+        planned = pipeline.planned_calls(settings, "followups")
+        report = await pipeline.run(settings, "followups")
+        judged = [r for r in server.requests if r["model"] == "judge-model"]
+    records = list(RunStore(settings.run_dir).iter_records("followups", FollowUp))
+    assert planned == report.llm.calls == 3 * len(records) and len(judged) == len(records)
+    for record in records:
+        assert set(record.scores) == set(followups.CRITERIA) and record.rationale == "ok"
+        assert record.scores["caught_mistake"] == (1 if record.kind == "check_attempt" else 5)
+        assert record.score == (7 / 3 if record.kind == "check_attempt" else 14 / 3)
+    request = next(r for r in judged if "planted in the student's attempt" in r["messages"][0]["content"])
+    attempt = next(r for r in records if r.kind == "check_attempt" and r.mistake in request["messages"][0]["content"])
+    assert attempt.tutor in request["messages"][-1]["content"]  # the judge sees the reply it grades
+    store = RunStore(settings.run_dir)
+    build_dataset(store, settings.dataset)
+    rows = [json.loads(line) for split in ("train", "test") for line in store.path(f"dataset/{split}.jsonl").open()]
+    by_pair = {pair_id: [r.kind for r in done] for pair_id, done in followups.conversations(settings).items()}
+    cut = [[*kinds, "check_attempt"].index("check_attempt") for kinds in by_pair.values()]
+    assert sorted(row["turns"] - 1 for row in rows) == sorted(cut)  # a round below min_score ends it
+    assert 0 in cut and 2 in cut  # some conversations cut at once, some kept whole

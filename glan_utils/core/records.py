@@ -239,7 +239,14 @@ class FollowUp(Record):
     concept: str = Field("", description="connect: the later session's concept the student asks about.")
     language: str = "English"
     flags: list[str] = Field(default_factory=list, description="The rule checks this round failed.")
+    scores: dict[str, int] = Field(default_factory=dict, description="Conversation rubric -> 1..5 (`followups.judge`).")
+    rationale: str = Field("", description="The judge's rationale of the scores.")
     student_provenance: Provenance | None = None
+
+    @property
+    def score(self) -> float | None:
+        """Mean rubric score, 1..5 (None: not judged)."""
+        return sum(self.scores.values()) / len(self.scores) if self.scores else None
 
     def identity(self) -> Any:
         return [self.pair_id, self.turn, self.kind, self.student, self.tutor]

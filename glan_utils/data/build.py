@@ -119,7 +119,7 @@ def _stored_answers(store: RunStore) -> Iterator[dict[str, Any]]:
 
 def conversations(store: RunStore, settings: DatasetSettings) -> Iterator[dict[str, Any]]:
     """The stored QA pairs, each with the follow-up messages the data set keeps (see `data.followups`)."""
-    return attach_followups(iter_answers(store), followup_messages(store, settings.quality.drop_flags))
+    return attach_followups(iter_answers(store), followup_messages(store, settings.quality))
 
 
 def iter_answers(store: RunStore) -> Iterator[dict[str, Any]]:

@@ -1,10 +1,11 @@
 """The follow-up rounds a data set adds to its pairs: per pair, the chat turns after the answer.
 
 The rounds are the follow-up stage's (`stages.followups`) at the `followups.turns` the run last ran it with (the
-run's `config.yaml`). A round with a flag the data set drops (`dataset.quality.drop_flags`) ends its conversation
-there, as does a missing round or a student message that repeats an earlier user turn of the data set (exact
-after case and spacing; the pairs themselves are deduplicated on their questions with MinHash). The pair itself
-stays, with the rounds before the cut. Decontamination scans every user and every assistant turn.
+run's `config.yaml`). A conversation ends before a round with a flag the data set drops
+(`dataset.quality.drop_flags`) or a conversation-rubric score below `dataset.quality.min_score`, before a missing
+round, and before a student message that repeats an earlier user turn of the data set (exact after case and
+spacing; the pairs themselves are deduplicated on their questions with MinHash). The pair itself stays, with the
+rounds before the cut. Decontamination scans every user and every assistant turn.
 """
 
 from __future__ import annotations
@@ -14,18 +15,24 @@ from typing import Any
 
 from glan_utils.core.records import FollowUp
 from glan_utils.runs.store import RunStore
+from glan_utils.settings import QualityFilterSettings
 from glan_utils.stages.followups import round_messages, rounds_by_pair
-from glan_utils.stages.rules import RULES
+from glan_utils.stages.rules import DROPPING
 
 
-def followup_messages(store: RunStore, drop_flags: Iterable[str] | None = ()) -> dict[str, list[dict[str, str]]]:
-    """Per pair id, the chat messages its follow-up rounds add (student as `user`, tutor as `assistant`);
-    `drop_flags` None drops a round on any rule flag."""
+def followup_messages(store: RunStore, quality: QualityFilterSettings) -> dict[str, list[dict[str, str]]]:
+    """Per pair id, the chat messages its follow-up rounds add (student as `user`, tutor as `assistant`). With the
+    quality filters on, a round with a dropped rule flag or a judged round below `min_score` ends its conversation."""
     turns = int((store.read_config().get(FollowUp.stage_name) or {}).get("turns") or 0)
     if not turns or not store.records_path(FollowUp.stage_name).exists():
         return {}
-    drop = set(RULES if drop_flags is None else drop_flags)
-    rounds = rounds_by_pair(store.iter_records(FollowUp.stage_name, FollowUp), turns, drop)
+    drop = set(DROPPING if quality.drop_flags is None else quality.drop_flags)
+
+    def keep(record: FollowUp) -> bool:
+        low = record.score is not None and record.score < quality.min_score
+        return not quality.enabled or not (low or drop.intersection(record.flags))
+
+    rounds = rounds_by_pair(store.iter_records(FollowUp.stage_name, FollowUp), turns, keep)
     return {pair_id: [m for r in done for m in round_messages(r)] for pair_id, done in rounds.items()}
 
 

@@ -228,6 +228,12 @@ class FollowupSettings(Section):
     temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature of the tutor's reply.")
     top_p: float = Field(0.95, gt=0, le=1)
     max_tokens: int | None = Field(None, **TOKENS, description="Budget of the tutor's reply. " + PROFILE_HELP)
+    judge: bool = Field(
+        False,
+        description="Judge each round on the conversation rubric (does the reply answer this follow-up, stay "
+        "consistent with the earlier answers, catch the planted mistake): one more call per round, to the quality "
+        "judge's model at its temperature and budget.",
+    )
     length_retry_max_tokens: int = Field(8192, **TOKENS, description=RETRY_HELP)
 
     @model_validator(mode="after")

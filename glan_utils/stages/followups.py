@@ -5,7 +5,8 @@ GLAN stops at one question and one answer, and names multi-turn data as future w
 (seed, pair, turn) alone (ask about a step, ask why, a variant with changed givens, "check my attempt" with a
 planted mistake the student names for the judge, connect to a later session's concept), written from the syllabus
 sessions the question draws on and the conversation so far; then the tutor's reply, which sees the whole
-conversation as chat messages and builds on its earlier answers. The rule checks run on every round.
+conversation as chat messages and builds on its earlier answers. The rule checks run on every round; with
+`followups.judge` a third call scores the round on the conversation rubric (`RoundScores`).
 
 A task is one pair at one `turns`: a run with more turns is a new task whose earlier rounds are the same calls
 (answered from the response cache, so the same records), and the data set reads, per pair, rounds 1..turns.
@@ -14,7 +15,7 @@ A task is one pair at one `turns`: a run with more turns is a new task whose ear
 from __future__ import annotations
 
 import random
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -27,7 +28,7 @@ from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.base import TEXT_MAX, Caller, Reply
 from glan_utils.stages.bounds import budget
-from glan_utils.stages.quality import example_pair
+from glan_utils.stages.quality import example_pair, judge_model
 from glan_utils.stages.registry import Plan, Stage, StageReport, finish, run_pending
 from glan_utils.stages.rules import rule_flags
 from glan_utils.stages.selection import kept_records
@@ -35,6 +36,18 @@ from glan_utils.stages.superseded import superseded_ids
 
 NAME = "followups"
 MESSAGE_MAX = 3000
+
+
+class RoundScores(BaseModel):
+    """The conversation rubric of one round: three 1..5 scores and a short rationale."""
+
+    answers_followup: int = Field(ge=1, le=5, description="The reply answers this follow-up, not the first question.")
+    consistent: int = Field(ge=1, le=5, description="Consistent with the earlier answers, building on them.")
+    caught_mistake: int = Field(ge=1, le=5, description="The planted mistake is found and corrected (5 if none).")
+    rationale: str = Field(min_length=1, max_length=TEXT_MAX)
+
+
+CRITERIA = tuple(name for name in RoundScores.model_fields if name != "rationale")
 
 
 class StudentReply(BaseModel):
@@ -108,6 +121,19 @@ def tutor_prompt(pair: QAPair, conversation: list[dict[str, str]]) -> RenderedPr
     return RenderedPrompt(system.name, system.hash, system.messages + conversation)
 
 
+def judge_prompt(pair: QAPair, conversation: list[dict[str, str]], mistake: str) -> RenderedPrompt:
+    """The conversation rubric for the last reply of `conversation`, told the planted mistake if there is one."""
+    return render(
+        NAME,
+        role="judge",
+        discipline=pair.discipline,
+        level=pair.level,
+        language=pair.language,
+        conversation=conversation,
+        mistake=mistake,
+    )
+
+
 async def converse(caller: Caller, task: Conversation, settings: Settings) -> list[FollowUp] | Failure:
     """Rounds 1..turns in order, each seeing the rounds before it; a failed call fails the task (kept calls are
     cached, so the retry on the next run pays only for what failed)."""
@@ -153,7 +179,28 @@ async def _round(
     tutor = answered[0]
     if not tutor.text.strip():
         return tutor.failure("empty tutor reply")
-    return _followup(task, turn, kind, concept, student, tutor, settings)
+    made = _followup(task, turn, kind, concept, student, tutor, settings)
+    return await _judged(caller, task, rounds, made, settings) if cfg.judge else made
+
+
+async def _judged(
+    caller: Caller, task: Conversation, rounds: list[FollowUp], made: FollowUp, settings: Settings
+) -> FollowUp | Failure:
+    """The round with the conversation rubric's scores (the whole conversation, ending with this reply)."""
+    conversation = history(task.pair, [*rounds, made])
+    judged = await caller.generate(
+        task.id,
+        judge_prompt(task.pair, conversation, made.mistake),
+        lambda reply: [reply.parsed],
+        schema=RoundScores,
+        model=judge_model(settings),
+        temperature=settings.quality.temperature,
+        max_tokens=settings.quality.max_tokens,
+    )
+    if isinstance(judged, Failure):
+        return judged
+    scores = {name: int(getattr(judged[0], name)) for name in CRITERIA}
+    return made.model_copy(update={"scores": scores, "rationale": judged[0].rationale.strip()})
 
 
 def _followup(
@@ -197,15 +244,15 @@ def conversation_tasks(settings: Settings) -> Iterator[Conversation]:
 
 
 def rounds_by_pair(
-    records: Iterable[FollowUp], turns: int, drop_flags: Container[str] = ()
+    records: Iterable[FollowUp], turns: int, keep: Callable[[FollowUp], bool] = lambda record: True
 ) -> dict[str, list[FollowUp]]:
     """Per pair id, its rounds 1..`turns` in order. The last record of a round wins (a rerun's); a conversation
-    ends before a missing round or one with a flag in `drop_flags`, and a pair with no round left is absent."""
+    ends before a missing round or one `keep` refuses, and a pair with no round left is absent."""
     latest = {(r.pair_id, r.turn): r for r in records if r.turn <= turns}
     out: dict[str, list[FollowUp]] = {}
     for (pair_id, turn), record in sorted(latest.items()):
         rounds = out.setdefault(pair_id, [])
-        if len(rounds) == turn - 1 and not any(flag in drop_flags for flag in record.flags):
+        if len(rounds) == turn - 1 and keep(record):
             rounds.append(record)
     return {pair_id: rounds for pair_id, rounds in out.items() if rounds}
 
@@ -240,7 +287,7 @@ def preview(settings: Settings) -> RenderedPrompt:
 STAGE = Stage(
     record=FollowUp,
     run=run,
-    plan=lambda settings, pairs: Plan(2 * settings.followups.turns * pairs, pairs),
+    plan=lambda settings, pairs: Plan((2 + settings.followups.judge) * settings.followups.turns * pairs, pairs),
     preview=preview,
     notebook="04_questions",
     default_model=lambda settings: settings.answers.model,
