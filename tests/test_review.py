@@ -71,6 +71,27 @@ def test_rename_rebuilds_paths_and_keeps_ids(nodes):
     assert quantum.id == named(nodes, "Quantum Mechanics").id
 
 
+def test_a_review_saved_before_stable_ids_keeps_the_ids_it_gave(nodes, tmp_path):
+    """Older runs' records hang off the path ids their reviews gave renamed subtrees: those stay valid."""
+    review = Review(reviewer="ann")
+    review.decide(named(nodes, "Physics").id, "rename", "Physical Sciences")
+    review.add(named(nodes, "History").id, "Medieval History")
+    saved = review.model_dump(mode="json", exclude={"stable_ids"})
+    for addition in saved["additions"]:
+        del addition["node_id"]
+    (tmp_path / "old.json").write_text(json.dumps(saved), encoding="utf-8")
+    older = load_reviews(tmp_path / "old.json")[0]
+    assert not older.stable_ids and not merge([older, review]).stable_ids
+    assert load_reviews(review.save(tmp_path / "new.json"))[0].stable_ids  # saved now: ids survive renames
+    kept = apply_review(nodes, older)
+    quantum = named(kept, "Quantum Mechanics")
+    path_id = TaxonomyNode(name="Quantum Mechanics", level="discipline", path=quantum.path).id
+    assert quantum.id == path_id != named(nodes, "Quantum Mechanics").id
+    medieval = named(kept, "Medieval History")
+    assert medieval.id == TaxonomyNode(name=medieval.name, level="discipline", path=medieval.path).id
+    assert named(kept, "Ancient History").id == named(nodes, "Ancient History").id
+
+
 def test_move_regenerate_and_nested_additions(nodes):
     review = Review(reviewer="ann")
     quantum, history = named(nodes, "Quantum Mechanics"), named(nodes, "History")

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
 from glan_utils.core.errors import InputError
 from glan_utils.core.ids import content_hash
@@ -81,6 +81,16 @@ class Review(BaseModel):
     version: int = 0
     decisions: dict[str, Decision] = Field(default_factory=dict)
     additions: list[Addition] = Field(default_factory=list)
+    stable_ids: bool = Field(True, description="False in a review saved before ids survived renames (see below).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_file(cls, data: Any) -> Any:
+        """A saved review without `stable_ids` was made when a rename or a move gave the nodes below it ids from
+        their new path; applying it so again keeps the ids, and the records, of the runs it was used in."""
+        if isinstance(data, dict) and "decisions" in data and "stable_ids" not in data:
+            return {**data, "stable_ids": False}
+        return data
 
     def decide(
         self, node_id: str, action: Action, new_name: str | None = None, new_parent_id: str | None = None
@@ -185,7 +195,9 @@ def merge(reviews: Iterable[Review]) -> Review:
     reviews = list(reviews)
     if len(reviews) <= 1:
         return reviews[0] if reviews else Review()
-    merged = Review(reviewer="+".join(r.reviewer or "?" for r in reviews))
+    merged = Review(
+        reviewer="+".join(r.reviewer or "?" for r in reviews), stable_ids=all(r.stable_ids for r in reviews)
+    )
     for node_id in sorted({node_id for r in reviews for node_id in r.decisions}):
         decision = outcome([r.decisions.get(node_id, Decision()) for r in reviews]).decision
         if decision is not None:
@@ -372,7 +384,10 @@ def apply_review(nodes: Iterable[TaxonomyNode], review: Review | None) -> list[T
         if decision.action == "regenerate" or fresh:
             fresh = content_hash("TaxonomyNode", "regenerated", fresh, old.id)
         path[-1] = name
-        update = {"name": name, "parent_id": parent.id if parent else None, "path": path, "id": fresh or old.id}
+        node_id = fresh or old.id
+        if not review.stable_ids and path != old.path:  # an older review: ids follow the new path, as they did
+            node_id = TaxonomyNode(name=name, level=old.level, path=path).id
+        update = {"name": name, "parent_id": parent.id if parent else None, "path": path, "id": node_id}
         node = old.model_copy(update=update)
         kept.append(node)
         for child in children.get(old.id, []):
