@@ -366,3 +366,46 @@ def test_comparison_table_marks_significance_and_hides_paper_numbers_off_protoco
     paper = next(trace for trace in figure.data if trace.name == "GLAN-7B (paper)")
     assert not any("mmlu" in label for label in paper.x), "no paper bar beside an off-protocol score"
     assert any("n=2" in label for label in measured[0].x)
+
+
+def test_glan_test_follow_up_items_judge_the_second_answer_given_the_first(tmp_path) -> None:
+    """Held-out conversations become follow-up items: each model answers the follow-up after the data set's own
+    first answer, and the second answers are judged pairwise (both orders) with intervals."""
+    from glan_utils.evaluation.judge import glan_test_report
+    from glan_utils.settings import load_settings
+
+    models = ["fake-model", "good-model", "bad-model"]
+    with OpenAIServer(models=models, latency_s=0, responder=_judge_responder(2, 4)) as server:
+        overrides = {
+            "output_dir": str(tmp_path / "out"),
+            "llm.base_url": server.base_url,
+            "llm.model": "fake-model",
+            "llm.cache_path": str(tmp_path / "cache.db"),
+            "evaluation.judge_mode": "pairwise",
+        }
+        settings = load_settings(None, overrides, environ={})
+        dataset = settings.run_dir / "dataset"
+        dataset.mkdir(parents=True)
+        rows = []
+        for i, d in enumerate(["math", "math", "physics", "physics"]):
+            chat = [{"role": "user", "content": f"Q{i}?"}, {"role": "assistant", "content": "A first answer."}]
+            follow = [{"role": "user", "content": f"Why {i}?"}, {"role": "assistant", "content": "Because."}]
+            messages = chat + follow * (i % 2)  # two single-turn rows, two conversations
+            rows.append({"id": f"q{i}", "discipline": d, "difficulty": "basic", "question": f"Q{i}?", "answer": "A"})
+            rows[-1] |= {"messages": messages, "turns": 1 + i % 2}
+        (dataset / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        specs = [
+            ModelSpec(name="base", base_url=server.base_url, model="bad-model"),
+            ModelSpec(name="tuned", base_url=server.base_url, model="good-model"),
+        ]
+        summaries = glan_test_report(specs, settings, tmp_path / "eval")
+        followup_calls = [r for r in server.requests if r["messages"][-1]["content"].startswith("Why")]
+        assert server.count == 8 + 8 + 4 + 4  # answers, pairwise verdicts, follow-up answers, follow-up verdicts
+    assert {len(r["messages"]) for r in followup_calls} == {3}  # question, the data set's answer, the follow-up
+    assert all(r["messages"][1]["content"] == "A first answer." for r in followup_calls)
+    [overall] = summaries["followup_overall"].to_dict("records")
+    assert overall["pair"] == "tuned vs base" and overall["n"] == 2 and overall["difference"] == 4.0
+    assert {"ci_low", "ci_high"} <= set(overall)
+    assert set(summaries["followup_by_discipline"]["discipline"]) == {"math", "physics"}
+    followups = pd.read_json(tmp_path / "eval" / "glan_test_followups.jsonl", lines=True)
+    assert sorted(followups["id"]) == ["q1:followup", "q3:followup"] and (followups.position_bias == 2).all()

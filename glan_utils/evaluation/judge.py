@@ -59,13 +59,16 @@ def load_questions(dataset_dir: Path, limit: int | None = None) -> list[dict[str
     return rows[:limit]
 
 
-def _hf_answers(spec: ModelSpec, questions: list[str], max_tokens: int) -> list[str]:
+Chat = list[dict[str, str]]
+
+
+def _hf_answers(spec: ModelSpec, chats: list[Chat], max_tokens: int) -> list[str]:
     """Greedy chat answers from a local checkpoint (GGUF and LoRA adapter supported)."""
     model, tokenizer = load_hf_model(spec)
     answers = []
-    for question in questions:
+    for chat in chats:
         ids = tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}],
+            chat,
             add_generation_prompt=True,
             return_tensors="pt",
             return_dict=True,
@@ -75,13 +78,11 @@ def _hf_answers(spec: ModelSpec, questions: list[str], max_tokens: int) -> list[
     return answers
 
 
-async def _endpoint_answers(spec: ModelSpec, questions: list[str], settings: Settings, max_tokens: int) -> list[str]:
+async def _endpoint_answers(spec: ModelSpec, chats: list[Chat], settings: Settings, max_tokens: int) -> list[str]:
     """Answers from an OpenAI-compatible endpoint, through the project's client (cache, retries, ledger)."""
     llm = settings.llm.model_copy(update={"base_url": spec.base_url, "base_urls": [], "model": spec.model})
     async with run_client(settings.model_copy(update={"llm": llm}), stage=f"glan_test_answers_{spec.name}") as client:
-        results = await asyncio.gather(
-            *(client.chat([{"role": "user", "content": q}], temperature=0.0, max_tokens=max_tokens) for q in questions)
-        )
+        results = await asyncio.gather(*(client.chat(chat, temperature=0.0, max_tokens=max_tokens) for chat in chats))
     return [result.text or "" for result in results]
 
 
@@ -118,11 +119,26 @@ async def judge(rows: list[dict[str, Any]], answers: list[str], settings: Settin
 
 
 async def answers_of(spec: ModelSpec, rows: list[dict[str, Any]], settings: Settings, max_tokens: int) -> list[str]:
-    """One model's answers to the held-out questions (greedy, at most `max_tokens` tokens each)."""
-    questions = [row["question"] for row in rows]
+    """One model's answers to the held-out items (greedy, at most `max_tokens` tokens each): the question, or for
+    a follow-up item its conversation so far (`chat`)."""
+    chats = [row.get("chat") or [{"role": "user", "content": row["question"]}] for row in rows]
     if spec.base_url:
-        return await _endpoint_answers(spec, questions, settings, max_tokens)
-    return await asyncio.to_thread(_hf_answers, spec, questions, max_tokens)
+        return await _endpoint_answers(spec, chats, settings, max_tokens)
+    return await asyncio.to_thread(_hf_answers, spec, chats, max_tokens)
+
+
+def followup_items(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """GLAN-Test's follow-up items: each held-out conversation's first follow-up, asked after the data set's own
+    first answer, so every model continues the same conversation and the judge compares the second answers given
+    the first (the judge reads the conversation as the item's question)."""
+    items = []
+    for row in rows:
+        messages = row.get("messages") or []
+        if len(messages) >= 4:
+            question, answer, followup = (m["content"] for m in messages[:3])
+            shown = f"{question}\n\n[The tutor's first answer]\n{answer}\n\n[The student's follow-up]\n{followup}"
+            items.append(row | {"id": f"{row['id']}:followup", "chat": messages[:3], "question": shown})
+    return items
 
 
 async def run_glan_test(
@@ -214,8 +230,9 @@ def summarize_pairs(pairs: pd.DataFrame, by: str, resamples: int = 1000) -> pd.D
 
 async def _glan_test(
     specs: list[ModelSpec], settings: Settings, rows: list[dict[str, Any]], mode: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(reference-graded rows, pairwise rows) for all models: each answers once, both views reuse the answers."""
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(reference-graded rows, pairwise rows, pairwise follow-up rows) for all models: each answers once, both
+    views reuse the answers; the follow-up items (conversations of the test split) are judged pairwise."""
     max_tokens = settings.evaluation.judge_max_tokens
     answers = {spec.name: await answers_of(spec, rows, settings, max_tokens) for spec in specs}
     graded = pd.DataFrame()
@@ -223,18 +240,28 @@ async def _glan_test(
         graded = pd.concat(
             [pd.DataFrame(await judge(rows, answers[s.name], settings)).assign(model=s.name) for s in specs]
         )
-    pairs = pd.DataFrame()
+    pairs, followups = pd.DataFrame(), pd.DataFrame()
     if mode in ("pairwise", "both") and len(specs) > 1:
-        first = specs[0].name
-        pairs = pd.concat(
-            [
-                pd.DataFrame(await judge_pairs(rows, answers[first], answers[s.name], settings)).assign(
-                    pair=f"{s.name} vs {first}", first=first, second=s.name
-                )
-                for s in specs[1:]
-            ]
-        )
-    return graded, pairs
+        pairs = await _pairwise(specs, rows, answers, settings)
+        if items := followup_items(rows):
+            seconds = {spec.name: await answers_of(spec, items, settings, max_tokens) for spec in specs}
+            followups = await _pairwise(specs, items, seconds, settings)
+    return graded, pairs, followups
+
+
+async def _pairwise(
+    specs: list[ModelSpec], rows: list[dict[str, Any]], answers: dict[str, list[str]], settings: Settings
+) -> pd.DataFrame:
+    """Every model after the first judged pairwise against the first on the same items."""
+    first = specs[0].name
+    return pd.concat(
+        [
+            pd.DataFrame(await judge_pairs(rows, answers[first], answers[s.name], settings)).assign(
+                pair=f"{s.name} vs {first}", first=first, second=s.name
+            )
+            for s in specs[1:]
+        ]
+    )
 
 
 def glan_test_report(
@@ -242,21 +269,23 @@ def glan_test_report(
 ) -> dict[str, pd.DataFrame] | None:
     """Score the models on the run's held-out split, in the views `evaluation.judge_mode` asks for, and save them.
 
-    Returns summaries by name (`pairwise_by_discipline`, `pairwise_overall`, `reference_by_discipline`,
+    Returns summaries by name (`pairwise_by_discipline`, `pairwise_overall`, `followup_overall`,
+    `followup_by_discipline` when the test split holds conversations, `reference_by_discipline`,
     `reference_by_difficulty`), or None when the run has no exported data set yet (notebook 05). `limit`
     overrides `evaluation.judge_limit`."""
     dataset_dir = settings.run_dir / DATASET
     if not (dataset_dir / "test.jsonl").exists():
         return None
     rows = load_questions(dataset_dir, limit or settings.evaluation.judge_limit)
-    graded, pairs = run(_glan_test(specs, settings, rows, settings.evaluation.judge_mode))
+    graded, pairs, followups = run(_glan_test(specs, settings, rows, settings.evaluation.judge_mode))
     out_dir.mkdir(parents=True, exist_ok=True)
     summaries: dict[str, pd.DataFrame] = {}
-    if len(pairs):
-        pairs.to_json(out_dir / "glan_test_pairwise.jsonl", orient="records", lines=True)
-        resamples = settings.evaluation.bootstrap
-        summaries["pairwise_overall"] = summarize_pairs(pairs.assign(all="all"), "all", resamples)
-        summaries["pairwise_by_discipline"] = summarize_pairs(pairs, "discipline", resamples)
+    resamples = settings.evaluation.bootstrap
+    for view, frame, file in (("pairwise", pairs, "pairwise"), ("followup", followups, "followups")):
+        if len(frame):
+            frame.to_json(out_dir / f"glan_test_{file}.jsonl", orient="records", lines=True)
+            summaries[f"{view}_overall"] = summarize_pairs(frame.assign(all="all"), "all", resamples)
+            summaries[f"{view}_by_discipline"] = summarize_pairs(frame, "discipline", resamples)
     if len(graded):
         graded.to_json(out_dir / "glan_test.jsonl", orient="records", lines=True)
         summaries["reference_by_discipline"] = grade_table(graded, "discipline")
