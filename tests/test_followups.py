@@ -241,3 +241,21 @@ async def test_judge_scores_each_round_on_the_conversation_rubric(make_settings)
     cut = [[*kinds, "check_attempt"].index("check_attempt") for kinds in by_pair.values()]
     assert sorted(row["turns"] - 1 for row in rows) == sorted(cut)  # a round below min_score ends it
     assert 0 in cut and 2 in cut  # some conversations cut at once, some kept whole
+
+
+async def test_batch_mode_sends_each_round_in_waves_and_matches_the_online_run(openai_server, make_settings, tmp_path):
+    def ids(settings) -> set[str]:
+        return {r.id for r in RunStore(settings.run_dir).iter_records("followups", FollowUp)}
+
+    online = make_settings(openai_server.base_url, {**TINY_RUN, "followups.turns": 1})
+    await pipeline.run_until(online, "answers")
+    await pipeline.run(online, "followups")
+    apart = {"run_name": "batched", "llm.cache_path": str(tmp_path / "batched.sqlite")}
+    batched = make_settings(openai_server.base_url, {**TINY_RUN, "followups.turns": 1, **apart})
+    await pipeline.run_until(batched, "answers")
+    openai_server.reset_stats()
+    in_batch = {"llm.mode": "batch", "batch.poll_interval_s": 0.05}
+    report = await pipeline.run(make_settings(openai_server.base_url, {**TINY_RUN, **apart, **in_batch}), "followups")
+    pairs = len(ids(online))
+    assert openai_server.counts_by_kind["ok"] == 0 and openai_server.counts_by_kind["batch"] == 2 * pairs
+    assert report.summary.failed == 0 and ids(batched) == ids(online)  # student turns, then replies: two waves
