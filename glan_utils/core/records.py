@@ -208,6 +208,9 @@ class QualityVerdict(Record):
     rationale: str = ""
     flags: list[str] = Field(default_factory=list, description="Names of the rule checks the pair failed.")
     verifications: list[Verification] = Field(default_factory=list)
+    trimmed: list[str] = Field(
+        default_factory=list, description="Texts shown to the judge trimmed to fit its context window."
+    )
 
     @property
     def disagreed(self) -> bool:

@@ -7,7 +7,9 @@ its own against the generator's answer (`judge.jinja`); that answer is unverifie
 with the data generator, and is shown second. Questions come from the exported data set's `test` split; answers
 from each model (a local checkpoint through transformers, or an endpoint through the project's LLM client), with
 their own budget `evaluation.judge_max_tokens` (the references are full solutions); the judge is the client's
-configured model, asked for a pydantic verdict. A failed judge call keeps the row with its error."""
+configured model, asked for a pydantic verdict. A failed judge call keeps the row with its error. Texts too long
+for the judge's context window (`llm/context.py`) are trimmed to fit, head and end kept, and the row's `trimmed`
+names them."""
 
 from __future__ import annotations
 
@@ -26,9 +28,12 @@ from glan_utils.core.jsonl import iter_jsonl
 from glan_utils.core.paths import DATASET
 from glan_utils.evaluation.harness import ModelSpec, load_hf_model
 from glan_utils.evaluation.stats import bootstrap_interval
-from glan_utils.llm.prompts import render
+from glan_utils.llm.context import render_fitted
+from glan_utils.llm.prompts import RenderedPrompt
 from glan_utils.runs.client import run_client
 from glan_utils.settings import Settings
+
+VERDICT_TOKENS = 256  # room left in the judge's context window for its verdict (scores and one sentence)
 
 
 class PairVerdict(BaseModel):
@@ -87,22 +92,25 @@ async def _endpoint_answers(spec: ModelSpec, chats: list[Chat], settings: Settin
 
 
 async def judge(rows: list[dict[str, Any]], answers: list[str], settings: Settings) -> list[dict[str, Any]]:
-    """Grade each answer against its reference with the judge prompt; one output row per question."""
+    """Grade each answer against its reference with the judge prompt; one output row per question. Texts too long
+    for the judge's context window are trimmed to fit, and the row's `trimmed` names them."""
     async with run_client(settings, stage="glan_test_judge") as client:
-        prompts = [
-            render(
+        fitted = [
+            render_fitted(
                 "judge",
+                client.window(),
+                VERDICT_TOKENS,
+                {"question": row["question"], "reference": row["answer"], "answer": answer},
                 discipline=row["discipline"],
                 difficulty=row["difficulty"],
-                question=row["question"],
-                reference=row["answer"],
-                answer=answer,
             )
             for row, answer in zip(rows, answers, strict=True)
         ]
-        results = await asyncio.gather(*(client.chat(prompt=p, schema=JudgeVerdict, temperature=0.0) for p in prompts))
+        results = await asyncio.gather(
+            *(client.chat(prompt=p, schema=JudgeVerdict, temperature=0.0) for p, _ in fitted)
+        )
     graded = []
-    for row, answer, result in zip(rows, answers, results, strict=True):
+    for row, answer, result, (_, trimmed) in zip(rows, answers, results, fitted, strict=True):
         verdict = result.parsed if result.ok else None
         graded.append(
             {
@@ -113,6 +121,7 @@ async def judge(rows: list[dict[str, Any]], answers: list[str], settings: Settin
                 "score": verdict.score if verdict else None,
                 "correct": verdict.correct if verdict else None,
                 "error": result.error,
+                "trimmed": trimmed,
             }
         )
     return graded
@@ -156,23 +165,23 @@ async def judge_pairs(
     """The paper's pairwise judgement: each question judged twice, (first, second) and (second, first); a model's
     score is the mean over both orders, so a judge that favours a position moves both models alike."""
 
-    def prompt(row: dict[str, Any], one: str, two: str) -> Any:
-        return render(
+    def prompt(row: dict[str, Any], one: str, two: str, window: int | None) -> tuple[RenderedPrompt, list[str]]:
+        return render_fitted(
             "judge_pairwise",
+            window,
+            VERDICT_TOKENS,
+            {"question": row["question"], "answer_1": one, "answer_2": two},
             discipline=row["discipline"],
             difficulty=row["difficulty"],
-            question=row["question"],
-            answer_1=one,
-            answer_2=two,
         )
 
     async with run_client(settings, stage="glan_test_pairwise") as client:
-        calls = [prompt(r, a, b) for r, a, b in zip(rows, first, second, strict=True)]
-        calls += [prompt(r, b, a) for r, a, b in zip(rows, first, second, strict=True)]
-        results = await asyncio.gather(*(client.chat(prompt=p, schema=PairVerdict, temperature=0.0) for p in calls))
+        calls = [prompt(r, a, b, client.window()) for r, a, b in zip(rows, first, second, strict=True)]
+        calls += [prompt(r, b, a, client.window()) for r, a, b in zip(rows, first, second, strict=True)]
+        results = await asyncio.gather(*(client.chat(prompt=p, schema=PairVerdict, temperature=0.0) for p, _ in calls))
     forward, backward = results[: len(rows)], results[len(rows) :]
     judged = []
-    for row, ab, ba in zip(rows, forward, backward, strict=True):
+    for i, (row, ab, ba) in enumerate(zip(rows, forward, backward, strict=True)):
         ok = ab.ok and ba.ok
         first_score = (ab.parsed.score_1 + ba.parsed.score_2) / 2 if ok else None
         second_score = (ab.parsed.score_2 + ba.parsed.score_1) / 2 if ok else None
@@ -187,6 +196,7 @@ async def judge_pairs(
                 if ok
                 else None,
                 "error": None if ok else (ab.error or ba.error),
+                "trimmed": sorted(set(calls[i][1]) | set(calls[len(rows) + i][1])),
             }
         )
     return judged

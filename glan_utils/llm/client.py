@@ -30,6 +30,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from glan_utils.core.errors import GlanError, SetupError
 from glan_utils.core.ids import content_hash
 from glan_utils.llm.cache import ResponseCache
+from glan_utils.llm.context import context_window, prompt_tokens
 from glan_utils.llm.endpoints import (
     EndpointError,
     EndpointPool,
@@ -40,7 +41,7 @@ from glan_utils.llm.endpoints import (
 from glan_utils.llm.ledger import Budget, Ledger, call_cost, price_of, read_ledger
 from glan_utils.llm.limits import AdaptiveLimit, Pacer, pause_hint
 from glan_utils.llm.prompts import RenderedPrompt
-from glan_utils.llm.refusals import ALWAYS_FATAL, RETRYABLE_STATUS, RefusalGuard, Refused, is_refusal
+from glan_utils.llm.refusals import ALWAYS_FATAL, REFUSED, RETRYABLE_STATUS, RefusalGuard, Refused, is_refusal
 from glan_utils.llm.structured import ParseError, parse, reask_messages, response_format
 from glan_utils.settings import EmbeddedSettings, LLMSettings, api_key
 from glan_utils.settings.llm import endpoint_kind
@@ -157,9 +158,13 @@ class LLMClient:
         stage: str = "",
         replicas: list[str] | None = None,
         run_seed: int = 0,
+        slot_window: int | None = None,
     ) -> None:
         self.settings = settings
         self.run_seed = run_seed
+        # the embedded server's tokens per slot; other endpoints' windows are looked up per model (`window`)
+        self.slot_window = slot_window
+        self._windows: dict[str, int | None] = {}
         self.model = model
         self.base_url = base_url
         self.cache = cache
@@ -251,6 +256,8 @@ class LLMClient:
             result = self._finish(key, hit, schema, params)
             result.cached = True
             return result
+        if (too_long := self._too_long(body)) is not None:  # known before sending: no call, nothing cached
+            return ChatResult(ok=False, cache_key=key, error=too_long, params=params)
         result = await self._fetch(key, body, schema, params)
         if not result.ok and result.finish_reason == "length" and max_tokens and length_retry_max_tokens:
             budget = min(2 * max_tokens, length_retry_max_tokens)
@@ -266,6 +273,34 @@ class LLMClient:
                 key, {"text": result.text, "finish_reason": result.finish_reason, "usage": result.usage}
             )
         return result
+
+    def window(self, model: str | None = None) -> int | None:
+        """Tokens one request to `model` may hold (None: unknown, so unchecked): the embedded server's slot, else
+        `llm.context_windows` or the known defaults."""
+        if self.slot_window is not None:
+            return self.slot_window
+        model = model or self.model
+        if model not in self._windows:
+            self._windows[model] = context_window(model, self.settings.context_windows)
+        return self._windows[model]
+
+    def _too_long(self, body: dict[str, Any]) -> str | None:
+        """Why the request cannot fit the model's context window, or None when it can (or the window is unknown).
+
+        llama.cpp refuses only a prompt longer than its slot (the reply stops at the slot's end); OpenAI-style
+        endpoints refuse a prompt plus max_tokens longer than the window."""
+        window = self.window(body["model"])
+        if window is None:
+            return None
+        prompt = prompt_tokens(body["messages"])
+        reply = 0 if self.slot_window is not None else int(body.get("max_tokens") or 0)
+        if prompt + reply <= window:
+            return None
+        asked = f"prompt ~{prompt:,} tokens" + (f" + max_tokens {reply:,}" if reply else "")
+        return (
+            f"{REFUSED}context window): {asked} > {window:,}, the window of '{body['model']}' "
+            "(llm.context_windows; prompt tokens over-counted at 3 bytes a token); not sent"
+        )
 
     async def _cache_get(self, key: str) -> dict[str, Any] | None:
         aget = getattr(self.cache, "aget", None)  # a cache on another machine (Ray driver) answers asynchronously
@@ -482,7 +517,9 @@ async def open_client(
             llm = llm.model_copy(
                 update={"concurrency": min(llm.concurrency, 2 * embedded.parallel), "timeout_s": embedded.timeout_s}
             )
+            slot_window: int | None = embedded.ctx // embedded.parallel
         else:
+            slot_window = None
             if not llm.model:
                 raise SetupError("llm.model is not set: name the model served by llm.base_url")
             base_url = llm.base_url or llm.base_urls[0]
@@ -501,6 +538,7 @@ async def open_client(
             stage=stage,
             replicas=llm.base_urls or None,
             run_seed=seed,
+            slot_window=slot_window,
         )
         stack.push_async_callback(client.aclose)
         _start_budget(client, llm, ledger_path)

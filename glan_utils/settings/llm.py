@@ -102,13 +102,26 @@ class LLMSettings(Section):
         description="Price table keyed by model name; a dated reply name (gpt-4o-mini-2024-07-18) takes its "
         "prefix's price.",
     )
+    context_windows: dict[str, int] = Field(
+        default_factory=dict,
+        description="Context window (prompt + reply tokens) by model name, adding to and overriding the known "
+        "defaults (llm/context.py: gpt-4o 128000, gpt-4.1 1047576, o3 200000, ...). A prompt whose estimate "
+        "(3 UTF-8 bytes a token, an over-count) plus max_tokens exceeds it fails locally as 'refused (context "
+        "window)', with no call; the judges trim long answers to fit. The embedded server's window is "
+        "embedded.ctx / embedded.parallel, per slot. A model in neither is not checked.",
+    )
 
 
 class EmbeddedSettings(Section):
     """The local llama.cpp server used when no endpoint is configured."""
 
     model: str = Field("smollm2", description="'smollm2' or a path to a .gguf file.")
-    ctx: int = Field(8192, ge=512)
+    ctx: int = Field(
+        8192,
+        ge=512,
+        description="Tokens of context, shared by the `parallel` slots: each request has ctx / parallel (prompt and "
+        "reply); a longer prompt fails locally and the judges trim long answers to fit.",
+    )
     parallel: int = Field(4, ge=1)
     threads: int = Field(2, ge=1)
     timeout_s: float = Field(

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pydantic import BaseModel, Field
 
 from glan_utils.core.records import Failure, Placement, QAPair, QualityVerdict, Verification
-from glan_utils.llm.prompts import RenderedPrompt, render
+from glan_utils.llm.context import render_fitted
+from glan_utils.llm.prompts import RenderedPrompt
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.answers import answer_prompt, example_question
@@ -58,9 +59,13 @@ def judge_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"llm": llm})
 
 
-def quality_prompt(pair: QAPair) -> RenderedPrompt:
-    return render(
+def quality_prompt(pair: QAPair, window: int | None = None, reply_tokens: int = 0) -> tuple[RenderedPrompt, list[str]]:
+    """The judge prompt, its question and answer trimmed to fit `window` (None: as they are), and what was trimmed."""
+    return render_fitted(
         "quality",
+        window,
+        reply_tokens,
+        {"question": pair.question, "answer": pair.answer},
         subject=pair.subject,
         discipline=pair.discipline,
         level=pair.level,
@@ -68,17 +73,16 @@ def quality_prompt(pair: QAPair) -> RenderedPrompt:
         question_type=pair.question_type,
         concepts=pair.concepts,
         language=pair.language,
-        question=pair.question,
-        answer=pair.answer,
     )
 
 
 async def judge_pair(caller: Caller, pair: QAPair, settings: Settings) -> list[QualityVerdict] | Failure:
     """The judge call, then (for a closed final answer) the second answer; either failing fails the task."""
     cfg = settings.quality
+    prompt, trimmed = quality_prompt(pair, caller.client.window(judge_model(settings)), cfg.max_tokens)
     judged = await caller.generate(
         pair.id,
-        quality_prompt(pair),
+        prompt,
         lambda reply: [reply],
         schema=QualityReply,
         model=judge_model(settings),
@@ -93,7 +97,7 @@ async def judge_pair(caller: Caller, pair: QAPair, settings: Settings) -> list[Q
         if isinstance(second, Failure):
             return second
         verifications.append(second)
-    return [_verdict(pair, judged[0], verifications, settings)]
+    return [_verdict(pair, judged[0], verifications, settings, trimmed)]
 
 
 async def _second_answer(caller: Caller, pair: QAPair, settings: Settings) -> Verification | Failure:
@@ -111,7 +115,9 @@ async def _second_answer(caller: Caller, pair: QAPair, settings: Settings) -> Ve
     return replies if isinstance(replies, Failure) else compare_answers(pair.answer, replies[0])
 
 
-def _verdict(pair: QAPair, reply: Reply, verifications: list[Verification], settings: Settings) -> QualityVerdict:
+def _verdict(
+    pair: QAPair, reply: Reply, verifications: list[Verification], settings: Settings, trimmed: list[str]
+) -> QualityVerdict:
     scores = {name: int(getattr(reply.parsed, name)) for name in CRITERIA}
     return QualityVerdict(
         pair_id=pair.id,
@@ -123,6 +129,7 @@ def _verdict(pair: QAPair, reply: Reply, verifications: list[Verification], sett
         rationale=reply.parsed.rationale.strip(),
         flags=rule_flags(pair.model_dump(), settings.dataset.quality),
         verifications=verifications,
+        trimmed=trimmed,
         provenance=reply.provenance([pair.id, pair.question_id, pair.discipline_id]),
     )
 
@@ -174,7 +181,7 @@ STAGE = Stage(
     record=QualityVerdict,
     run=run,
     plan=plan,
-    preview=lambda settings: quality_prompt(example_pair(settings)),
+    preview=lambda settings: quality_prompt(example_pair(settings))[0],
     count=lambda settings: count_kept(settings, NAME),
     notebook="04_questions",
     default_model=judge_model,
