@@ -22,6 +22,7 @@ from glan_utils.evaluation.harness import (
     run_benchmarks,
 )
 from glan_utils.evaluation.stats import wilson_interval
+from glan_utils.evaluation.unscored import NotScored, attempt, unscored_frame
 from glan_utils.settings.evaluation import PROTOCOL_VARIANTS
 from glan_utils.testing.openai_server import Behavior, OpenAIServer
 
@@ -308,6 +309,9 @@ def test_bbh_runs_from_a_local_copy_and_is_skipped_without_one(tmp_path) -> None
     assert (score.benchmark, score.n, score.value, score.protocol) == ("bbh", 4, 0.5, "paper")
     with pytest.raises(InputError, match="no BBH task files"):
         run_benchmarks(spec, settings.model_copy(update={"bbh_path": str(tmp_path)}), tmp_path / "x")
+    unscored: list[NotScored] = []  # the notebook's form: reported with the reason, not raised
+    assert run_benchmarks(spec, settings.model_copy(update={"bbh_path": str(tmp_path)}), tmp_path / "y", unscored) == []
+    assert [(u.model, u.benchmark) for u in unscored] == [("api", "bbh")] and "no BBH task files" in unscored[0].reason
 
 
 def _fake_score(model: str, benchmark: str, value: float, n: int, protocol: str = "paper") -> BenchmarkScore:
@@ -409,3 +413,12 @@ def test_glan_test_follow_up_items_judge_the_second_answer_given_the_first(tmp_p
     assert set(summaries["followup_by_discipline"]["discipline"]) == {"math", "physics"}
     followups = pd.read_json(tmp_path / "eval" / "glan_test_followups.jsonl", lines=True)
     assert sorted(followups["id"]) == ["q1:followup", "q3:followup"] and (followups.position_bias == 2).all()
+
+
+def test_an_evaluation_that_fails_is_reported_with_its_reason() -> None:
+    unscored: list[NotScored] = []
+    assert attempt("all", "GLAN-Test", unscored, int, "not a number") is None
+    assert attempt("base", "gsm8k", unscored, int, "7") == 7
+    reason = "ValueError: invalid literal for int() with base 10: 'not a number'"
+    assert unscored_frame(unscored).to_dict("records") == [{"model": "all", "benchmark": "GLAN-Test", "reason": reason}]
+    assert list(unscored_frame([]).columns) == ["model", "benchmark", "reason"]

@@ -14,6 +14,7 @@ import re
 import string
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from glan_utils.core.errors import ConfigError, InputError, SetupError
 from glan_utils.core.paths import FINETUNE
 from glan_utils.data import benchmarks
 from glan_utils.evaluation.stats import wilson_interval
+from glan_utils.evaluation.unscored import NotScored, attempt
 from glan_utils.settings.evaluation import PROTOCOL_VARIANTS, EvalSettings, Protocol
 from glan_utils.train.models import load_causal_lm
 
@@ -295,8 +297,24 @@ def _score(
     )
 
 
-def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> list[BenchmarkScore]:
-    """Evaluate one model on the configured benchmarks; raw lm-eval results go to `out_dir/lm_eval/`."""
+def run_benchmarks(
+    spec: ModelSpec, settings: EvalSettings, out_dir: Path, unscored: list[NotScored] | None = None
+) -> list[BenchmarkScore]:
+    """Evaluate one model on the configured benchmarks; raw lm-eval results go to `out_dir/lm_eval/`.
+
+    With `unscored` given, a benchmark that fails (or all, when the model does not load) is appended there with
+    its reason and the others still run; without, the error is raised."""
+    if unscored is None:
+        return _run_benchmarks(spec, settings, out_dir, None)
+    scores = attempt(
+        spec.name, ", ".join(settings.benchmarks), unscored, _run_benchmarks, spec, settings, out_dir, unscored
+    )
+    return scores or []
+
+
+def _run_benchmarks(
+    spec: ModelSpec, settings: EvalSettings, out_dir: Path, unscored: list[NotScored] | None
+) -> list[BenchmarkScore]:
     from lm_eval import simple_evaluate
     from lm_eval.api.registry import get_model
     from lm_eval.tasks import TaskManager
@@ -317,7 +335,8 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
     scores = []
     for name, group in groups:
         start = time.perf_counter()
-        output = simple_evaluate(
+        evaluate = partial(
+            simple_evaluate,
             model=lm,
             tasks=group,
             task_manager=manager,
@@ -326,6 +345,9 @@ def run_benchmarks(spec: ModelSpec, settings: EvalSettings, out_dir: Path) -> li
             confirm_run_unsafe_code=True,
             log_samples=True,  # per-item scores: base and tuned are compared item by item
         )
+        output = evaluate() if unscored is None else attempt(spec.name, name, unscored, evaluate)
+        if output is None:
+            continue
         seconds = time.perf_counter() - start
         results, n = _pooled(output, group)
         raw = out_dir / "lm_eval" / spec.name / f"{name}.json"
