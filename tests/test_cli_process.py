@@ -250,3 +250,28 @@ def test_a_stage_without_its_inputs_is_one_line_before_any_notebook(tmp_path: Pa
         one_line(missing, 2, "run 'R' has no taxonomy: run 01_taxonomy first")
         assert server.count == 0
     assert not (tmp_path / "elsewhere" / "R" / "notebooks" / "02_subjects.ipynb").exists(), "no notebook started"
+
+
+def test_run_ticks_inside_a_stage_and_says_what_this_invocation_spent(tmp_path: Path, env: dict[str, str]) -> None:
+    with OpenAIServer(models=["fake-model"], latency_s=0.15) as server:
+        config = settings_file(tmp_path, server.base_url, {"concurrency": 1}, subjects={"rounds": 15})
+        first = glan("run", "R", "-c", str(config), "--to", "2", "--tick", "1", env=env, cwd=REPO, timeout=300)
+        assert first.returncode == 0, first.stdout + first.stderr
+        ticks = re.findall(
+            r"^02_subjects: subject_rounds (\d+)/30 tasks, 0 failed; \$0\.0000 in this notebook", first.stdout, re.M
+        )
+        assert ticks and int(ticks[-1]) <= 30, first.stdout
+        calls = server.count
+        closing = first.stdout.strip().splitlines()[-1]
+        assert f": {calls:,} model calls" in closing and f"whole run so far: {calls:,} model calls" in closing
+        again = glan("run", "R", "-c", str(config), "--from", "2", "--to", "2", "--tick", "0", env=env, cwd=REPO)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "tasks," not in again.stdout, "--tick 0: no progress lines"
+        closing = again.stdout.strip().splitlines()[-1]
+        assert ": 0 model calls" in closing and f"whole run so far: {calls:,} model calls" in closing
+    status = glan("status", "R", "-c", str(config), env=env, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[0] == f"run {tmp_path / 'elsewhere' / 'R'}"
+    assert re.search(r"\| 01_taxonomy\s+\| complete", status.stdout), status.stdout
+    assert re.search(r"\| 03_syllabi\s+\| not in range", status.stdout), status.stdout
+    assert re.search(r"\| answers\s+\| not in range", status.stdout), status.stdout

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from glan_utils.app.report import run_table
+from glan_utils.app.summary import run_table
 from glan_utils.core.jsonl import iter_jsonl
+from glan_utils.core.records import pipeline_stages
+from glan_utils.runs.stale import stale_stages
 from glan_utils.runs.store import RunStore
 from glan_utils.settings.notebooks import INTERACTIVE_RUN, notebook_settings
 from glan_utils.stages import pipeline
@@ -144,17 +146,17 @@ async def test_replan_moves_contradicted_records_aside_and_keeps_the_config_hist
 async def test_stages_after_a_saved_review_or_a_rerun_upstream_are_stale_until_rerun(openai_server, make_settings):
     settings = make_settings(openai_server.base_url, SIZES)
     await pipeline.run_until(settings, "syllabi")
-    assert pipeline.stale_stages(settings.run_dir) == {}
+    assert stale_stages(settings.run_dir) == {}
     reviews = settings.run_dir / "reviews"
     reviews.mkdir()
     (reviews / "alice.json").write_text("{}")
-    stale = pipeline.stale_stages(settings.run_dir)
+    stale = stale_stages(settings.run_dir)
     assert set(stale) == {"subjects", "syllabi"} and "review" in stale["subjects"]
     assert run_table(settings.run_dir).set_index("stage").loc["syllabi", "status"].startswith("stale (review")
     await pipeline.run(settings, "subjects")  # rerun: it reads the review; syllabi still predates it
-    assert set(pipeline.stale_stages(settings.run_dir)) == {"syllabi"}
+    assert set(stale_stages(settings.run_dir)) == {"syllabi"}
     await pipeline.run(settings, "syllabi")
-    assert pipeline.stale_stages(settings.run_dir) == {}
+    assert stale_stages(settings.run_dir) == {}
 
 
 def test_a_notebook_without_a_run_name_writes_its_own_run_not_the_demo(tmp_path, monkeypatch):
@@ -166,3 +168,7 @@ def test_a_notebook_without_a_run_name_writes_its_own_run_not_the_demo(tmp_path,
     monkeypatch.setenv("GLAN_RUN_NAME", "from-env")
     assert notebook_settings("02_subjects", {}).run_name == "from-env"
     assert notebook_settings("02_subjects", {"run_name": "given"}).run_name == "given"
+
+
+def test_status_knows_the_pipeline_without_importing_the_stages():
+    assert pipeline_stages() == list(pipeline.STAGES)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from support.sizes import TINY_RUN
 
-from glan_utils.app.report import run_table
+from glan_utils.app.summary import run_table
 from glan_utils.data.build import build_dataset
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings, load_settings

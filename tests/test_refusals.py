@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from support.reliability import account, ledger_lines, pipeline_overrides, planned_task_ids, run_pipeline, settings_for
 
-from glan_utils.app.report import run_table
+from glan_utils.app.summary import run_table
 from glan_utils.core.aio import run
 from glan_utils.core.errors import SetupError
 from glan_utils.runs.client import run_client

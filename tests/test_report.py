@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from browser.runs import CODE_MARKER, make_report_run
 
-from glan_utils.app.report import render_report, run_table, run_totals
+from glan_utils.app.report import render_report
+from glan_utils.app.summary import run_table, run_totals
 from glan_utils.core.errors import InputError
 
 

@@ -203,13 +203,24 @@ def _warn_if_edited(folder: Path) -> None:
         )
 
 
-def _closing_line(name: str, run_dir: Path, seconds: float, outcome: str) -> str:
-    from glan_utils.app.report import run_totals, totals_line
+def _closing_line(name: str, run_dir: Path, seconds: float, outcome: str, before: dict[str, Any]) -> str:
+    """What this invocation spent (the ledger since `before`), then the whole run's totals, in one line."""
+    from glan_utils.app.summary import run_totals, totals_line
 
     totals = run_totals(run_dir)
-    all_cached = totals["calls"] and totals["cache_hits"] == totals["calls"]
+    now = {key: totals[key] - before.get(key, 0) for key in totals}
+    all_cached = now["calls"] and now["cache_hits"] == now["calls"]
     cached = " (all answered from the cache)" if all_cached else ""
-    return f"run '{name}' {outcome} in {seconds:.1f} s: {totals_line(run_dir)}{cached}; outputs in {run_dir}"
+    return (
+        f"run '{name}' {outcome} in {seconds:.1f} s: {totals_line(now)}{cached}; whole run so far: "
+        f"{totals_line(totals)}; outputs in {run_dir}"
+    )
+
+
+def _spent(run_dir: Path) -> dict[str, Any]:
+    from glan_utils.app.summary import run_totals
+
+    return run_totals(run_dir)
 
 
 @app.command(cls=_PairsCommand)
@@ -236,6 +247,9 @@ def run(
             "aside (to <run>/replaced/), record the change in config.history.jsonl, and run them again.",
         ),
     ] = False,
+    tick: Annotated[
+        float, typer.Option(help="Seconds between progress lines while a notebook runs (0: none).", min=0)
+    ] = 10.0,
 ) -> None:
     """Execute the numbered notebooks in order with papermill; executed copies go to <run>/notebooks/."""
     from glan_utils.app import runner
@@ -258,12 +272,13 @@ def run(
             return
         plan = runner.RunPlan(run, selected, config, params, catalog)
         _prepare(plan, replan)
-        started, outcome = time.perf_counter(), "stopped"
+        started, outcome, before = time.perf_counter(), "stopped", _spent(plan.run_dir)
         try:
-            runner.execute(plan, resume=resume, echo=typer.echo, resume_command=_resume_command(run, config))
+            command = _resume_command(run, config)
+            runner.execute(plan, resume=resume, echo=typer.echo, resume_command=command, tick=tick)
             outcome = "done"
         finally:
-            typer.echo(_closing_line(run, plan.run_dir, time.perf_counter() - started, outcome))
+            typer.echo(_closing_line(run, plan.run_dir, time.perf_counter() - started, outcome, before))
 
 
 def _run_sweep(
@@ -277,7 +292,7 @@ def _run_sweep(
 ) -> None:
     """Validate and check every run of the sweep, execute them one by one, then print and save the comparison."""
     from glan_utils.app import runner
-    from glan_utils.app.report import markdown_table
+    from glan_utils.app.summary import markdown_table
     from glan_utils.app.sweep import comparison, load_sweep
 
     runs = load_sweep(sweep, base)
@@ -289,7 +304,7 @@ def _run_sweep(
     again = f"glan run {base} --sweep {sweep.resolve()} --resume" + (f" -c {config.resolve()}" if config else "")
     for plan in plans:
         typer.echo(f"== {plan.run_name}")
-        started, outcome = time.perf_counter(), "stopped"
+        started, outcome, before = time.perf_counter(), "stopped", _spent(plan.run_dir)
         try:
             runner.execute(plan, resume=resume, echo=typer.echo, resume_command=again)
             outcome = "done"
@@ -298,7 +313,7 @@ def _run_sweep(
             typer.echo(f"glan: {exc}", err=True)
         finally:
             seconds[plan.run_name] = time.perf_counter() - started
-            typer.echo(_closing_line(plan.run_name, plan.run_dir, seconds[plan.run_name], outcome))
+            typer.echo(_closing_line(plan.run_name, plan.run_dir, seconds[plan.run_name], outcome, before))
     output_dir = Path(plans[0].settings.output_dir)
     table = comparison(runs, output_dir, errors, seconds)
     csv = output_dir / f"{base}-sweep.csv"
@@ -326,23 +341,28 @@ def _sweep_line(base: str, table: Any, failed: int, seconds: float) -> str:
 
 @app.command()
 def status(run: RunArg, config: ConfigOpt = None, notebooks: NotebooksOpt = None) -> None:
-    """Per stage: done/pending/failed/interrupted, record counts and cost so far."""
+    """The run directory, then per stage: complete/stale/pending/not in range/failed/interrupted, records, cost."""
     import pandas as pd
 
     from glan_utils.app import runner
-    from glan_utils.app.report import markdown_table, run_table, totals_line
+    from glan_utils.app.summary import markdown_table, run_table, totals_line
 
     with _user_errors():
         run_dir = _run_dir(run, config)
+        typer.echo(f"run {run_dir.resolve()}")
         table = run_table(run_dir)
-        folder = notebooks or (saved.notebooks if (saved := runner.saved_invocation(run_dir)) else None)
-        folder = folder or DEFAULT_NOTEBOOKS
-        pending = [nb.stem for nb in runner.discover(folder)] if folder.is_dir() else []
-        pending += _generation_stages(set(table["stage"]))
-        pending_rows = pd.DataFrame(
-            {"stage": [p for p in pending if p not in set(table["stage"])], "status": "pending"}
+        saved = runner.saved_invocation(run_dir)
+        folder = notebooks or (saved.notebooks if saved else None) or DEFAULT_NOTEBOOKS
+        catalog = runner.discover(folder) if folder.is_dir() else []
+        chosen = {nb.stem for nb in runner.select(catalog, saved.start, saved.stop)} if saved and catalog else None
+        known = set(table["stage"])
+        rows = [{"stage": nb.stem, "status": _not_run(nb.stem in (chosen or {nb.stem}))} for nb in catalog]
+        done = chosen is not None and all(
+            table.loc[table["stage"] == nb, "status"].eq("complete").any() for nb in chosen
         )
-        table = pd.concat([table, pending_rows], ignore_index=True)
+        rows += [{"stage": s, "status": _not_run(not done)} for s in _generation_stages(known)]
+        missing = pd.DataFrame([r for r in rows if r["stage"] not in known], columns=["stage", "status"])
+        table = pd.concat([table, missing], ignore_index=True) if len(missing) else table
         typer.echo(markdown_table(table))
         typer.echo(f"total: {totals_line(run_dir)}")
         if (jobs := _batch_table(run_dir)) is not None:
@@ -350,21 +370,29 @@ def status(run: RunArg, config: ConfigOpt = None, notebooks: NotebooksOpt = None
             typer.echo(markdown_table(jobs))
 
 
+def _not_run(in_range: bool) -> str:
+    """A stage with no entry yet: pending when the run's --from/--to covers it, else not in range."""
+    return "pending" if in_range else "not in range"
+
+
 def _batch_table(run_dir: Path) -> pd.DataFrame | None:
     """Per stage in batch mode: batches submitted / running / completed / failed, lines and an ETA; None if none."""
+    states = sorted((run_dir / BATCHES).glob("*.sqlite"))
+    if not states:
+        return None
     import pandas as pd
 
-    from glan_utils.llm.batch import batch_status
+    from glan_utils.llm.batch import batch_status  # lazily: the Batch API client is heavy and rarely needed
 
-    states = sorted((run_dir / BATCHES).glob("*.sqlite"))
-    return pd.DataFrame([{"stage": path.stem, **batch_status(path)} for path in states]) if states else None
+    return pd.DataFrame([{"stage": path.stem, **batch_status(path)} for path in states])
 
 
 def _generation_stages(recorded: set[str]) -> list[str]:
     """The GLAN stages, when the run has started any of them (so a stage not yet begun still gets a row)."""
-    from glan_utils.stages import STAGES
+    from glan_utils.core.records import pipeline_stages
 
-    return list(STAGES) if recorded & set(STAGES) else []
+    stages = pipeline_stages()
+    return stages if recorded & set(stages) else []
 
 
 @app.command(cls=_PairsCommand)
@@ -385,7 +413,7 @@ def estimate(
     file or the review) will generate, bring back, drop and rename, with its calls, dollars and pairs.
     """
     from glan_utils.app import runner
-    from glan_utils.app.report import markdown_table
+    from glan_utils.app.summary import markdown_table
 
     with _user_errors():
         try:
@@ -461,7 +489,7 @@ def batches(
     cancel: Annotated[bool, typer.Option("--cancel", help="Cancel every unfinished batch of the run.")] = False,
 ) -> None:
     """Batch API jobs of a run (`llm.mode: batch`), per stage: submitted / running / done / failed and an ETA."""
-    from glan_utils.app.report import markdown_table
+    from glan_utils.app.summary import markdown_table
     from glan_utils.core.aio import run as run_async
     from glan_utils.llm.batch import cancel_batches
     from glan_utils.runs.client import run_client

@@ -36,6 +36,7 @@ import yaml
 from pydantic import BaseModel
 
 from glan_utils.app.interrupts import Interrupted, catch_signals
+from glan_utils.app.ticker import Ticker
 from glan_utils.core.errors import ConfigError
 from glan_utils.core.paths import MANIFEST, NOTEBOOKS
 from glan_utils.core.records import utc_now
@@ -377,12 +378,14 @@ def execute(
     resume: bool = False,
     echo: Callable[[str], None] = print,
     resume_command: str | None = None,
+    tick: float = 0.0,
 ) -> list[Path]:
     """Execute the plan's notebooks in order; returns the executed notebooks' paths.
 
     With `resume`, notebooks marked complete are skipped; a partial stage reruns and its run store skips the
-    work already done. Raises StageFailed at the first notebook that raises (later ones are not started), and
-    Interrupted on Ctrl-C/SIGTERM, with `resume_command` in its message.
+    work already done. Every `tick` seconds (0: never) a running notebook echoes one progress line (`Ticker`).
+    Raises StageFailed at the first notebook that raises (later ones are not started), and Interrupted on
+    Ctrl-C/SIGTERM, with `resume_command` in its message.
     """
     store = RunStore(plan.run_dir)
     out_dir = plan.run_dir / NOTEBOOKS
@@ -398,7 +401,7 @@ def execute(
             if resume and (stages := _touched(store, nb)):
                 echo(f"{nb.stem}: resuming; already on disk: {on_disk(store, stages)}")
             try:
-                _execute_one(plan, nb, output, store, echo, received)
+                _execute_one(plan, nb, output, store, echo, received, tick)
             except KeyboardInterrupt:
                 received.append(received[0] if received else "SIGINT")
             if received:
@@ -424,7 +427,13 @@ def _interrupted(
 
 
 def _execute_one(
-    plan: RunPlan, nb: Notebook, output: Path, store: RunStore, echo: Callable[[str], None], received: list[str]
+    plan: RunPlan,
+    nb: Notebook,
+    output: Path,
+    store: RunStore,
+    echo: Callable[[str], None],
+    received: list[str],
+    tick: float,
 ) -> None:
     import papermill  # lazily: checks before compute need none of papermill's (many) imports
     from nbclient.exceptions import DeadKernelError
@@ -436,14 +445,15 @@ def _execute_one(
         nb.stem, kind="notebook", status="running", started_at=utc_now().isoformat(), notebook=str(output), error=None
     )
     try:
-        papermill.execute_notebook(
-            str(nb.path),
-            str(output),
-            parameters=plan.parameters_for(nb),
-            kernel_name=KERNEL,
-            progress_bar=False,
-            extra_arguments=KERNEL_ARGS,
-        )
+        with Ticker(store, nb.stem, echo, tick):
+            papermill.execute_notebook(
+                str(nb.path),
+                str(output),
+                parameters=plan.parameters_for(nb),
+                kernel_name=KERNEL,
+                progress_bar=False,
+                extra_arguments=KERNEL_ARGS,
+            )
     except (PapermillExecutionError, DeadKernelError) as exc:
         if received:
             return  # the interrupt is reported by the caller

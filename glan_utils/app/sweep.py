@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from glan_utils.app.report import run_table, run_totals
+from glan_utils.app.summary import run_table, run_totals
 from glan_utils.core.errors import ConfigError
 from glan_utils.core.yaml_files import read_yaml
 

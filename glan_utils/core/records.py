@@ -267,6 +267,16 @@ class Failure(Record):
         return [self.stage, self.task_id, self.reason, self.raw, self.created_at.isoformat()]
 
 
+def pipeline_stages() -> list[str]:
+    """The generation stages in pipeline order, from the record types defined here (in that order), for readers
+    that must not import the stages (`glan status`); `stages.STAGES` lists the same names in the same order."""
+
+    def walk(cls: type[Record]) -> list[type[Record]]:
+        return [c for sub in cls.__subclasses__() if sub.__module__ == __name__ for c in (sub, *walk(sub))]
+
+    return list(dict.fromkeys(cls.stage_name for cls in walk(Record) if cls.stage_name))
+
+
 def record_type(stage: str) -> type[Record]:
     """The record type stored in `<stage>.jsonl`: each record class names its stage, so no table is kept."""
     todo, found = list(Record.__subclasses__()), {}

@@ -9,6 +9,7 @@ Only a bounded window of tasks is in memory at once, however long the stage.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class Task(Protocol):
 
 
 Work = Callable[[Any], Awaitable["list[Record] | Failure"]]
+PROGRESS_S = 2.0  # how often a running stage writes its counts to the manifest
 
 
 class _NotebookBar(notebook_tqdm):
@@ -145,6 +147,14 @@ async def run_stage(
     store.update_manifest(stage, status="running", started_at=utc_now().isoformat())
     window = asyncio.Semaphore(max(2 * concurrency, 1))
     progress = progress_bar(total, desc or stage)
+    reported = [time.monotonic()]
+
+    def report_progress() -> None:
+        """Every PROGRESS_S, the counts in the manifest: what `glan run`'s ticker prints while the stage runs."""
+        if time.monotonic() - reported[0] >= PROGRESS_S:
+            reported[0] = time.monotonic()
+            store.update_manifest(stage, progress={"done": progress.n, "total": total, "failed": summary.failed})
+
     with store.writer(stage) as out, store.failure_writer(stage) as failed_out:
 
         def keep(task: Any, result: list[Record] | Failure) -> None:
@@ -159,6 +169,7 @@ async def run_stage(
             finally:
                 window.release()
                 progress.update(1)
+                report_progress()
 
         pending: set[asyncio.Task[None]] = set()
         errors: list[Exception] = []

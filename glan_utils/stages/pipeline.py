@@ -8,13 +8,8 @@ module and the stage it shows.
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from pathlib import Path
-from typing import Any
-
 from glan_utils.core.errors import InputError
-from glan_utils.core.paths import MANIFEST, REPLACED, REVIEWS
+from glan_utils.core.paths import MANIFEST, REPLACED
 from glan_utils.core.records import utc_now
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
@@ -76,12 +71,10 @@ __all__ = [
     "run",
     "run_until",
     "stage_plans",
-    "stale_stages",
     "taxonomy_diff",
 ]
 
 RUNNERS = {name: stage.run for name, stage in STAGES.items()}
-_DONE = ("complete", "complete_with_failures")
 
 
 async def run(settings: Settings, stage: str) -> StageReport:
@@ -89,6 +82,8 @@ async def run(settings: Settings, stage: str) -> StageReport:
     when the stage it reads has no records in this run."""
     if (needs := STAGES[stage].needs) and not _has(settings, needs):
         raise InputError(_missing(settings, needs))
+    wiring = {"notebook": STAGES[stage].notebook, "needs": needs, "parts": list(STAGES[stage].parts)}
+    RunStore(settings.run_dir).update_manifest(stage, **wiring)  # what `runs.stale` reads, without the stages
     return await STAGES[stage].run(settings)
 
 
@@ -158,53 +153,10 @@ def replan(settings: Settings) -> str | None:
                     path.rename(folder / path.name)
                     touched += [stage] if stage not in touched else []
     first = STAGES[affected[0]].notebook
-    notebooks = [name for name, info in _manifest(settings.run_dir).items() if info.get("kind") == "notebook"]
+    entries = store.read_manifest().get("stages", {})
+    notebooks = [name for name, info in entries.items() if info.get("kind") == "notebook"]
     store.forget([*(p for s in affected for p in _parts(s)), *(nb for nb in notebooks if nb >= first)])
     keys = ", ".join(f"{key} {was!r} -> {now!r}" for key, (was, now) in changes.items())
     store.write_config(settings.snapshot(), note=f"replan: {keys}")
     where = f"{moved:,} records of {', '.join(touched)} moved to {folder}" if touched else "no records to move"
     return f"replanned run '{settings.run_name}' ({keys}): {where}"
-
-
-def _manifest(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / MANIFEST
-    return json.loads(path.read_text(encoding="utf-8")).get("stages", {}) if path.exists() else {}
-
-
-def _mtime(paths: Any) -> float:
-    return max((p.stat().st_mtime for p in paths if p.is_file()), default=0.0)
-
-
-def _started(entries: list[dict[str, Any]]) -> float | None:
-    times = [datetime.fromisoformat(str(e["started_at"])).timestamp() for e in entries if e.get("started_at")]
-    return min(times, default=None)
-
-
-def stale_stages(run_dir: Path) -> dict[str, str]:
-    """Stages and notebooks marked complete whose inputs changed after they started (a review saved, an earlier
-    stage rerun or replanned): name -> the inputs that changed. They stay stale until they run again.
-
-    Only file times and the manifest are read, so `glan status` stays quick at any run size."""
-    run_dir = Path(run_dir)
-    manifest = _manifest(run_dir)
-    inputs: list[tuple[str, str, float]] = []  # (input, notebook that writes it, last change), in pipeline order
-    for name, stage in STAGES.items():
-        inputs.append((name, stage.notebook, _mtime(run_dir / f"{part}.jsonl" for part in _parts(name))))
-        if name == next(iter(STAGES)):  # the review is saved in the taxonomy's notebook, read by every later stage
-            inputs.append(("review", stage.notebook, _mtime((run_dir / REVIEWS).glob("*"))))
-    stale = {}
-    for name, info in manifest.items():
-        if info.get("status") not in _DONE:
-            continue
-        if name in STAGES:
-            upstream = inputs[: [i for i, _, _ in inputs].index(name)]
-            started = _started([manifest.get(part, {}) for part in _parts(name)])
-        elif info.get("kind") == "notebook":
-            upstream = [entry for entry in inputs if entry[1] < name]
-            started = _started([info])
-        else:
-            continue
-        changed = [what for what, _, when in upstream if started is not None and when > started]
-        if changed:
-            stale[name] = f"{', '.join(changed)} changed since it ran"
-    return stale
