@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from glan_utils.core.errors import SetupError
 from glan_utils.core.records import Failure, TaxonomyNode
 from glan_utils.llm.ledger import read_ledger
 from glan_utils.settings import load_settings
@@ -300,3 +301,26 @@ def test_a_shard_keeps_its_cache_and_ledger_at_the_driver_store_only(tmp_path, m
     assert openai_server.count == totals.calls == 10 and totals.cached == 10 and len(store.cache) == 10
     assert not (tmp_path / "worker").exists()  # the worker wrote no cache, ledger or run dir of its own
     assert len((tmp_path / "driver" / "l.jsonl").read_text().splitlines()) == 20
+
+
+def test_a_shard_gets_the_drivers_key_as_a_secret_argument(tmp_path, monkeypatch):
+    """Without a cluster: a worker process whose environment lacks the key's variable authenticates with the key
+    the driver passed, and the argument never prints it."""
+    import glan_utils.runs.distributed as distributed
+
+    key = "sk-test-shard-5be1"
+    monkeypatch.setattr(distributed, "_ray", lambda: type("R", (), {"get": staticmethod(lambda ref: ref.value)})())
+    monkeypatch.delenv("GLAN_RAY_TEST_KEY", raising=False)
+    store = distributed.DriverStore(str(tmp_path / "cache.sqlite"), str(tmp_path / "l.jsonl"))
+    secret = distributed.Secret(key)
+    assert key not in repr(secret) and key not in repr((1, secret))
+    assert ray.cloudpickle.loads(ray.cloudpickle.dumps(secret)).value == key  # what Ray ships to the worker
+    with OpenAIServer(models=["fake-model"], api_key=key) as server:
+        settings = _settings(tmp_path, server.base_url, **{"llm.api_key_env": "GLAN_RAY_TEST_KEY"})
+        shard = [Task(n) for n in range(1, 4)]
+        pairs = distributed._shard_worker(
+            settings.model_dump(mode="json"), "demo", name_it, shard, _InProcessActor(store), secret
+        )
+        assert all(isinstance(result, list) for _, result in pairs) and server.count == 3
+        with pytest.raises(SetupError, match="authentication failed"):  # the same shard without the key
+            distributed._shard_worker(settings.model_dump(mode="json"), "demo", name_it, shard, _InProcessActor(store))

@@ -488,13 +488,15 @@ async def open_client(
     ledger_path: Path | None = None,
     server_log: Path | None = None,
     seed: int = 0,
+    key: str | None = None,
     stage: str = "",
     check: bool = True,
 ) -> AsyncIterator[LLMClient]:
     """A ready client for the configured endpoint, or for the embedded llama.cpp server when none is set.
 
     Takes only the sections it reads; where the cache and ledger live is the caller's (`runs.client.run_client`
-    opens a run's). `ledger_path` is the ledger whose spending counts against the caps. The embedded server is
+    opens a run's). `ledger_path` is the ledger whose spending counts against the caps; `key` the API key, else
+    the environment's `llm.api_key_env`. The embedded server is
     started here (logging to `server_log`) and stopped on exit, so no process outlives the block.
     """
     async with AsyncExitStack() as stack:
@@ -533,7 +535,7 @@ async def open_client(
             cache=cache,
             ledger=ledger,
             endpoint_id=endpoint_id,
-            key=api_key(llm),
+            key=key or api_key(llm),
             extra_body=extra,
             stage=stage,
             replicas=llm.base_urls or None,

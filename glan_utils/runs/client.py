@@ -21,12 +21,19 @@ SERVER_LOG = "llama-server.log"
 
 @asynccontextmanager
 async def run_client(
-    settings: Settings, stage: str = "", check: bool = True, *, cache: Any = None, ledger: Ledger | None = None
+    settings: Settings,
+    stage: str = "",
+    check: bool = True,
+    *,
+    cache: Any = None,
+    ledger: Ledger | None = None,
+    key: str | None = None,
 ) -> AsyncIterator[LLMClient]:
     """A ready client for the run's endpoint over the run's cache and ledger.
 
     `cache` and `ledger` replace the run dir's own (a Ray worker uses the driver's); then nothing is written locally.
-    Both are closed on exit (a remote ledger flushes what it holds).
+    Both are closed on exit (a remote ledger flushes what it holds). `key` is the API key when this process's
+    environment lacks `llm.api_key_env` (a Ray worker gets the driver's).
     """
     async with AsyncExitStack() as stack:
         if cache is None or ledger is None:
@@ -44,6 +51,7 @@ async def run_client(
                 ledger_path=settings.run_dir / LEDGER,
                 server_log=settings.run_dir / SERVER_LOG,
                 seed=settings.seed,
+                key=key,
                 stage=stage,
                 check=check,
             )

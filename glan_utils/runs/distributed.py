@@ -8,15 +8,17 @@ shared filesystem (SQLite over NFS is unsafe), every paid call lands in the driv
 that Ray retries after its worker died finds the answers of the calls it had finished in the cache: it repays
 nothing. Records and failures come back with the shard's result and the driver appends them through the run
 store, so each lands exactly once. Resume is the same as `run_stage`: tasks that already have records are skipped.
-The endpoint's API key reaches the workers through Ray's runtime environment (`env_vars` of the shard tasks, held
-in memory by the cluster), so a worker node without the variable still authenticates; it is never a setting, a
-file or a log line.
+The endpoint's API key reaches the workers as an argument of each shard task (inlined in the task, held in memory
+by the cluster, printed as `***`), so a worker node without the variable still authenticates. Not through a runtime
+environment's `env_vars`: Ray's runtime-env agent logs the serialized environment, variables included, to
+`runtime_env_agent.log`. The key is never a setting, a file or a log line.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +110,23 @@ class RemoteLedger(Ledger):
         self.flush()
 
 
+@dataclass(frozen=True)
+class Secret:
+    """The driver's API key on its way to a worker; its repr never shows it."""
+
+    value: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+
 def _shard_worker(
-    settings_data: dict[str, Any], stage: str, work: ClientWork, shard: list[Any], store: Any
+    settings_data: dict[str, Any],
+    stage: str,
+    work: ClientWork,
+    shard: list[Any],
+    store: Any,
+    key: Secret = Secret(),
 ) -> list[tuple[str, list[Record] | Failure]]:
     """Runs inside a Ray worker: the normal client over one shard, cache and ledger at the driver."""
     from glan_utils.runs.client import run_client
@@ -124,7 +141,7 @@ def _shard_worker(
             async with window:
                 return await work(client, task)
 
-        async with run_client(settings, stage=stage, cache=RemoteCache(store), ledger=ledger) as client:
+        async with run_client(settings, stage=stage, cache=RemoteCache(store), ledger=ledger, key=key.value) as client:
             results = await asyncio.gather(*(one(task) for task in shard))
         return [(task.id, result) for task, result in zip(shard, results, strict=True)]
 
@@ -162,12 +179,6 @@ def _driver_store(ray: Any, settings: Settings) -> Any:
     return actor.remote(str(settings.cache_file.resolve()), str((settings.run_dir / LEDGER).resolve()))
 
 
-def _secrets(settings: Settings) -> dict[str, Any]:
-    """Ray task options that give the workers the driver's API key (none when the driver has none)."""
-    key = api_key(settings.llm)
-    return {"runtime_env": {"env_vars": {settings.llm.api_key_env: key}}} if key else {}
-
-
 def run_stage_distributed(
     settings: Settings, stage: str, tasks: Iterable[Any], work: ClientWork, config: RaySettings | None = None
 ) -> tuple[StageSummary, Totals]:
@@ -181,7 +192,8 @@ def run_stage_distributed(
     done = store.done_task_ids(stage)
     store.update_manifest(stage, status="running", started_at=utc_now().isoformat(), backend="ray")
     driver = _driver_store(ray, settings)
-    remote = ray.remote(_shard_worker).options(**_secrets(settings))
+    remote = ray.remote(_shard_worker)
+    key = Secret(api_key(settings.llm))  # the workers' environment may lack the variable
     # workers resolve no path of their own: the store actor holds the driver's files
     settings_ref = ray.put(
         settings.model_copy(update={"output_dir": str(Path(settings.output_dir).resolve())}).model_dump(mode="json")
@@ -203,7 +215,7 @@ def run_stage_distributed(
                 if len(in_flight) >= limit:
                     ready, in_flight = ray.wait(in_flight, num_returns=1)
                     _write_all(ray.get(ready[0]), out, failed_out, summary)
-                in_flight.append(remote.remote(settings_ref, stage, work, shard, driver))
+                in_flight.append(remote.remote(settings_ref, stage, work, shard, driver, key))
             while in_flight:
                 ready, in_flight = ray.wait(in_flight, num_returns=1)
                 _write_all(ray.get(ready[0]), out, failed_out, summary)
