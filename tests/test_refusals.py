@@ -125,3 +125,13 @@ def test_refusal_share_is_a_setting(openai_server, make_settings) -> None:
     with pytest.raises(SetupError, match="2 of the first 3 calls were refused"):
         run(many())
     assert openai_server.count == 3
+
+
+def test_a_stage_whose_every_call_is_refused_for_length_stops_with_the_reason(tmp_path: Path) -> None:
+    """Every request too long for the model (say max_tokens above its window): the messages differ per request,
+    so the client's check does not trip, but a stage that made nothing stops with the server's reason."""
+    with OpenAIServer(models=["fake-model"], refuse={"": "context_length"}) as server:
+        settings = settings_for(pipeline_overrides(tmp_path, server.base_url, **{"subjects.rounds": 2}))
+        run(pipeline.run(settings, "taxonomy"))
+        with pytest.raises(SetupError, match=r"all 8 calls were refused \(HTTP 400 context_length_exceeded\)"):
+            run(pipeline.run(settings, "subjects"))

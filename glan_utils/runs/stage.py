@@ -74,7 +74,8 @@ class StageSummary:
     records: int = 0
     failed: int = 0
     failures_by_reason: Counter[str] = field(default_factory=Counter)
-    # the one reason every failure so far gave ("" once two differ): a stage whose every call was refused alike
+    # the first failure's reason while every failure has its kind ("" once two kinds differ): a stage whose every
+    # call was refused the same way (same status and code, e.g. `refused (HTTP 404 model_not_found)`)
     only_reason: str | None = field(default=None, repr=False)
 
     @property
@@ -97,8 +98,9 @@ def _reason_kind(reason: str) -> str:
 
 
 def _refused_alike(summary: StageSummary) -> SetupError | None:
-    """A stage that made nothing because every call was refused the same way has a setup error, however few
-    its calls (fewer than `llm.refusal_check_calls` cannot trip the client's check)."""
+    """A stage that made nothing because every call was refused the same way (same status and code, messages
+    may differ) has a setup error, however few its calls (the client's check needs `llm.refusal_check_calls`
+    identical ones): a model or window that takes none of the stage's requests."""
     reason = summary.only_reason or ""
     if summary.records or summary.skipped or not reason.startswith(REFUSED):
         return None
@@ -113,7 +115,9 @@ def write_result(
     if isinstance(result, Failure):
         summary.failed += 1
         summary.failures_by_reason[_reason_kind(result.reason)] += 1
-        summary.only_reason = result.reason if summary.only_reason in (None, result.reason) else ""
+        first = summary.only_reason
+        alike = first is None or (bool(first) and _reason_kind(first) == _reason_kind(result.reason))
+        summary.only_reason = (first or result.reason) if alike else ""
         failed_out.write(result.model_dump(mode="json"))
         return
     for record in result:
