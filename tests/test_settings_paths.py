@@ -20,6 +20,7 @@ from glan_utils.app import runner
 from glan_utils.app.cli import app
 from glan_utils.app.preflight import preflight
 from glan_utils.settings.config import get_dotted
+from glan_utils.settings.notebooks import describe_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "02_subjects.ipynb"
@@ -109,6 +110,9 @@ def test_preflight_and_estimate_see_the_same_values(
     plan = runner.RunPlan(RUN, catalog, config, {**NAMED, **DOTTED}, catalog)
     checked = preflight(plan)
     assert effective(checked.snapshot()) == {"output_dir": str(config.parent / "runs"), **EXPECTED}
+    printed = yaml.safe_load(describe_settings(checked, "subjects"))  # what each notebook prints before any call
+    assert printed["endpoint"] == "remote" and printed["subjects"]["per_round"] == 2
+    assert printed["remote defaults"] == {"subjects.per_round": 40, "subjects.max_tokens": 6144}
     args = [arg for key, value in {**NAMED, **DOTTED}.items() for arg in ("-p", key, str(value))]
     result = CliRunner().invoke(app, ["estimate", "--config", str(config), *args])
     assert result.exit_code == 0, result.output

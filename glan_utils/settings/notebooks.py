@@ -19,6 +19,7 @@ import yaml
 
 from glan_utils.core.errors import ConfigError, one_line_in_notebooks
 from glan_utils.settings.config import Settings, load_settings
+from glan_utils.settings.stages import ENDPOINT_DEFAULTS
 
 SHARED = {"run_name": "run_name", "output_dir": "output_dir"}
 GENERATION = {**SHARED, "seed": "seed", "language": "language", "base_url": "llm.base_url", "model": "llm.model"}
@@ -146,13 +147,16 @@ def notebook_settings(notebook: str, namespace: Mapping[str, Any]) -> Settings:
 
 
 def describe_settings(settings: Settings, *sections: str) -> str:
-    """What a notebook's stage will run with, as YAML, printed before any call (run, endpoint, sections)."""
+    """What a notebook's stage will run with, as YAML, printed before any call: run, endpoint, the sections' values
+    (as sent), and the endpoint profile's defaults for them, so a value set by hand shows beside its default."""
     snapshot = settings.snapshot()
+    defaults = {k: v for k, v in ENDPOINT_DEFAULTS[settings.endpoint].items() if k.split(".")[0] in sections}
     shown = {
         "run": str(settings.run_dir),
         "model": settings.llm.model or "embedded",
         "base_url": settings.llm.base_url,
         "endpoint": settings.endpoint,
         **{name: snapshot[name] for name in sections},
+        f"{settings.endpoint} defaults": defaults,
     }
     return yaml.safe_dump(shown, sort_keys=False, allow_unicode=True).rstrip()
