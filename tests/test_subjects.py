@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+from collections import Counter
 from pathlib import Path
 
 import pydantic
@@ -18,6 +19,7 @@ from glan_utils.stages.subjects import (
     known_names,
     merge_rounds,
     proposal_reply,
+    round_count,
     similarity,
     subjects_prompt,
 )
@@ -71,7 +73,7 @@ def test_merge_folds_near_duplicates_and_keeps_round_provenance():
     assert [s.id for s in merge_rounds(shuffled, 0.85).subjects] == [s.id for s in result.subjects]
 
 
-def test_cap_keeps_the_most_proposed():
+def test_cap_takes_the_rounds_in_turn_most_proposed_first():
     rounds = [
         round_of("math", 0, "Topology", "Algebra"),
         round_of("math", 1, "Algebra", "Geometry"),
@@ -81,6 +83,50 @@ def test_cap_keeps_the_most_proposed():
         "Algebra",
         "Geometry",
     ]
+
+
+def test_every_round_reaches_the_capped_subjects():
+    """10 rounds of 40 distinct subjects capped at 150: a first-come cap kept rounds 0-3 only (40/40/40/30)."""
+    adjectives = [
+        "Coastal",
+        "Urban",
+        "Digital",
+        "Medieval",
+        "Clinical",
+        "Tropical",
+        "Arctic",
+        "Rural",
+        "Sonic",
+        "Nordic",
+    ]
+    nouns = [
+        "Ethics",
+        "Law",
+        "Design",
+        "Ecology",
+        "Economics",
+        "Imaging",
+        "Analytics",
+        "Policy",
+        "Acoustics",
+        "Robotics",
+        "Forensics",
+        "Hydrology",
+    ]
+    names = [f"{a} {n} {k}" for k in "ABCD" for a in adjectives for n in nouns][:400]
+    rounds = [round_of("d", r, *names[40 * r : 40 * (r + 1)]) for r in range(10)]
+    kept = merge_rounds(rounds, 0.85, max_subjects=150).subjects
+    assert Counter(s.rounds[0] for s in kept) == dict.fromkeys(range(10), 15)
+    assert [s.subject_name for s in kept[:3]] == [names[0], names[40], names[80]]  # round after round
+
+
+def test_each_round_asks_for_its_share_of_the_cap(make_settings):
+    paper = make_settings("http://127.0.0.1:9/v1", {"subjects.rounds": 10, "subjects.max_subjects": 150})
+    assert round_count(paper) == 19  # 150 / 10 rounds + 25% for merged duplicates, under per_round (40)
+    assert round_count(paper.model_copy(update={"subjects": paper.subjects.model_copy(update={"per_round": 12})})) == 12
+    uncapped = paper.subjects.model_copy(update={"max_subjects": None})
+    assert round_count(paper.model_copy(update={"subjects": uncapped})) == 40
+    assert len(set(paper.subjects.focuses)) == 10 == paper.subjects.rounds  # ten distinct focuses
 
 
 async def test_rounds_are_separate_calls_at_sampling_temperature(openai_server, make_settings):
@@ -118,8 +164,9 @@ def test_round_prompts_carry_a_focus_and_the_names_already_collected(make_settin
     assert focuses[0] in first.messages[-1]["content"] and focuses[1] in second.messages[-1]["content"]
     assert "Microeconomics" not in first.messages[-1]["content"]
     assert "Microeconomics (undergraduate)" in second.messages[-1]["content"]
-    assert f"List {settings.subjects.per_round} subjects" in first.messages[-1]["content"]
-    assert settings.subjects.per_round == 40  # the remote profile's default
+    assert f"List up to {round_count(settings)} subjects" in first.messages[-1]["content"]
+    assert "stop when you run out" in first.messages[-1]["content"]
+    assert settings.subjects.per_round == 40  # the remote profile's default: the most a round asks for
 
 
 def test_level_must_come_from_the_vocabulary():

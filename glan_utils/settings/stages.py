@@ -37,10 +37,16 @@ SUBJECT_LEVELS = (
 SUBJECT_FOCUSES = (
     "core courses every student of the discipline takes",
     "electives and specialised topics",
-    "advanced undergraduate and graduate courses",
+    "advanced undergraduate courses",
+    "graduate courses and research methods",
     "professional, vocational and applied courses used in industry and practice",
     "interdisciplinary courses that connect it with other disciplines",
+    "methods, tools, laboratory, studio or field courses",
+    "the history, theory and ethics of the discipline",
+    "regional, cultural and international perspectives and applied practice",
+    "emerging topics and current developments",
 )
+"""Ten distinct round focuses: the paper's 10 rounds each ask for a different part of the curriculum."""
 QUESTION_TYPES = (
     "worked numeric problem",
     "derivation or proof",

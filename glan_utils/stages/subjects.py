@@ -2,9 +2,11 @@
 
 Each round is its own cached call (`sample_index=round`) stored raw as a `SubjectRound`, so resume works per
 round and merging is a pure function that can be re-run for free with another threshold. A strong model at T=1.0
-returns the same canonical core every round, so round r gets a focus (core, electives, advanced, applied,
-interdisciplinary: `subjects.focuses`) and the names the earlier rounds of its discipline already collected;
-rounds therefore run one after another per discipline (disciplines in parallel). `level` comes from a fixed
+returns the same canonical core every round, so round r gets a focus (core, electives, advanced, graduate,
+applied, interdisciplinary, ...: `subjects.focuses`, ten distinct ones) and the names the earlier rounds of its
+discipline already collected; rounds therefore run one after another per discipline (disciplines in parallel).
+Each round asks for up to about `max_subjects / rounds` subjects ("stop when you run out"), and the cap keeps the
+rounds' subjects in turn, so every focus reaches the data. `level` comes from a fixed
 vocabulary (`subjects.levels`, enforced by the reply schema). Subjects merge by (name, level): same level, same
 sequence markers ("I" vs "II", "advanced"), and sentence-embedding cosine of the names stripped of course
 filler ("Introduction to", "Principles of") at `merge_threshold`; the threshold was chosen on the labelled pairs
@@ -14,6 +16,7 @@ in tests/data/course_pairs.csv. A merged subject remembers every round that prop
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -35,6 +38,8 @@ from glan_utils.stages.registry import Plan, Stage, StageReport, finish, run_pen
 from glan_utils.stages.selection import kept_disciplines, record_plan
 
 STAGE_ROUNDS = "subject_rounds"
+ROUND_MARGIN = 1.25
+"""Each round asks for this many times its share of the cap: merging removes some proposals as duplicates."""
 NAME = "subjects"
 EXAMPLE_DISCIPLINE = TaxonomyNode(
     name="Linear Algebra", level="discipline", path=["Mathematics", "Algebra", "Linear Algebra"]
@@ -101,7 +106,7 @@ def subjects_prompt(
         "subjects",
         discipline=discipline.name,
         path=discipline.path,
-        count=settings.subjects.per_round,
+        count=round_count(settings),
         focus=cfg.focuses[round_ % len(cfg.focuses)] if cfg.focuses else "any subjects of the discipline",
         known=known or [],
         levels=cfg.levels,
@@ -153,9 +158,9 @@ class RoundWork:
 async def sample_round(
     caller: Caller, task: RoundTask, settings: Settings, known: list[str] | None = None
 ) -> list[SubjectRound] | Failure:
-    """One round: ask for `per_round` subjects with the round's focus, at the sampling temperature."""
+    """One round: ask for up to `round_count` subjects with the round's focus, at the sampling temperature."""
     cfg = settings.subjects
-    count = cfg.per_round
+    count = round_count(settings)
     return await extraction.generate(
         caller,
         cfg.structure,
@@ -285,8 +290,8 @@ def merge_rounds(
     """Merge proposals of one course per discipline, in (discipline, round) order so the result is deterministic.
 
     A proposal joins the first cluster whose first proposal is the same course (`same_course`); the first
-    spelling wins; subtopics are unioned; `rounds` lists every round that proposed it. With a cap, the subjects
-    proposed in most rounds are kept.
+    spelling wins; subtopics are unioned; `rounds` lists every round that proposed it. With a cap, the rounds take
+    turns (`round_robin`), so every round's focus reaches the kept subjects.
     """
     groups: dict[str, list[SubjectRound]] = {}
     for rec in sorted(rounds, key=lambda r: (r.discipline_id, r.round)):
@@ -309,9 +314,30 @@ def merge_rounds(
             match["rounds"] = sorted({*match["rounds"], rec.round})
             match["subtopics"] += [t for t in prop.subtopics if t not in match["subtopics"]]
         proposals += len(items)
-        ranked = sorted(clusters, key=lambda c: -len(c["rounds"]))[:max_subjects] if max_subjects else clusters
-        subjects += [_subject(c) for c in ranked]
+        subjects += [_subject(c) for c in (round_robin(clusters, max_subjects) if max_subjects else clusters)]
     return MergeResult(subjects, proposals, merged)
+
+
+def round_robin(clusters: list[dict[str, Any]], cap: int) -> list[dict[str, Any]]:
+    """At most `cap` clusters, the rounds taking turns: each round's next subject (those proposed in most rounds
+    first, then in reply order), round after round, until the cap. A cap that keeps the first-come subjects would
+    keep the first rounds only, and the later rounds' focuses (interdisciplinary, research, ...) would be paid for
+    and never used."""
+    by_round: dict[int, list[dict[str, Any]]] = {}
+    for cluster in sorted(clusters, key=lambda c: -len(c["rounds"])):  # stable: reply order within a count
+        by_round.setdefault(cluster["rounds"][0], []).append(cluster)
+    queues = [by_round[r] for r in sorted(by_round)]
+    kept = [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+    return kept[:cap]
+
+
+def round_count(settings: Settings) -> int:
+    """Subjects asked for per round: about `max_subjects / rounds` with a margin for the ones merging removes,
+    at most `per_round`; `per_round` when there is no cap."""
+    cfg = settings.subjects
+    if cfg.max_subjects is None:
+        return cfg.per_round
+    return max(1, min(cfg.per_round, math.ceil(ROUND_MARGIN * cfg.max_subjects / cfg.rounds)))
 
 
 def _subject(cluster: dict[str, Any]) -> Subject:
@@ -352,9 +378,9 @@ async def run(settings: Settings) -> StageReport:
 
 
 def plan(settings: Settings, disciplines: int) -> Plan:
-    """`rounds` calls per discipline; at most `rounds x per_round` subjects each (or `max_subjects`)."""
+    """`rounds` calls per discipline; at most `rounds x round_count` subjects each (or `max_subjects`)."""
     cfg = settings.subjects
-    proposals = cfg.rounds * cfg.per_round
+    proposals = cfg.rounds * round_count(settings)
     return Plan(disciplines * cfg.rounds, disciplines * min(cfg.max_subjects or proposals, proposals))
 
 

@@ -9,6 +9,7 @@ questions, by the data set's own definition (`data.dedup`). Quality and diversit
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from glan_utils.core.records import Question, Record
 from glan_utils.llm.ledger import read_ledger
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import DedupSettings, Settings
+from glan_utils.stages.selection import kept_disciplines, kept_records
+from glan_utils.stages.subjects import STAGE_ROUNDS, SubjectRound
 
 
 def frame(records: Iterable[Record]) -> pd.DataFrame:
@@ -31,6 +34,31 @@ def frame(records: Iterable[Record]) -> pd.DataFrame:
 def records_frame(settings: Settings, stage: str, model: Any = None) -> pd.DataFrame:
     """A stage's stored records as a table."""
     return frame(RunStore(settings.run_dir).iter_records(stage, model))
+
+
+def subject_rounds(settings: Settings) -> pd.DataFrame:
+    """Per sampling round and its focus: subjects proposed, and kept subjects it proposed first or at all (over
+    the kept disciplines), so a cap that drops whole rounds or a focus that adds nothing shows up."""
+    cfg, kept = settings.subjects, {d.id for d in kept_disciplines(settings)}
+    proposed = Counter[int]()
+    for rec in RunStore(settings.run_dir).iter_records(STAGE_ROUNDS, SubjectRound):
+        if rec.discipline_id in kept:
+            proposed[rec.round] += len(rec.proposals)
+    first, any_round = Counter[int](), Counter[int]()
+    for subject in kept_records(settings, "subjects"):
+        first[min(subject.rounds)] += 1
+        any_round.update(subject.rounds)
+    rows = [
+        {
+            "round": r,
+            "focus": cfg.focuses[r % len(cfg.focuses)] if cfg.focuses else "",
+            "proposed": proposed[r],
+            "kept_first_proposed_here": first[r],
+            "kept_proposed_here": any_round[r],
+        }
+        for r in range(cfg.rounds)
+    ]
+    return pd.DataFrame(rows, columns=["round", "focus", "proposed", "kept_first_proposed_here", "kept_proposed_here"])
 
 
 def failures_frame(settings: Settings, stage: str) -> pd.DataFrame:
