@@ -285,15 +285,13 @@ class LLMClient:
         return self._windows[model]
 
     def _too_long(self, body: dict[str, Any]) -> str | None:
-        """Why the request cannot fit the model's context window, or None when it can (or the window is unknown).
-
-        llama.cpp refuses only a prompt longer than its slot (the reply stops at the slot's end); OpenAI-style
-        endpoints refuse a prompt plus max_tokens longer than the window."""
-        window = self.window(body["model"])
+        """Why the request cannot fit the model's context window (prompt + max_tokens, as OpenAI-style endpoints
+        count), or None when it can or the window is unknown. The embedded server is not pre-checked: the estimate
+        over-counts, and llama.cpp refuses a prompt longer than its slot at no cost (the item's failure)."""
+        window = None if self.slot_window is not None else self.window(body["model"])
         if window is None:
             return None
-        prompt = prompt_tokens(body["messages"])
-        reply = 0 if self.slot_window is not None else int(body.get("max_tokens") or 0)
+        prompt, reply = prompt_tokens(body["messages"]), int(body.get("max_tokens") or 0)
         if prompt + reply <= window:
             return None
         asked = f"prompt ~{prompt:,} tokens" + (f" + max_tokens {reply:,}" if reply else "")

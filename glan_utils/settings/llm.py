@@ -107,8 +107,9 @@ class LLMSettings(Section):
         description="Context window (prompt + reply tokens) by model name, adding to and overriding the known "
         "defaults (llm/context.py: gpt-4o 128000, gpt-4.1 1047576, o3 200000, ...). A prompt whose estimate "
         "(3 UTF-8 bytes a token, an over-count) plus max_tokens exceeds it fails locally as 'refused (context "
-        "window)', with no call; the judges trim long answers to fit. The embedded server's window is "
-        "embedded.ctx / embedded.parallel, per slot. A model in neither is not checked.",
+        "window)', with no call; the judges trim long answers to fit. The embedded server's window, per slot, is "
+        "embedded.ctx / embedded.parallel (the judges fit it; llama.cpp itself refuses a longer prompt). A model in "
+        "neither is not checked.",
     )
 
 
