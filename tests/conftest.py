@@ -8,8 +8,24 @@ from typing import Any
 
 import pytest
 
+from glan_utils.app.index import INDEX_FILE
+from glan_utils.core.paths import cache_dir
 from glan_utils.settings import Settings, load_settings
 from glan_utils.testing import OpenAIServer
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_run_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Tests never write the user's run index: the workbench cache (`GLAN_CACHE_DIR`, inherited by every `glan`
+    and kernel the tests start) is a session folder whose entries link to the user's cache, all but the index,
+    so downloaded models and benchmark files are still shared."""
+    real, own = cache_dir(), tmp_path_factory.mktemp("glan-cache")
+    for entry in real.iterdir() if real.is_dir() else []:
+        if entry.name != INDEX_FILE:
+            (own / entry.name).symlink_to(entry)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GLAN_CACHE_DIR", str(own))
+        yield own
 
 
 @pytest.fixture

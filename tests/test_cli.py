@@ -13,7 +13,7 @@ from browser.runs import make_report_run
 from typer.testing import CliRunner
 
 from glan_utils.app.cli import app
-from glan_utils.app.index import remember
+from glan_utils.app.index import INDEX_FILE, index_path, remember
 from glan_utils.app.sweep import comparison, load_sweep
 from glan_utils.core.errors import ConfigError
 from glan_utils.runs.store import RunStore
@@ -152,3 +152,34 @@ def test_a_run_that_is_running_already_is_refused(project: Path) -> None:
     manifest["stages"]["01_alpha"]["pid"] = _dead_pid()
     store.path("manifest.json").write_text(json.dumps(manifest))
     assert cli.invoke(app, ["run", "demo", "--to", "alpha"]).exit_code == 0, "a dead process holds nothing"
+
+
+def test_the_run_index_is_per_checkout_and_a_local_run_comes_first(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, far = tmp_path / "clone1", tmp_path / "clone2", tmp_path / "far" / "demo"
+    for clone in (first, second):
+        (clone / ".git").mkdir(parents=True)
+    far.parent.mkdir()
+    (project / "outputs" / "demo").rename(far)
+    monkeypatch.chdir(first)
+    remember("demo", far, None)
+    found = cli.invoke(app, ["status", "demo"])
+    assert found.exit_code == 0 and found.output.splitlines()[0] == f"run {far}", found.output
+    report = cli.invoke(app, ["report", "demo", "--out", str(tmp_path / "r.html")])
+    assert report.exit_code == 0 and report.output.splitlines()[0] == f"run {far}", report.output
+    monkeypatch.chdir(second)
+    _one_line_error(cli.invoke(app, ["status", "demo"]), "no such run 'demo'")  # another clone's run stays its own
+    make_report_run(second / "outputs" / "demo")
+    assert cli.invoke(app, ["status", "demo"]).output.splitlines()[0] == f"run {second / 'outputs' / 'demo'}"
+    monkeypatch.chdir(first)
+    make_report_run(first / "outputs" / "demo")
+    local = cli.invoke(app, ["status", "demo"]).output.splitlines()[0]
+    assert local == f"run {first / 'outputs' / 'demo'}", "the local outputs/<run> wins over the index"
+    entries = json.loads((tmp_path / "cache" / "runs.json").read_text())
+    assert entries[f"{first}::demo"]["repository"] == str(first)
+
+
+def test_the_suite_never_writes_the_users_run_index() -> None:
+    users = Path.home() / ".cache" / "glan-workbench" / INDEX_FILE
+    assert index_path() != users and not index_path().is_symlink()

@@ -126,14 +126,14 @@ def _params(params_file: Path | None, pairs: list[Any] | None) -> dict[str, Any]
 
 
 def _candidates(run: str, config: Path | None, params: dict[str, Any] | None = None) -> list[Path]:
-    """Where run `run` may live, in order: under the output_dir that `-c`/`-p output_dir` name when given, the
-    run index's entry, then the default output_dir."""
+    """Where run `run` may live, in order: under the output_dir that `-c`/`-p output_dir` name (else the default
+    `outputs/` here), then the run index's entry for this checkout."""
     from glan_utils.app import index
     from glan_utils.settings import load_settings
 
     top = {k: v for k, v in (params or {}).items() if k == "output_dir"}
     configured = load_settings(config, {**top, "run_name": run}).run_dir
-    places = [configured, index.lookup(run)] if config is not None or top else [index.lookup(run), configured]
+    places = [configured, index.lookup(run)]
     return list({p.resolve(): p for p in places if p is not None}.values())
 
 
@@ -258,6 +258,7 @@ def run(
         params = _params(params_file, param)
         if resume and not sweep:
             saved = _saved_run(run, config, params)
+            typer.echo(f"run {saved.run_dir}")
             # the run stays where it is, whatever the current directory: its output_dir is pinned
             pinned = {**saved.params, "output_dir": str(saved.run_dir.parent)}
             config, params = config or saved.config_path, {**pinned, **params}
@@ -478,7 +479,9 @@ def report(
     from glan_utils.app.report import render_report
 
     with _user_errors():
-        path = render_report(_run_dir(run, config), out, show_code=show_code)
+        run_dir = _run_dir(run, config)
+        typer.echo(f"run {run_dir.resolve()}")
+        path = render_report(run_dir, out, show_code=show_code)
         typer.echo(f"report written to {path}")
 
 
