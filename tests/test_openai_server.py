@@ -119,6 +119,30 @@ def test_http_error_kinds(client, server, behavior, error, status):
     assert chat(client).choices[0].message.content  # the script is used up: back to ok
 
 
+@pytest.mark.parametrize(
+    ("kind", "status", "code"),
+    [
+        ("context_length", 400, "context_length_exceeded"),
+        ("llama_context", 400, 400),
+        ("content_filter", 400, "content_filter"),
+        ("bad_param", 400, "unsupported_value"),
+        ("unauthorized", 401, "invalid_api_key"),
+        ("forbidden", 403, None),
+        ("not_found", 404, None),
+    ],
+)
+def test_refusal_kinds_scripted_and_by_content(client, server, kind, status, code):
+    server.script(kind)
+    with pytest.raises(openai.APIStatusError) as err:
+        chat(client)
+    assert err.value.status_code == status and err.value.body["code"] == code
+    server.refuse = {"Physics": kind}
+    assert chat(client, "About chemistry").choices  # only requests mentioning the text are refused
+    with pytest.raises(openai.APIStatusError):
+        chat(client, "About Physics")
+    assert server.counts_by_kind[kind] == 2
+
+
 def test_reset_drops_the_connection(client, server):
     server.script("reset", "reset")
     with pytest.raises(openai.APIConnectionError):
@@ -361,6 +385,8 @@ def test_cli_serves_stats_until_sigterm():
             "0.01",
             "--fault-rate",
             "0",
+            "--refuse",
+            "Physics=context_length",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -374,6 +400,8 @@ def test_cli_serves_stats_until_sigterm():
             chat(client, f"q{i}")
         stats = httpx.get(f"{root}/stats").json()
         assert stats["count"] == 3 and stats["counts_by_kind"] == {"ok": 3} and stats["peak_in_flight"] == 1
+        with pytest.raises(openai.BadRequestError, match="maximum context length"):
+            chat(client, "Physics")
         assert httpx.post(f"{root}/stats/reset").json()["count"] == 0
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0

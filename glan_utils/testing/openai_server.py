@@ -394,6 +394,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds sent with a 429")
     parser.add_argument("--hang", type=float, default=30.0, help="seconds a `timeout` fault hangs")
     parser.add_argument("--batch-delay", type=float, default=0.0, help="seconds until a batch completes")
+    parser.add_argument(
+        "--refuse",
+        action="append",
+        default=[],
+        metavar="TEXT=KIND",
+        help=f"refuse chat requests whose messages contain TEXT (empty: all) as KIND, one of {', '.join(_REFUSALS)}",
+    )
     args = parser.parse_args(argv)
     try:
         server = _server_from_args(args)
@@ -419,6 +426,7 @@ def _server_from_args(args: argparse.Namespace) -> OpenAIServer:
         retry_after=args.retry_after,
         hang_s=args.hang,
         batch_delay_s=args.batch_delay,
+        refuse=dict(rule.rpartition("=")[::2] for rule in args.refuse),
         host=args.host,
         port=args.port,
     )
