@@ -59,15 +59,15 @@ def config(openai_server: Any, tmp_path: Path) -> Path:
     return path
 
 
-def settings_notebook(folder: Path, snapshot: Path) -> Path:
-    """Notebook 02 as shipped up to its settings cell, plus a cell that writes the settings it derived."""
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+def settings_notebook(folder: Path, snapshot: Path, source: Path = NOTEBOOK) -> Path:
+    """A notebook as shipped up to its settings cell, plus a cell that writes the settings it derived."""
+    nb = nbformat.read(source, as_version=4)
     last = next(i for i, c in enumerate(nb.cells) if "notebook_settings(" in c.source)
     dump = f"import json, pathlib\npathlib.Path({str(snapshot)!r}).write_text(json.dumps(settings.snapshot()))"
     nb.cells = [*nb.cells[: last + 1], nbformat.v4.new_code_cell(dump)]
     folder.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, folder / NOTEBOOK.name)
-    return folder / NOTEBOOK.name
+    nbformat.write(nb, folder / source.name)
+    return folder / source.name
 
 
 def effective(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -93,12 +93,14 @@ def test_plain_papermill_runs_what_the_settings_file_says(config: Path, tmp_path
 def test_glan_run_runs_what_the_settings_file_says(config: Path, tmp_path: Path) -> None:
     snapshot = tmp_path / "snapshot.json"
     folder = settings_notebook(tmp_path / "nb", snapshot).parent
+    settings_notebook(folder, tmp_path / "01.json", NOTEBOOK.with_name("01_taxonomy.ipynb"))  # a run from 01 on
     pairs = [arg for key, value in {**NAMED, **DOTTED}.items() for arg in ("-p", key, str(value))]
     glan = str(Path(sys.executable).with_name("glan"))
     command = [glan, "run", RUN, "--config", str(config), *pairs, "--notebooks", str(folder)]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert effective(json.loads(snapshot.read_text())) == {"output_dir": str(config.parent / "runs"), **EXPECTED}
+    for seen in (snapshot, tmp_path / "01.json"):  # 01 gets 02's `per_round` as subjects.per_round: one run
+        assert effective(json.loads(seen.read_text())) == {"output_dir": str(config.parent / "runs"), **EXPECTED}
     assert (config.parent / "runs" / RUN / "notebooks" / NOTEBOOK.name).exists()
 
 

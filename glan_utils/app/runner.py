@@ -227,8 +227,23 @@ class RunPlan:
         """The settings the notebooks will see (`derive_settings`, as in their settings cell), validated now so a
         bad key fails before any notebook runs."""
         notebook_params, overrides = self.routed
-        keys = {name: key for nb in self.known for name, key in nb.keys.items()}
-        return derive_settings(self.config_path, {**notebook_params, "run_name": self.run_name}, keys, overrides)
+        return derive_settings(self.config_path, {**notebook_params, "run_name": self.run_name}, self.keys, overrides)
+
+    @cached_property
+    def keys(self) -> dict[str, str]:
+        """Parameter name -> the settings key it sets, over every notebook whose names count."""
+        return {name: key for nb in self.known for name, key in nb.keys.items()}
+
+    def overrides_for(self, notebook: Notebook) -> dict[str, Any]:
+        """The dotted keys one notebook gets: the given ones, plus the parameters that other notebooks declare
+        (`per_round` reaches 01 as `subjects.per_round`), so every notebook derives the run's settings."""
+        notebook_params, overrides = self.routed
+        foreign = {
+            self.keys[name]: value
+            for name, value in notebook_params.items()
+            if name in self.keys and name not in notebook.parameters and value is not None
+        }
+        return {**overrides, **foreign}
 
     @property
     def run_dir(self) -> Path:
@@ -236,7 +251,8 @@ class RunPlan:
 
     def parameters_for(self, notebook: Notebook) -> dict[str, Any]:
         """Papermill parameters for one notebook: every name it declares (unset ones at their declared value)."""
-        notebook_params, overrides = self.routed
+        notebook_params, _ = self.routed
+        overrides = self.overrides_for(notebook)
         config = self.config_path.resolve() if self.config_path else None
         if overrides and OVERRIDES not in notebook.parameters:
             config = self.merged_config()
