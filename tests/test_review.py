@@ -3,6 +3,7 @@ suggested children, cross-branch duplicates, the widget (lazy tree, filter, coun
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -242,13 +243,16 @@ def test_each_save_is_a_version_with_its_changes(nodes, tmp_path):
     ann = Review(reviewer="ann")
     ann.decide(named(nodes, "Physics").id, "remove")
     first = save_version(tmp_path, ann, nodes)
-    assert (first.version, first.changes) == (1, ["Physics: keep -> remove"])
+    assert (first.version, first.changes) == (1, ["Natural Sciences / Physics: keep -> remove"])
     assert save_version(tmp_path, ann, nodes).version == 1  # same content: no new version
     ann.decide(named(nodes, "Physics").id, "keep")
     ann.add(named(nodes, "History").id, "Medieval History")
     second = save_version(tmp_path, ann, nodes)
     assert second.version == 2
-    assert second.changes == ["Physics: remove -> keep", "Medieval History: added under History"]
+    assert second.changes == [
+        "Natural Sciences / Physics: remove -> keep",
+        "Medieval History: added under Humanities / History",
+    ]
     assert [v.version for v in versions(tmp_path, "ann")] == [1, 2]
     latest = load_reviews(reviews_dir(tmp_path))  # history.jsonl is not a review file
     assert [(r.reviewer, r.version) for r in latest] == [("ann", 2)]
@@ -258,8 +262,8 @@ def test_each_save_is_a_version_with_its_changes(nodes, tmp_path):
 def test_diff_between_two_reviewers_and_manifest_records_the_versions(nodes, tmp_path):
     ann, bob = _two_reviewers_disagree(nodes)
     assert diff_reviews(ann, bob, nodes) == [
-        "History: rename: World History -> rename: Global History",
-        "Physics: remove -> keep",
+        "Humanities / History: rename: World History -> rename: Global History",
+        "Natural Sciences / Physics: remove -> keep",
     ]
     for review in (ann, bob, ann):
         save_version(tmp_path, review, nodes)
@@ -375,7 +379,9 @@ def test_widget_shows_votes_conflicts_first_and_resolves_them(nodes, tmp_path):
     kept = apply_review(nodes, merge(load_reviews(reviews_dir(tmp_path))))
     assert "Physics" not in names(kept) and "World History" in names(kept)
     widget.diff_a.value, widget.diff_b.value = ("ann", 1), ("cid", 1)
-    assert widget.show_diff() == ["Chemistry: rename: Chemical Sciences -> keep"]  # cid agrees with ann otherwise
+    assert widget.show_diff() == [
+        "Natural Sciences / Chemistry: rename: Chemical Sciences -> keep"
+    ]  # cid agrees with ann otherwise
     assert "Chemistry" in widget.diff_out.value
 
 
@@ -451,12 +457,12 @@ def test_history_lists_saved_versions_and_copied_in_files(nodes, tmp_path):
     bob.save(reviews_dir(tmp_path) / "bob.json")
     frame = history_frame(tmp_path)
     assert frame[["reviewer", "version", "changes"]].values.tolist() == [
-        ["ann", 1, "Physics: keep -> remove"],
+        ["ann", 1, "Natural Sciences / Physics: keep -> remove"],
         ["bob", 0, ""],
     ]
     widget = ReviewWidget(nodes, tmp_path)
     assert [label.split(" (")[0] for label, _ in widget.diff_a.options] == ["ann v1", "bob v0"]
-    assert widget.show_diff() == ["History: keep -> remove", "Physics: remove -> keep"]
+    assert widget.show_diff() == ["Humanities / History: keep -> remove", "Natural Sciences / Physics: remove -> keep"]
 
 
 def test_same_discipline_under_two_parents_is_flagged(nodes):
@@ -471,3 +477,28 @@ def test_same_discipline_under_two_parents_is_flagged(nodes):
     flagged = repeated_disciplines(apply_review(nodes, review))
     assert list(flagged) == ["Statistics"] and len(flagged["Statistics"]) == 2
     assert {path.split(" > ")[1] for path in flagged["Statistics"]} == {algebra.name, other.name}
+
+
+def test_one_person_is_one_vote_a_save_needs_a_name(nodes, tmp_path):
+    widget = ReviewWidget(nodes, tmp_path / "outputs" / "r1")
+    assert "Review of run r1" in widget.widget.children[0].value  # the header names the run
+    widget.row("Chemistry").remove.value = True
+    assert widget.save() is None and "type your name" in widget.status.value
+    assert not reviews_dir(tmp_path / "outputs" / "r1").exists(), "nothing saved without a name"
+    widget.reviewer.value = "Ann"
+    assert widget.save() == reviews_dir(tmp_path / "outputs" / "r1") / "ann.json"
+    assert [r.reviewer for r in load_reviews(reviews_dir(tmp_path / "outputs" / "r1"))] == ["Ann"]
+    with pytest.raises(InputError, match="reviewer's name"):
+        save_version(tmp_path, Review(), nodes)
+
+
+async def test_propose_more_asks_anew_on_each_click(openai_server, make_settings, nodes):
+    settings = make_settings(openai_server.base_url, {"taxonomy.n_disciplines": 3})
+    openai_server.script(Behavior("ok", content=SUGGESTED))
+    widget = ReviewWidget(nodes, settings.run_dir, reviewer="ann", settings=settings)
+    physics = named(nodes, "Physics")
+    await asyncio.to_thread(widget.propose, physics.id)
+    await asyncio.to_thread(widget.propose, physics.id)
+    assert openai_server.stats()["count"] == 2, "the second click is a new sample, not the cached reply"
+    seeds = [r["seed"] for r in openai_server.requests]
+    assert len(set(seeds)) == 2

@@ -1,9 +1,9 @@
 """Help for a reviewer: propose more children for a thin branch, and flag the same discipline under two parents.
 
 `propose_children` asks the model for a node's children exactly as the taxonomy stage does (same prompt, Caller,
-response cache and cost ledger, filed under the taxonomy stage), so asking twice costs nothing and every call is
-in the run's bill. The candidates are suggestions only: nothing is stored until the reviewer accepts one, which
-becomes an `Addition` in their review.
+response cache and cost ledger, filed under the taxonomy stage), each attempt a new sample (the widget asks anew
+on every click; the same attempt again costs nothing), and every call is in the run's bill. The candidates are
+suggestions only: nothing is stored until the reviewer accepts one, which becomes an `Addition` in their review.
 
 `cross_branch_duplicates` compares node names with sentence embeddings (`llm.embeddings`) and reports pairs at
 the same level under different parents whose cosine similarity reaches the threshold.
@@ -45,17 +45,18 @@ class Proposals:
 
 
 async def propose_children(
-    settings: Settings, parent: TaxonomyNode, siblings: Iterable[str] = (), count: int | None = None
+    settings: Settings, parent: TaxonomyNode, siblings: Iterable[str] = (), count: int | None = None, attempt: int = 0
 ) -> Proposals:
     """Ask the model for `count` children of `parent` (default: the stage's size for that level); names in
-    `siblings` (the children it has now) are dropped from the suggestions."""
+    `siblings` (the children it has now) are dropped from the suggestions. Attempt n is the n-th sample of the
+    question (attempt 0 is the taxonomy stage's own call), so each "propose more" asks anew."""
     level = child_level(parent.level)
     if level is None:
         raise InputError(f"{parent.name} is a discipline: disciplines have no children in the taxonomy")
     task = ExpandTask(parent, level, count or level_size(settings, level))
     async with run_client(settings, stage=NAME) as client:
         caller = Caller(client, NAME)
-        result = await expand(caller, task, settings)
+        result = await expand(caller, task, settings, sample_index=attempt)
         cost = client.ledger.totals.cost_usd
     if isinstance(result, Failure):
         return Proposals(parent, [], result, bool(caller.tally.cached), cost)

@@ -301,12 +301,15 @@ def known_versions(run_dir: str | Path) -> list[Version]:
 
 
 def save_version(run_dir: str | Path, review: Review, nodes: Iterable[TaxonomyNode] = ()) -> Version:
-    """Save `review` as its reviewer's next version (unchanged content: the last version, nothing written).
+    """Save `review` as its reviewer's next version (unchanged content: the last version, nothing written); a
+    review without a reviewer's name is refused, so one person's edits never count as two reviewers.
 
     The latest version goes to `reviews/<reviewer>.json` (what merges and batch reruns read) and every version
     is appended to `reviews/history.jsonl` with the changes against the previous one.
     """
-    reviewer = review.reviewer.strip() or "anonymous"
+    reviewer = review.reviewer.strip()
+    if not reviewer:
+        raise InputError("a review needs the reviewer's name: one person is one vote in the majority")
     previous = versions(run_dir, reviewer)
     last = previous[-1] if previous else None
     if last is not None and last.content_id == review.content_id():
@@ -325,8 +328,9 @@ def save_version(run_dir: str | Path, review: Review, nodes: Iterable[TaxonomyNo
 
 
 def diff_reviews(before: Review, after: Review, nodes: Iterable[TaxonomyNode] = ()) -> list[str]:
-    """What `after` decides differently from `before` (two versions, or two reviewers), one line per node."""
-    names = {n.id: n.name for n in nodes}
+    """What `after` decides differently from `before` (two versions, or two reviewers), one line per node, each
+    named by its full path (two nodes may share a name under different parents)."""
+    names = {n.id: " / ".join(n.path) for n in nodes}
     lines = []
     for node_id in sorted(set(before.decisions) | set(after.decisions), key=lambda i: names.get(i, i)):
         old, new = (r.decisions.get(node_id, Decision()).label() for r in (before, after))

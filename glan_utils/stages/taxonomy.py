@@ -94,14 +94,17 @@ def expand_prompt(task: ExpandTask, language: str) -> RenderedPrompt:
     )
 
 
-async def expand(caller: Caller, task: ExpandTask, settings: Settings) -> list[TaxonomyNode] | Failure:
-    """Ask for the children of one node."""
+async def expand(
+    caller: Caller, task: ExpandTask, settings: Settings, sample_index: int = 0
+) -> list[TaxonomyNode] | Failure:
+    """Ask for the children of one node (another `sample_index`: another sample of the same question)."""
     return await caller.generate(
         task.id,
         expand_prompt(task, settings.language),
         partial(_children, task),
         schema=bounded_list(NodeProposal, 1, task.count - len(task.known)),
         temperature=settings.taxonomy.temperature,
+        sample_index=sample_index,
         **budget(settings, settings.taxonomy),
     )
 

@@ -10,6 +10,7 @@ when a node is first shown (its parent expanded, or a filter match), and at most
 from __future__ import annotations
 
 import html
+from collections import Counter
 from pathlib import Path
 
 import ipywidgets as w
@@ -65,6 +66,7 @@ class ReviewWidget:
         self.votes: dict[str, NodeVotes] = {}
         self._vote_rows: dict[tuple, w.HBox] = {}
         self._kept_ids = {n.id for n in self.nodes}
+        self._asked: Counter[str] = Counter()  # "propose more" clicks per node: each asks for a new sample
         self._build_controls(reviewer)
         self.refresh()
 
@@ -101,8 +103,12 @@ class ReviewWidget:
         diff = button("diff", "glan-diff", self.show_diff)
         self.diff_out = with_class(w.HTML(), "glan-diff-out")
         self._fill_versions()
+        header = (
+            f"<b>Review of run {html.escape(self.run_dir.name)}</b> <small>({html.escape(str(self.run_dir))})</small>"
+        )
         self.widget = w.VBox(
             [
+                with_class(w.HTML(header), "glan-review-run"),
                 self.reviewer,
                 w.HBox([self.filter, *level_buttons, collapse]),
                 self.shown,
@@ -298,8 +304,9 @@ class ReviewWidget:
         siblings = [c.name for c in self.tree.children.get(node_id, [])] + [
             a.name for a in self.review.additions if a.parent_id == node_id
         ]
+        self._asked[node_id] += 1
         try:
-            proposals = run(propose_children(self.settings, node, siblings))
+            proposals = run(propose_children(self.settings, node, siblings, attempt=self._asked[node_id]))
         except GlanError as exc:  # no endpoint, bad settings: one line, the widget stays usable
             self.status.value = f"cannot propose children of {node.name}: {exc}"
             return
@@ -346,9 +353,13 @@ class ReviewWidget:
         box.add_class("glan-duplicate")
         return box
 
-    def save(self) -> Path:
-        """Save this reviewer's decisions as their next version and say where."""
-        self.review.reviewer = self.reviewer.value.strip() or "anonymous"
+    def save(self) -> Path | None:
+        """Save this reviewer's decisions as their next version and say where; without a name, say so and save
+        nothing (an anonymous save and a named one would count one person twice)."""
+        if not self.reviewer.value.strip():
+            self.status.value = "type your name in Reviewer first: each reviewer's save is one vote"
+            return None
+        self.review.reviewer = self.reviewer.value.strip()
         version = save_version(self.run_dir, self.review, self.nodes)
         path = reviews_dir(self.run_dir) / f"{slug(version.reviewer)}.json"
         source = review_path(self.settings) if self.settings is not None else reviews_dir(self.run_dir)
