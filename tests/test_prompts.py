@@ -147,7 +147,7 @@ def golden_prompts(settings: Any) -> dict[str, RenderedPrompt]:
             DISCIPLINE, settings, 2, ["Linear Algebra I (undergraduate introductory)"]
         ),
         "subjects_paper": subjects.subjects_prompt(DISCIPLINE, settings, 0, [], paper=True),
-        "syllabi": syllabi.syllabus_prompt(SUBJECT, settings),
+        "syllabi": syllabi.syllabus_prompt(SUBJECT, settings, siblings=["Matrix Theory", "Numerical Linear Algebra"]),
         "questions": questions.question_prompt(task, "English", settings.questions.question_types),
         "answers": answers.answer_prompt(QUESTION_RECORD, "English"),
         "extract": extraction.extraction_prompt("1. Matrix Theory ...", "course syllabus", syllabi.SHAPE),

@@ -9,6 +9,7 @@ paper's (T=1.0, top-p 0.95); `syllabi.structure: paper` writes prose first and e
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache, partial
 from typing import Annotated
 
@@ -21,11 +22,13 @@ from glan_utils.stages import extraction
 from glan_utils.stages.base import NAME_MAX, TEXT_MAX, Caller, Reply, ShortText
 from glan_utils.stages.bounds import budget
 from glan_utils.stages.registry import Plan, Stage, StageReport, run_per_record
-from glan_utils.stages.selection import first_record
-from glan_utils.stages.subjects import EXAMPLE_DISCIPLINE
+from glan_utils.stages.selection import first_record, kept_records
+from glan_utils.stages.subjects import EXAMPLE_DISCIPLINE, course_words
 
 NAME = "syllabi"
 OVERVIEW_MAX = 1500
+SIBLINGS = 8
+"""Other courses of its discipline a syllabus prompt names, so near-identical courses get distinct syllabi."""
 SHAPE = {
     "overview": "...",
     "objectives": ["..."],
@@ -37,12 +40,14 @@ SHAPE = {
 
 @lru_cache(maxsize=64)
 def syllabus_reply(min_sessions: int, max_sessions: int, concepts: int) -> type[BaseModel]:
-    """Reply schema of a syllabus: course parts, then min..max sessions of title, description, 1..concepts."""
+    """Reply schema of a syllabus: course parts, then min..max sessions of title, description and about `concepts`
+    key concepts (`concept_range`)."""
+    least, most = concept_range(concepts)
     session = create_model(
         "SessionReply",
         title=(str, Field(min_length=1, max_length=NAME_MAX)),
         description=(str, Field(min_length=1, max_length=TEXT_MAX)),
-        key_concepts=(list[ShortText], Field(min_length=1, max_length=concepts)),
+        key_concepts=(list[ShortText], Field(min_length=least, max_length=most)),
     )
     points = (list[Annotated[str, Field(min_length=1, max_length=TEXT_MAX)]], Field(min_length=1, max_length=8))
     return create_model(
@@ -61,30 +66,62 @@ def syllabus_reply(min_sessions: int, max_sessions: int, concepts: int) -> type[
     )
 
 
-def syllabus_prompt(subject: Subject, settings: Settings, paper: bool = False) -> RenderedPrompt:
+def concept_range(concepts: int) -> tuple[int, int]:
+    """Key concepts a session may have: about `concepts` (the paper's ~5 gives 3 to 6)."""
+    return max(1, concepts - 2), concepts + 1
+
+
+def sibling_names(subjects: Iterable[Subject], limit: int = SIBLINGS) -> dict[str, list[str]]:
+    """Per subject id: the names of up to `limit` other subjects of its discipline, the most alike first (shared
+    course words), so the syllabus prompt can tell near-identical courses apart."""
+    by_discipline: dict[str, list[Subject]] = {}
+    for subject in subjects:
+        by_discipline.setdefault(subject.discipline_id, []).append(subject)
+    found: dict[str, list[str]] = {}
+    for group in by_discipline.values():
+        words = [set(course_words(s.subject_name)) for s in group]
+        for i, subject in enumerate(group):
+            alike = sorted(
+                (j for j in range(len(group)) if j != i),
+                key=lambda j: -len(words[i] & words[j]) / (len(words[i] | words[j]) or 1),
+            )
+            found[subject.id] = [group[j].subject_name for j in alike[:limit]]
+    return found
+
+
+def syllabus_prompt(
+    subject: Subject, settings: Settings, paper: bool = False, siblings: list[str] | None = None
+) -> RenderedPrompt:
     cfg = settings.syllabi
+    least, most = concept_range(cfg.concepts_per_session)
     return render(
         "syllabi",
         subject=subject.subject_name,
         discipline=subject.discipline,
         level=subject.level,
         subtopics=subject.subtopics,
+        siblings=siblings or [],
         min_sessions=cfg.min_sessions,
         max_sessions=cfg.max_sessions,
         concepts=cfg.concepts_per_session,
+        least_concepts=least,
+        most_concepts=most,
         language=settings.language,
         paper=paper,
     )
 
 
-async def write_syllabus(caller: Caller, subject: Subject, settings: Settings) -> list[Syllabus] | Failure:
-    """One call per subject (the subject is its own task)."""
+async def write_syllabus(
+    caller: Caller, subject: Subject, settings: Settings, siblings: dict[str, list[str]] | None = None
+) -> list[Syllabus] | Failure:
+    """One call per subject (the subject is its own task); `siblings` names its discipline's other courses."""
     cfg = settings.syllabi
+    others = (siblings or {}).get(subject.id)
     return await extraction.generate(
         caller,
         cfg.structure,
         subject.id,
-        lambda paper: syllabus_prompt(subject, settings, paper),
+        lambda paper: syllabus_prompt(subject, settings, paper, others),
         partial(_syllabus, subject),
         schema=syllabus_reply(cfg.min_sessions, cfg.max_sessions, cfg.concepts_per_session),
         what="course syllabus",
@@ -136,7 +173,14 @@ def _unique(concepts: list[str]) -> list[str]:
 
 async def run(settings: Settings) -> StageReport:
     """One syllabus per kept subject; each subject is its own task, so resume is by its id."""
-    return await run_per_record(settings, NAME, "subjects", write_syllabus)
+    siblings = sibling_names(kept_records(settings, "subjects"))
+    return await run_per_record(settings, NAME, "subjects", partial(write_syllabus, siblings=siblings))
+
+
+def preview(settings: Settings) -> RenderedPrompt:
+    subject = example_subject(settings)
+    siblings = sibling_names(kept_records(settings, "subjects")).get(subject.id)
+    return syllabus_prompt(subject, settings, siblings=siblings)
 
 
 def example_subject(settings: Settings) -> Subject:
@@ -153,7 +197,7 @@ STAGE = Stage(
     record=Syllabus,
     run=run,
     plan=lambda settings, subjects: Plan(subjects, subjects),
-    preview=lambda settings: syllabus_prompt(example_subject(settings), settings),
+    preview=preview,
     notebook="03_syllabi",
     needs="subjects",
 )
