@@ -12,9 +12,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from glan_utils.data.quality import pair_reasons
+from glan_utils.data.quality import filter_pairs, pair_reasons
 from glan_utils.settings import QualityFilterSettings
 from glan_utils.settings.stages import QUESTION_TYPES
 from glan_utils.stages.rules import DROPPING, RULES, prose, rule_flags
@@ -118,3 +119,23 @@ def test_the_data_set_drops_the_dropping_rules_by_default_and_exactly_the_named_
     assert "greeting" in DROPPING and pair_reasons(pair, None, set(), QualityFilterSettings()) == ["greeting"]
     assert pair_reasons(pair, None, set(), QualityFilterSettings(drop_flags=["refusal"])) == []
     assert pair_reasons(pair, None, set(), QualityFilterSettings(drop_flags=["greeting"])) == ["greeting"]
+
+
+def test_the_paper_config_names_every_rule_it_applies():
+    text = (ROOT / "configs" / "paper.yaml").read_text(encoding="utf-8")
+    assert "dataset.quality.enabled false" in text and all(f" {rule}" in text for rule in DROPPING)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_data_set_counts_the_flags_of_the_pairs_it_keeps(tmp_path, enabled):
+    answer = "The impulse of a force is the product of the force and the time it acts: the change in momentum."
+    pairs = [
+        {"id": "a", "question": "Why?", "answer": "Sure! " + answer, "discipline": "Physics"},
+        {"id": "b", "question": "Why?", "answer": answer + " Good luck!", "discipline": "Physics"},
+        {"id": "c", "question": "Why?", "answer": answer, "discipline": "Physics"},
+    ]
+    cfg = QualityFilterSettings(enabled=enabled, drop_flags=["greeting"])  # submission_instructions is kept
+    removed, summary = filter_pairs(pairs, np.ones(3, bool), tmp_path, cfg)
+    assert removed.tolist() == [enabled, False, False]
+    assert summary["by_reason"] == ({"greeting": 1} if enabled else {})
+    assert summary["flagged_kept"] == {"submission_instructions": 1} | ({} if enabled else {"greeting": 1})

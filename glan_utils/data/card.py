@@ -164,10 +164,18 @@ def _plan(report: dict[str, Any]) -> str:
 
 
 def _quality(report: dict[str, Any]) -> str:
-    """Pairs the quality filter removed (not in the paper), by reason and per discipline."""
+    """Pairs the quality filter removed (not in the paper), by reason and per discipline, and the rule flags of the
+    pairs it kept (warnings, or every rule while the filter is off)."""
     quality = report.get("quality") or {}
+    flagged = [{"rule": rule, "pairs": n} for rule, n in (quality.get("flagged_kept") or {}).items()]
+    kept = (
+        "\n\nRule flags on pairs kept (warning rules, or every rule while `dataset.quality.enabled` is false):\n\n"
+        + _table(flagged, ["rule", "pairs"])
+        if flagged
+        else ""
+    )
     if not quality.get("by_reason"):
-        return "No pair was removed for quality (rule flags, judge score, verifier disagreement, regeneration)."
+        return "No pair was removed for quality (rule flags, judge score, verifier disagreement, regeneration)." + kept
     reasons = [{"reason": reason, "removed": n} for reason, n in quality["by_reason"].items()]
     return (
         f"Not in the GLAN paper: {report.get('quality_removed', 0)} pairs removed for quality "
@@ -175,6 +183,7 @@ def _quality(report: dict[str, Any]) -> str:
         + _table(reasons, ["reason", "removed"])
         + "\n\nPer discipline:\n\n"
         + _table(quality["by_discipline"], ["discipline", "reason", "removed"])
+        + kept
     )
 
 

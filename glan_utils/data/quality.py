@@ -64,11 +64,13 @@ def pair_reasons(
     gone: set[str],
     cfg: QualityFilterSettings,
     code: list[dict[str, Any]] | None = None,
+    flags: list[str] | None = None,
 ) -> list[str]:
-    """Every reason (except semantic duplication, which needs the other pairs) to drop one pair."""
+    """Every reason (except semantic duplication, which needs the other pairs) to drop one pair; `flags` are its
+    rule flags when the caller has them already."""
     reasons = [SUPERSEDED] if pair["id"] in gone or pair.get("question_id") in gone else []
     dropping = set(DROPPING if cfg.drop_flags is None else cfg.drop_flags)
-    reasons += [flag for flag in rule_flags(pair, cfg) if flag in dropping]
+    reasons += [flag for flag in (rule_flags(pair, cfg) if flags is None else flags) if flag in dropping]
     return reasons + verdict_reasons(verdict, cfg, code)
 
 
@@ -99,23 +101,32 @@ def filter_pairs(
     cfg: QualityFilterSettings,
     embedder: Embedder | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """(removed mask, summary) over `pairs` in file order; only `alive` pairs (kept so far) are judged."""
+    """(removed mask, summary) over `pairs` in file order; only `alive` pairs (kept so far) are judged. The rule
+    flags of the pairs kept are counted too (warnings, or every rule while the filter is off), for the card."""
     removed = np.zeros(len(alive), bool)
-    if not cfg.enabled:
-        return removed, _summary(Counter(), Counter(), [], 0)
-    verdicts, gone, code = latest_verdicts(run_dir), superseded_ids(run_dir), latest_verifications(run_dir)
+    verdicts, gone, code = (
+        (latest_verdicts(run_dir), superseded_ids(run_dir), latest_verifications(run_dir))
+        if cfg.enabled
+        else ({}, set(), {})
+    )
     by_reason: Counter[str] = Counter()
+    flagged_kept: Counter[str] = Counter()
     per_discipline: Counter[tuple[str, str]] = Counter()
     examples: list[dict[str, Any]] = []
     questions: list[tuple[int, str, str]] = []
     for i, pair in enumerate(pairs):
         if not alive[i]:
             continue
-        reasons = pair_reasons(pair, verdicts.get(pair["id"]), gone, cfg, code.get(pair["id"]))
+        flags = rule_flags(pair, cfg)
+        reasons = (
+            pair_reasons(pair, verdicts.get(pair["id"]), gone, cfg, code.get(pair["id"]), flags) if cfg.enabled else []
+        )
         if reasons:
             removed[i] = True
             _count(pair, reasons, by_reason, per_discipline, examples, verdicts.get(pair["id"]))
-        elif cfg.semantic_dedup:
+            continue
+        flagged_kept.update(flags)
+        if cfg.semantic_dedup and cfg.enabled:
             questions.append((i, pair["question"], pair["discipline"]))
     if questions:
         _semantic(
@@ -127,7 +138,7 @@ def filter_pairs(
             per_discipline,
             examples,
         )
-    return removed, _summary(by_reason, per_discipline, examples, int(removed.sum()))
+    return removed, _summary(by_reason, per_discipline, examples, int(removed.sum()), flagged_kept)
 
 
 def _semantic(
@@ -173,12 +184,17 @@ def _count(
 
 
 def _summary(
-    by_reason: Counter[str], per_discipline: Counter[tuple[str, str]], examples: list[dict[str, Any]], removed: int
+    by_reason: Counter[str],
+    per_discipline: Counter[tuple[str, str]],
+    examples: list[dict[str, Any]],
+    removed: int,
+    flagged_kept: Counter[str],
 ) -> dict[str, Any]:
     rows = [{"discipline": d, "reason": r, "removed": n} for (d, r), n in sorted(per_discipline.items())]
     return {
         "removed": removed,
         "by_reason": {r: by_reason[r] for r in REASONS if by_reason[r]},
+        "flagged_kept": {r: flagged_kept[r] for r in RULES if flagged_kept[r]},
         "by_discipline": rows,
         "examples": examples,
     }
