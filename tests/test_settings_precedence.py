@@ -215,7 +215,7 @@ def test_glan_run_honours_the_settings_file(openai_server, tmp_path: Path) -> No
 def _stage_costs(output: str) -> dict[str, float]:
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in output.splitlines() if line.startswith("| ")]
     header = rows[0]
-    return {row[0]: float(row[header.index("cost_usd")]) for row in rows[2:]}
+    return {row[0]: float(row[header.index("cost_usd")].replace(",", "")) for row in rows[2:]}
 
 
 def test_estimate_shows_the_plan_against_the_budget_and_the_batch_price(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,3 +242,16 @@ def test_estimate_shows_the_plan_against_the_budget_and_the_batch_price(monkeypa
     assert "at the Batch API price (x0.5)" in batch.output
     unpriced = cli.invoke(app, [*base, "-p", "llm.model", "my-finetune", "-p", "llm.max_cost_usd", "5"])
     assert "warning: no price for model 'my-finetune' in llm.prices" in unpriced.output, unpriced.output
+
+
+def test_readme_cost_table_is_what_glan_estimate_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One price for the paper run: the README's table is the estimate's own output (upper bound and typical)."""
+    monkeypatch.chdir(ROOT)
+    result = cli.invoke(app, ["estimate", "--config", "configs/paper.yaml"])
+    assert result.exit_code == 0, result.output
+    printed = result.output.split("\n", 1)[1].strip()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("<!-- glan estimate --config configs/paper.yaml -->\n```text\n", 1)[1].split("\n```", 1)[0]
+    assert shown == printed, "README is stale: paste the output of `glan estimate --config configs/paper.yaml`"
+    assert "quality (disabled)" in printed and "upper bound (every reply at max_tokens); typical replies:" in printed
+    assert "| 9,999,900 |" in printed, "thousands separators"

@@ -414,7 +414,6 @@ def estimate(
     file or the review) will generate, bring back, drop and rename, with its calls, dollars and pairs.
     """
     from glan_utils.app import runner
-    from glan_utils.app.summary import markdown_table
 
     with _user_errors():
         try:
@@ -431,14 +430,7 @@ def estimate(
                 settings = settings.model_copy(update={"output_dir": empty})
             typer.echo(pipeline.plan_source(settings, read_run=run is not None))
             table, estimates = _estimate_table(pipeline, settings, read_run=run is not None)
-        typer.echo(markdown_table(table))
-        pairs = int(table.loc[table["stage"] == "answers", "outputs"].sum())
-        dollars = sum(e.cost_usd for e in estimates.values())
-        typer.echo(
-            f"total: {table['calls'].sum():,} calls, {pairs:,} pairs, {table['prompt_tokens'].sum():,} prompt + "
-            f"{table['completion_tokens'].sum():,} completion tokens, ~${dollars:,.2f}"
-            + (f" at the Batch API price (x{settings.batch.discount:g})" if settings.llm.mode == "batch" else "")
-        )
+        typer.echo(estimate_text(table, settings))
         for line in pipeline.against_budget(settings, estimates):
             typer.echo(line)
         for line in pipeline.taxonomy_diff(settings).lines() if run is not None else []:
@@ -446,26 +438,54 @@ def estimate(
 
 
 def _estimate_table(pipeline: Any, settings: Any, read_run: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """One row per stage: its plan, where its input count came from, tokens and dollars; and the estimates."""
+    """One row per stage: its plan, where its input count came from, tokens and dollars at `max_tokens` (an upper
+    bound) and at a typical reply's length; and the (upper-bound) estimates. A stage the settings switch off
+    says so and hands nothing on."""
     import pandas as pd
 
     rows, estimates = [], {}
     for stage, planned in pipeline.stage_plans(settings, read_run).items():
         est = estimates[stage] = pipeline.estimate_plan(settings, stage, planned.plan.calls)
+        typical = pipeline.estimate_plan(settings, stage, planned.plan.calls, typical=True)
+        on = pipeline.STAGES[stage].enabled is None or pipeline.STAGES[stage].enabled(settings)
         rows.append(
             {
-                "stage": stage,
+                "stage": stage if on else f"{stage} (disabled)",
                 "inputs": planned.inputs,
                 "inputs_from": planned.inputs_from,
                 "calls": est.calls,
-                "outputs": planned.plan.outputs,
+                "outputs": planned.plan.outputs if on else None,
                 "prompt_tokens": est.prompt_tokens,
                 "completion_tokens": est.completion_tokens,
-                "cost_usd": round(est.cost_usd, 2),
+                "cost_usd": est.cost_usd,
+                "typical_completion_tokens": typical.completion_tokens,
+                "typical_cost_usd": typical.cost_usd,
                 "model": est.model,
             }
         )
     return pd.DataFrame(rows), estimates
+
+
+def estimate_text(table: pd.DataFrame, settings: Any) -> str:
+    """The estimate's table (thousands separators, numbers right-aligned) and its totals line: upper bound, then
+    typical. The README's paper-scale table is this text (`tests/test_settings_precedence.py` keeps them equal)."""
+    pairs = int(table.loc[table["stage"] == "answers", "outputs"].sum())
+    batch = f" at the Batch API price (x{settings.batch.discount:g})" if settings.llm.mode == "batch" else ""
+    total = (
+        f"total: {table['calls'].sum():,} calls, {pairs:,} pairs, {table['prompt_tokens'].sum():,} prompt + "
+        f"{table['completion_tokens'].sum():,} completion tokens, ~${table['cost_usd'].sum():,.2f} upper bound "
+        f"(every reply at max_tokens); typical replies: {table['typical_completion_tokens'].sum():,} completion "
+        f"tokens, ~${table['typical_cost_usd'].sum():,.2f}{batch}"
+    )
+    shown = table.astype(object).copy()
+    for column in table.columns:
+        if column.endswith("cost_usd"):
+            shown[column] = [f"{v:,.2f}" for v in table[column]]
+        elif table[column].dtype.kind in "if" or column == "outputs":
+            shown[column] = [f"{int(v):,}" if v == v and v is not None else "" for v in table[column]]
+    align = ["right" if table[c].dtype.kind in "if" or c == "outputs" else "left" for c in table.columns]
+    text = shown.to_markdown(index=False, disable_numparse=True, colalign=align)
+    return f"{text}\n{total}"
 
 
 @app.command()

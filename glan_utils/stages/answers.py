@@ -100,4 +100,5 @@ STAGE = Stage(
     count=lambda settings: count_kept(settings, NAME),
     notebook="04_questions",
     needs="questions",
+    typical_tokens=400,
 )

@@ -66,12 +66,15 @@ def estimate_stage(settings: Settings, stage: str, read_run: bool = True) -> Est
     return estimate_plan(settings, stage, planned_calls(settings, stage, read_run))
 
 
-def estimate_plan(settings: Settings, stage: str, calls: int) -> Estimate:
-    """`calls` of a stage priced at its first prompt's tokens and its `max_tokens` (at the batch price in batch
-    mode, where every uncached call goes through the Batch API first)."""
+def estimate_plan(settings: Settings, stage: str, calls: int, typical: bool = False) -> Estimate:
+    """`calls` of a stage priced at its first prompt's tokens and its `max_tokens`, an upper bound (with `typical`:
+    a typical reply's length where the stage states one), at the batch price in batch mode, where every uncached
+    call goes through the Batch API first."""
     spec = STAGES[stage]
     prompt_chars = sum(len(m["content"]) for m in preview_prompt(settings, stage).messages)
-    est = estimate(calls, prompt_chars // 4 + 1, spec.max_tokens(settings), spec.model(settings), settings.llm.prices)
+    output = spec.max_tokens(settings)
+    output = min(output, spec.typical_tokens or output) if typical else output
+    est = estimate(calls, prompt_chars // 4 + 1, output, spec.model(settings), settings.llm.prices)
     if settings.llm.mode == "batch":
         est = replace(est, cost_usd=est.cost_usd * settings.batch.discount)
     return est

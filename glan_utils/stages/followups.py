@@ -292,4 +292,5 @@ STAGE = Stage(
     notebook="04_questions",
     default_model=lambda settings: settings.answers.model,
     needs="answers",
+    enabled=lambda settings: settings.followups.turns > 0,
 )

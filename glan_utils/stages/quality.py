@@ -186,4 +186,5 @@ STAGE = Stage(
     notebook="04_questions",
     default_model=judge_model,
     needs="answers",
+    enabled=lambda settings: settings.quality.enabled,
 )

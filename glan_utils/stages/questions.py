@@ -367,4 +367,5 @@ STAGE = Stage(
     count=lambda settings: sum(1 for _ in current_questions(settings)),
     notebook="04_questions",
     needs="syllabi",
+    typical_tokens=100,
 )

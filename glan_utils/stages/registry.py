@@ -89,6 +89,8 @@ class Stage:
     default_model: Callable[[Settings], str | None] | None = None  # when the section has no model of its own
     parts: tuple[str, ...] = ()  # records files the stage writes before its own (e.g. `subject_rounds`)
     needs: str | None = None  # the stage whose records it reads: without them it refuses to start
+    enabled: Callable[[Settings], bool] | None = None  # None: always; else whether the settings switch it on
+    typical_tokens: int | None = None  # a typical reply's length on a remote model (docs/scale.md's assumptions)
 
     @property
     def name(self) -> str:

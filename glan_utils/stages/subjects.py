@@ -397,4 +397,5 @@ STAGE = Stage(
     notebook="02_subjects",
     parts=(STAGE_ROUNDS,),
     needs="taxonomy",
+    typical_tokens=1_000,
 )

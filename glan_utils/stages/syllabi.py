@@ -200,4 +200,5 @@ STAGE = Stage(
     preview=preview,
     notebook="03_syllabi",
     needs="subjects",
+    typical_tokens=2_500,
 )
