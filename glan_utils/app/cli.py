@@ -282,6 +282,24 @@ def run(
             typer.echo(_closing_line(run, plan.run_dir, time.perf_counter() - started, outcome, before))
 
 
+@app.command(cls=_PairsCommand)
+def train(
+    config: ConfigOpt = None,
+    param: ParamOpt = None,
+    params_file: ParamsFileOpt = None,
+    run: Annotated[str | None, typer.Option("--run", help="Run whose exported data set to train on.")] = None,
+) -> None:
+    """Fine-tune on a run's exported data set (notebook 06's code) with the `finetune` settings, e.g.
+    `accelerate launch --config_file configs/accelerate/fsdp.yaml $(which glan) train -c configs/paper.yaml`."""
+    from glan_utils.settings import load_settings
+    from glan_utils.train.sft import finetune
+
+    with _user_errors():
+        params = _params(params_file, param) | ({"run_name": run} if run else {})
+        settings = load_settings(config, params)
+        finetune(settings.finetune, settings.run_dir, echo=typer.echo)
+
+
 def _run_sweep(
     base: str,
     catalog: list[Notebook],

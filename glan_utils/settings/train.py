@@ -1,7 +1,8 @@
 """Fine-tuning settings: two presets (a minutes-long CPU demo and the paper's recipe) one parameter apart.
 
 `FinetuneSettings(preset="paper")` fills every field from the preset; any field given explicitly overrides it,
-so `FinetuneSettings(preset="paper", method="lora")` is the paper recipe with LoRA.
+so `FinetuneSettings(preset="paper", method="lora")` is the paper recipe with LoRA. `batch_size` is the global
+batch: the gradient accumulation is derived from the launched world size (`accumulation_steps`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from glan_utils.core.errors import ConfigError
 from glan_utils.core.section import Section
 
 PresetName = Literal["cpu-demo", "paper"]
@@ -24,8 +26,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 1.0,
         "max_steps": 30,
         "learning_rate": 2e-4,
+        "batch_size": 4,
         "per_device_batch_size": 4,
-        "gradient_accumulation_steps": 1,
         "num_devices": 1,
         "lr_scheduler": "cosine",
         "warmup_steps": 3,
@@ -38,7 +40,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_params": 1.35e8,
     },
     # Paper §3: Mistral-7B, loss on responses only, 3 epochs, LR 3e-6, batch 512, cosine, 1000 warmup steps.
-    # 512 = 4 sequences x 16 accumulation steps x 8 GPUs (launch with `accelerate launch`).
+    # The global batch 512 = 4 sequences x accumulation x GPUs: 16 steps on 8 GPUs, 128 on one (`glan train`).
     "paper": {
         "model": "mistralai/Mistral-7B-v0.1",
         "method": "full",
@@ -47,8 +49,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 3.0,
         "max_steps": None,
         "learning_rate": 3e-6,
+        "batch_size": 512,
         "per_device_batch_size": 4,
-        "gradient_accumulation_steps": 16,
         "num_devices": 8,
         "lr_scheduler": "cosine",
         "warmup_steps": 1000,
@@ -74,14 +76,20 @@ class FinetuneSettings(Section):
     epochs: float = Field(..., gt=0)
     max_steps: int | None = Field(..., ge=1, description="Stop after this many optimizer steps (null = epochs).")
     learning_rate: float = Field(..., gt=0)
+    batch_size: int = Field(..., ge=1, description="Global batch (sequences per optimizer step, over all GPUs).")
     per_device_batch_size: int = Field(..., ge=1)
-    gradient_accumulation_steps: int = Field(..., ge=1)
-    num_devices: int = Field(..., ge=1, description="GPUs the run is launched on; used for the effective batch.")
+    num_devices: int = Field(
+        ..., ge=1, description="GPUs the plan assumes (memory per GPU, wall time); a run uses its launched world size."
+    )
     lr_scheduler: str = Field(..., description="transformers scheduler name, e.g. cosine, linear, constant.")
     warmup_steps: int = Field(..., ge=0)
     max_length: int = Field(..., ge=16, description="Tokens per example; longer ones are truncated.")
-    bf16: bool
+    bf16: bool = Field(..., description="bf16 autocast over fp32 master weights (weights always load in fp32).")
     gradient_checkpointing: bool
+    packing: bool = Field(
+        False, description="Pack examples into max_length blocks (TRL best-fit; the prompt mask is kept)."
+    )
+    resume: bool = Field(True, description="Continue from the last checkpoint under finetune/<preset>/checkpoints.")
     eval_steps: int | None = Field(..., ge=1, description="Evaluate on the test split every N steps (null = never).")
     max_eval_examples: int | None = Field(..., ge=1, description="Cap on test examples used for eval loss.")
     save_steps: int | None = Field(..., ge=1, description="Checkpoint every N steps (null = only the final model).")
@@ -100,6 +108,13 @@ class FinetuneSettings(Section):
             raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
         return {**PRESETS[preset], **data}
 
-    @property
-    def effective_batch(self) -> int:
-        return self.per_device_batch_size * self.gradient_accumulation_steps * self.num_devices
+    def accumulation_steps(self, world_size: int) -> int:
+        """Gradient accumulation that makes `batch_size` from `per_device_batch_size` on `world_size` processes;
+        a batch that does not divide is refused in one line."""
+        per_step = self.per_device_batch_size * world_size
+        if self.batch_size % per_step:
+            raise ConfigError(
+                f"finetune.batch_size {self.batch_size} is not a multiple of per_device_batch_size "
+                f"{self.per_device_batch_size} x {world_size} processes; change the GPU count or per_device_batch_size"
+            )
+        return self.batch_size // per_step

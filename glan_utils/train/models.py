@@ -47,20 +47,17 @@ def model_source(model: str) -> ModelSource:
     return ModelSource(model)
 
 
-def load_causal_lm(
-    name_or_dir: str, gguf_file: str | None = None, peft: str | None = None, bf16: bool = False
-) -> tuple[Any, Any]:
-    """The one way a checkpoint is loaded (fine-tuning, the loss gap, GLAN-Test answers): fp32 or bf16, a GGUF
-    file de-quantized by transformers, a LoRA adapter applied when given."""
+def load_causal_lm(name_or_dir: str, gguf_file: str | None = None, peft: str | None = None) -> tuple[Any, Any]:
+    """The one way a checkpoint is loaded (fine-tuning, the loss gap, GLAN-Test answers): fp32 weights (training
+    keeps them as the master copy and computes in bf16 under autocast), a GGUF file de-quantized by transformers,
+    a LoRA adapter applied when given."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_dir, **kwargs)
-        lm = AutoModelForCausalLM.from_pretrained(
-            name_or_dir, dtype=torch.bfloat16 if bf16 else torch.float32, **kwargs
-        )
+        lm = AutoModelForCausalLM.from_pretrained(name_or_dir, dtype=torch.float32, **kwargs)
     except OSError as exc:
         raise SetupError(f"cannot load model {name_or_dir!r}: {str(exc).splitlines()[0]}") from None
     if gguf_file and getattr(lm, "hf_quantizer", None) is not None:
@@ -72,10 +69,10 @@ def load_causal_lm(
     return lm, tokenizer
 
 
-def load_model_and_tokenizer(model: str, bf16: bool = False) -> tuple[Any, Any]:
-    """Load a causal LM ready for training: fp32 (or bf16), a pad token, right padding and a chat template."""
+def load_model_and_tokenizer(model: str) -> tuple[Any, Any]:
+    """Load a causal LM ready for training: fp32 master weights, a pad token, right padding and a chat template."""
     source = model_source(model)
-    lm, tokenizer = load_causal_lm(source.name_or_dir, source.gguf_file, bf16=bf16)
+    lm, tokenizer = load_causal_lm(source.name_or_dir, source.gguf_file)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"

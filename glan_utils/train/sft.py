@@ -3,28 +3,37 @@
 The data set's `messages` become TRL's conversational prompt/completion pairs, one per assistant turn (a
 multi-turn chat gives one per tutor reply); TRL applies the model's chat template and `completion_only_loss` masks
 the prompt tokens (label -100), so the loss is on assistant turns only, never on a user turn.
-LoRA via peft by default, full fine-tuning as an option; one code path runs the CPU demo and the paper recipe.
+LoRA via peft by default, full fine-tuning as an option; one code path runs the CPU demo and the paper recipe, in
+notebook 06 or as `glan train` under `accelerate launch` (1 to N GPUs, FSDP or DeepSpeed from the launch config).
+Numerics: fp32 master weights with bf16 autocast (`bf16`), so updates of LR 3e-6 are not rounded away. The global
+batch is `batch_size` whatever the world size; a warm-up longer than the run is clipped; a run resumes from its
+last checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 from datasets import DatasetDict, load_from_disk
 from peft import LoraConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
-from glan_utils.core.errors import InputError
+from glan_utils.core.errors import ConfigError, InputError
 from glan_utils.core.paths import DATASET, FINETUNE
 from glan_utils.data.run_card import card_section, write_run_card
 from glan_utils.settings import FinetuneSettings
 from glan_utils.train.models import load_model_and_tokenizer
+from glan_utils.train.plan import plan
 
 
 def load_exported_dataset(run_dir: str | Path) -> DatasetDict:
@@ -81,8 +90,9 @@ def mean_tokens(dataset: Any, tokenizer: PreTrainedTokenizerBase, sample: int = 
     return sum(lengths) / len(lengths)
 
 
-def sft_config(settings: FinetuneSettings, output_dir: Path, has_eval: bool) -> SFTConfig:
-    """TRL arguments from our settings; loss on completions only, checkpoints only when asked."""
+def sft_config(settings: FinetuneSettings, output_dir: Path, has_eval: bool, world_size: int = 1) -> SFTConfig:
+    """TRL arguments from our settings: loss on completions only, fp32 weights under bf16 autocast, accumulation
+    derived from the world size so the global batch is `batch_size`, checkpoints only when asked."""
     evaluate = has_eval and settings.eval_steps is not None
     return SFTConfig(
         output_dir=str(output_dir / "checkpoints"),
@@ -95,9 +105,10 @@ def sft_config(settings: FinetuneSettings, output_dir: Path, has_eval: bool) -> 
         warmup_steps=settings.warmup_steps,
         per_device_train_batch_size=settings.per_device_batch_size,
         per_device_eval_batch_size=settings.per_device_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        gradient_accumulation_steps=settings.accumulation_steps(world_size),
         max_length=settings.max_length,
         completion_only_loss=True,
+        packing=settings.packing,
         bf16=settings.bf16,
         activation_checkpointing=settings.gradient_checkpointing,
         eval_strategy="steps" if evaluate else "no",
@@ -116,7 +127,11 @@ def build_trainer(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
 ) -> SFTTrainer:
-    """An SFTTrainer over prepared prompt/completion splits, with a LoRA adapter unless `method='full'`."""
+    """An SFTTrainer over prepared prompt/completion splits, with a LoRA adapter unless `method='full'`; the model
+    must hold fp32 weights (the master copy; compute is bf16 under autocast when `bf16`)."""
+    low = sorted({str(p.dtype) for p in model.parameters() if p.dtype != torch.float32})
+    if low:
+        raise ConfigError(f"the model's weights are {', '.join(low)}: load them in fp32 (load_model_and_tokenizer)")
     lora = None
     if settings.method == "lora":
         lora = LoraConfig(
@@ -128,7 +143,7 @@ def build_trainer(
         )
     return SFTTrainer(
         model=model,
-        args=sft_config(settings, output_dir, "test" in data),
+        args=sft_config(settings, output_dir, "test" in data, PartialState().num_processes),
         train_dataset=data["train"],
         eval_dataset=data.get("test"),
         processing_class=tokenizer,
@@ -143,6 +158,12 @@ class TrainResult:
     preset: str
     output_dir: str
     steps: int
+    world_size: int
+    accumulation_steps: int
+    effective_batch: int
+    warmup_steps: int
+    resumed_from: str | None
+    peak_gpu_memory_gb: float | None
     tokens_seen: int
     wall_time_s: float
     tokens_per_s: float
@@ -163,22 +184,56 @@ def _history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
     return [row for row in rows if len(row) > 1]
 
 
+def planned_steps(settings: FinetuneSettings, n_train: int) -> int:
+    """Optimizer steps the Trainer will take over `n_train` (packed) examples at the global batch."""
+    by_epochs = math.ceil(math.ceil(n_train / settings.batch_size) * settings.epochs)
+    return min(by_epochs, settings.max_steps) if settings.max_steps else by_epochs
+
+
+def clip_warmup(trainer: SFTTrainer, settings: FinetuneSettings, echo: Callable[[str], None]) -> int:
+    """A warm-up as long as the run would never reach the peak LR: clip it to a tenth of the run, with a notice."""
+    steps = planned_steps(settings, len(trainer.train_dataset))
+    if settings.warmup_steps < steps:
+        return settings.warmup_steps
+    trainer.args.warmup_steps = steps // 10
+    echo(f"notice: warmup_steps {settings.warmup_steps} >= the run's {steps} steps; clipped to {steps // 10}")
+    return steps // 10
+
+
+def last_checkpoint(settings: FinetuneSettings, out_dir: Path) -> str | None:
+    """The newest `checkpoint-N` under `<out_dir>/checkpoints` when resuming is on, else None."""
+    folder = out_dir / "checkpoints"
+    return get_last_checkpoint(str(folder)) if settings.resume and folder.is_dir() else None
+
+
 def train(
     settings: FinetuneSettings,
     data: DatasetDict,
     run_dir: str | Path,
     model: PreTrainedModel | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
+    echo: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Fine-tune on prepared splits; save model/adapter, card and loss history under finetune/<preset>/."""
+    """Fine-tune on prepared splits; save model/adapter, card and loss history under finetune/<preset>/.
+
+    Works in-process (notebook 06) and under `accelerate launch` (`glan train`): each process runs this; only the
+    main process writes the card and prints."""
     if model is None or tokenizer is None:
-        model, tokenizer = load_model_and_tokenizer(settings.model, bf16=settings.bf16)
+        model, tokenizer = load_model_and_tokenizer(settings.model)
+    state = PartialState()
     out_dir = Path(run_dir) / FINETUNE / settings.preset
     trainer = build_trainer(settings, data, out_dir, model, tokenizer)
+    say = echo if state.is_main_process else _silent
+    warmup = clip_warmup(trainer, settings, say)
+    resume = last_checkpoint(settings, out_dir)
+    if resume:
+        say(f"resuming from {resume}")
     has_eval = trainer.eval_dataset is not None
     eval_before = trainer.evaluate()["eval_loss"] if has_eval else None
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - start
     history = _history(trainer.state.log_history)  # before the final evaluate() appends a duplicate row
     eval_after = trainer.evaluate()["eval_loss"] if has_eval else None
@@ -186,10 +241,17 @@ def train(
         history.insert(0, {"step": 0, "eval_loss": eval_before})
     losses = [row["loss"] for row in history if "loss" in row]
     tokens = int(max((row.get("num_tokens", 0) for row in history), default=0))
+    args = trainer.args
     result = TrainResult(
         preset=settings.preset,
         output_dir=str(out_dir),
         steps=trainer.state.global_step,
+        world_size=args.world_size,
+        accumulation_steps=args.gradient_accumulation_steps,
+        effective_batch=args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+        warmup_steps=warmup,
+        resumed_from=resume,
+        peak_gpu_memory_gb=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
         tokens_seen=tokens,
         wall_time_s=wall,
         tokens_per_s=tokens / wall if wall else 0.0,
@@ -199,10 +261,45 @@ def train(
         eval_loss_after=eval_after,
         history=history,
     )
-    trainer.save_model(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
-    (out_dir / "train_result.json").write_text(json.dumps(result.as_dict(), indent=2), encoding="utf-8")
-    (out_dir / "README.md").write_text(model_card(settings, result, Path(run_dir)), encoding="utf-8")
+    trainer.save_model(str(out_dir))  # every process: FSDP / ZeRO-3 gather the shards
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(out_dir))
+        (out_dir / "train_result.json").write_text(json.dumps(result.as_dict(), indent=2), encoding="utf-8")
+        (out_dir / "README.md").write_text(model_card(settings, result, Path(run_dir)), encoding="utf-8")
+    return result
+
+
+def _silent(_: str) -> None:
+    """Non-main processes of a multi-GPU launch print nothing."""
+
+
+def measured_tokens_per_s(run_dir: str | Path, preset: str) -> float | None:
+    """Training throughput a finished run of `preset` measured (its train_result.json), for the plan's wall time."""
+    path = Path(run_dir) / FINETUNE / preset / "train_result.json"
+    return json.loads(path.read_text(encoding="utf-8"))["tokens_per_s"] if path.is_file() else None
+
+
+def finetune(settings: FinetuneSettings, run_dir: str | Path, echo: Callable[[str], None] = print) -> TrainResult:
+    """`glan train`: the run's exported data set, the plan in one line, then `train` (one process per GPU under
+    `accelerate launch`, each running this)."""
+    settings = settings.model_copy(update={"num_devices": PartialState().num_processes})
+    settings.accumulation_steps(settings.num_devices)  # a batch this world size cannot make: refused before loading
+    data = prepare_dataset(load_exported_dataset(run_dir), settings)
+    model, tokenizer = load_model_and_tokenizer(settings.model)
+    n_train = len(data["train"])
+    p = plan(settings, n_train, mean_tokens(data["train"], tokenizer), measured_tokens_per_s(run_dir, settings.preset))
+    say = echo if PartialState().is_main_process else _silent
+    say(
+        f"{settings.preset}: {settings.model} ({settings.method}), {n_train:,} examples, {p.total_steps:,} steps "
+        f"of {p.effective_batch} on {p.num_devices} processes, ~{p.gpu_memory_gb_per_device:.1f} GB state per "
+        f"GPU, ~{p.wall_time_h:.2f} h ({p.wall_time_from})"
+    )
+    result = train(settings, data, run_dir, model, tokenizer, echo)
+    say(
+        f"trained {result.steps} steps x {result.effective_batch} sequences in {result.wall_time_s:.0f} s "
+        f"({result.tokens_per_s:,.0f} tokens/s), loss {result.train_loss_first} -> {result.train_loss_last}; "
+        f"model in {result.output_dir}"
+    )
     return result
 
 
@@ -231,8 +328,9 @@ Response-only supervised fine-tuning (GLAN paper §3) on the GLAN data set of ru
 (`{run_dir / DATASET / "hf"}`; card: [dataset README](../../dataset/README.md)). Method: {settings.method}.
 
 ## Training
-{result.steps} optimizer steps, {result.tokens_seen:,} tokens seen, {result.wall_time_s:.1f} s wall time
-({result.tokens_per_s:.0f} tokens/s). Loss history: `train_result.json`.
+{result.steps} optimizer steps of {result.effective_batch} sequences ({result.world_size} processes x
+{result.accumulation_steps} accumulation steps), {result.tokens_seen:,} tokens seen, {result.wall_time_s:.1f} s wall
+time ({result.tokens_per_s:.0f} tokens/s). Loss history: `train_result.json`.
 
 | metric | value |
 |---|---|
