@@ -12,6 +12,7 @@ from support.reliability import account, ledger_lines, pipeline_overrides, plann
 from glan_utils.app.summary import run_table
 from glan_utils.core.aio import run
 from glan_utils.core.errors import SetupError
+from glan_utils.core.jsonl import iter_jsonl
 from glan_utils.runs.client import run_client
 from glan_utils.runs.store import RunStore
 from glan_utils.stages import pipeline, subjects
@@ -135,3 +136,25 @@ def test_a_stage_whose_every_call_is_refused_for_length_stops_with_the_reason(tm
         run(pipeline.run(settings, "taxonomy"))
         with pytest.raises(SetupError, match=r"all 8 calls were refused \(HTTP 400 context_length_exceeded\)"):
             run(pipeline.run(settings, "subjects"))
+
+
+def test_a_refused_request_is_sent_again_only_when_something_changed(tmp_path: Path) -> None:
+    with OpenAIServer(models=["fake-model", "other-model"], refuse={"Group Theory": "content_filter"}) as server:
+        settings = settings_for(pipeline_overrides(tmp_path, server.base_url))
+        run(pipeline.run(settings, "taxonomy"))
+        run(pipeline.run(settings, "subjects"))
+        assert server.counts_by_kind["content_filter"] == 1
+        run(pipeline.run(settings, "subjects"))  # the same request again: not sent, failed with the refusal
+        assert server.counts_by_kind["content_filter"] == 1
+        failures = account(settings, subjects.STAGE_ROUNDS, planned_task_ids(settings)[subjects.STAGE_ROUNDS])
+        assert failures.failure_reasons == {"refused (HTTP 400 content_filter)": 2}
+        last = list(iter_jsonl(settings.run_dir / f"{subjects.STAGE_ROUNDS}.failures.jsonl"))[-1]["reason"]
+        assert "refused on an earlier run, not sent again" in last
+        resend = settings_for({**pipeline_overrides(tmp_path, server.base_url), "llm.resend_refused": True})
+        run(pipeline.run(resend, "subjects"))
+        assert server.counts_by_kind["content_filter"] == 2
+        other = {"llm.model": "other-model", "run_name": "other"}  # same cache: another model is another request
+        other_settings = settings_for({**pipeline_overrides(tmp_path, server.base_url), **other})
+        run(pipeline.run(other_settings, "taxonomy"))
+        run(pipeline.run(other_settings, "subjects"))
+        assert server.counts_by_kind["content_filter"] == 3

@@ -2,7 +2,8 @@
 
 SQLite in WAL mode gives atomic, concurrent-safe writes from several processes and survives `kill -9` without
 corruption; each put commits on its own, so nothing paid for is lost. Only successful, validated responses are put
-here; failures never are, so a rerun retries them.
+here; failures never are, so a rerun retries them. The one exception is kept apart: a request the endpoint refused
+(`refusals`, by request and context window), so that a rerun sends it again only when something changed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class ResponseCache:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)"
             )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS refusals (key TEXT PRIMARY KEY, reason TEXT NOT NULL, created REAL)"
+            )
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open response cache {self.path}: {exc}") from None
         self._lock = threading.Lock()
@@ -48,6 +52,19 @@ class ResponseCache:
                     (key, json.dumps(value, ensure_ascii=False), time.time()),
                 )
         except sqlite3.Error as exc:  # disk full, read-only: one clear line; the transaction rolled back
+            raise StoreError(f"cannot write response cache {self.path}: {exc}") from None
+
+    def refusals(self) -> dict[str, str]:
+        """Requests refused before: key -> the refusal (few; read once when a client opens)."""
+        with self._lock:
+            return dict(self._db.execute("SELECT key, reason FROM refusals").fetchall())
+
+    def put_refusal(self, key: str, reason: str) -> None:
+        try:
+            with self._lock:
+                row = (key, reason, time.time())
+                self._db.execute("INSERT OR REPLACE INTO refusals (key, reason, created) VALUES (?, ?, ?)", row)
+        except sqlite3.Error as exc:
             raise StoreError(f"cannot write response cache {self.path}: {exc}") from None
 
     def __len__(self) -> int:

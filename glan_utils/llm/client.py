@@ -89,6 +89,7 @@ class ChatResult:
     finish_reason: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    refused: bool = False
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -165,6 +166,11 @@ class LLMClient:
         # the embedded server's tokens per slot; other endpoints' windows are looked up per model (`window`)
         self.slot_window = slot_window
         self._windows: dict[str, int | None] = {}
+        # requests refused on earlier runs (by request and window), and this stage's refusals kept until the
+        # refusal check has decided they are about their items, not the setup
+        refusals_of = getattr(cache, "refusals", None)
+        self._refused_before: dict[str, str] = refusals_of() if refusals_of and not settings.resend_refused else {}
+        self._unkept: list[tuple[str, str]] = []
         self.model = model
         self.base_url = base_url
         self.cache = cache
@@ -258,7 +264,12 @@ class LLMClient:
             return result
         if (too_long := self._too_long(body)) is not None:  # known before sending: no call, nothing cached
             return ChatResult(ok=False, cache_key=key, error=too_long, params=params)
+        if self._refused_before and (before := self._refused_before.get(self._refusal_key(key, body))):
+            error = f"{before} [refused on an earlier run, not sent again: llm.resend_refused]"
+            return ChatResult(ok=False, cache_key=key, error=error, params=params, refused=True)
         result = await self._fetch(key, body, schema, params)
+        if result.refused:
+            self._keep_refusal(self._refusal_key(key, body), result.error or "")
         if not result.ok and result.finish_reason == "length" and max_tokens and length_retry_max_tokens:
             budget = min(2 * max_tokens, length_retry_max_tokens)
             if budget > max_tokens:
@@ -300,6 +311,23 @@ class LLMClient:
             "(llm.context_windows; prompt tokens over-counted at 3 bytes a token); not sent"
         )
 
+    def _refusal_key(self, key: str, body: dict[str, Any]) -> str:
+        """A refusal is kept by request and context window: a larger window is a reason to send it again."""
+        return content_hash(key, self.window(body["model"]), length=32)
+
+    def _keep_refusal(self, key: str, reason: str) -> None:
+        self._unkept.append((key, reason))
+        self._flush_refusals()
+
+    def _flush_refusals(self) -> None:
+        """Remember refusals for later runs once the refusal check has found the stage's setup sound."""
+        put = getattr(self.cache, "put_refusal", None)
+        if put is None or not self.refusals.decided or self.refusals.tripped is not None:
+            return
+        for unkept in self._unkept:
+            put(*unkept)
+        self._unkept.clear()
+
     async def _cache_get(self, key: str) -> dict[str, Any] | None:
         aget = getattr(self.cache, "aget", None)  # a cache on another machine (Ray driver) answers asynchronously
         return await aget(key) if aget else self.cache.get(key)
@@ -340,7 +368,7 @@ class LLMClient:
         except Deferred as exc:  # kept for a batch: a failure of this run, retried (or answered) by the next
             return ChatResult(ok=False, cache_key=key, error=f"deferred: {exc}", params=params)
         except Refused as exc:  # the endpoint refused this one request: a failure of the item, never cached
-            return ChatResult(ok=False, cache_key=key, error=str(exc), params=params)
+            return ChatResult(ok=False, cache_key=key, error=str(exc), params=params, refused=True)
         except GlanError:  # unknown model, bad key, full disk: no retry or re-ask can fix these
             raise
         except Exception as exc:  # retries exhausted: recorded as a failure, never cached
@@ -459,6 +487,7 @@ class LLMClient:
         return completion
 
     async def aclose(self) -> None:
+        self._flush_refusals()
         await self.endpoints.aclose()
 
 

@@ -88,6 +88,12 @@ class LLMSettings(Section):
         "error and the stage stops with the server's reason; until that is decided at most this many calls of the "
         "stage are in flight. A 401 (bad key) stops at once.",
     )
+    resend_refused: bool = Field(
+        False,
+        description="Send again a request the endpoint refused on an earlier run. Off: a rerun fails it at once with "
+        "the refusal, unless the request changed (another model, prompt or max_tokens, another embedded.ctx or "
+        "llm.context_windows); refusals of a stage's first, undecided calls are never kept.",
+    )
     refusal_check_share: float = Field(
         1.0,
         gt=0,
