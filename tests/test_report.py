@@ -10,6 +10,7 @@ from browser.runs import CODE_MARKER, make_report_run
 from glan_utils.app.report import render_report
 from glan_utils.app.summary import run_table, run_totals
 from glan_utils.core.errors import InputError
+from glan_utils.runs.store import RunStore
 
 
 @pytest.fixture
@@ -117,3 +118,21 @@ def test_run_card_has_hashes_scores_and_no_secrets(tmp_path: Path) -> None:
     assert readme.count(START) == 1
     embedded = json.loads(readme.split("```json\n", 1)[1].split("\n```", 1)[0])
     assert embedded["data"]["kept"] == 12 and embedded["schema"] == card["schema"]
+
+
+def test_first_screen_says_what_failed_and_which_model_made_the_data(run_dir: Path) -> None:
+    store = RunStore(run_dir)
+    store.update_manifest(
+        "07_evaluation", kind="notebook", status="failed", error="SetupError: prompt 2,103 tokens > context 2,048"
+    )
+    html = render_report(run_dir).read_text(encoding="utf-8")
+    first = html[: html.index('<div class="glan-findings">')]
+    assert (
+        "Not completed:" in first
+        and "07_evaluation failed (SetupError: prompt 2,103 tokens &gt; context 2,048)" in first
+    )
+    assert "Data made by:" in first and "fake-model (answers)" in first
+    assert "embedded smoke-test model" in first, "no endpoint in config.yaml: the embedded model made the data"
+    store.write_config({"run_name": run_dir.name, "llm": {"model": "fake-model", "base_url": "http://h/v1"}})
+    remote = render_report(run_dir).read_text(encoding="utf-8")
+    assert "embedded smoke-test model" not in remote[: remote.index('<div class="glan-findings">')]

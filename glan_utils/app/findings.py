@@ -1,6 +1,7 @@
 """The report's first screen: what a reader came for, drawn from the run's files in one view.
 
-Pairs generated and kept, the cost, the records removed by reason, the coverage sunburst, the difficulty and
+Which stages did not complete (and why) or are stale, which models made the data (marking the embedded smoke-test
+model), pairs generated and kept, the cost, the records removed by reason, the coverage sunburst, the difficulty and
 question-type mix, and the benchmark table (base vs tuned vs paper, with n, protocol and 95% intervals). Each
 figure is a small plotly div in one flex grid (the page inlines plotly.js once); a part the run has not reached
 yet says so in words instead of drawing an empty box. Quality and diversity per discipline are notebook 04's heat
@@ -18,10 +19,13 @@ import plotly.express as px
 import plotly.graph_objects as go
 import plotly.io as pio
 import pyarrow.parquet as pq
+import yaml
 
-from glan_utils.core.paths import DATASET, EVALUATION, LEDGER
+from glan_utils.core.jsonl import iter_jsonl
+from glan_utils.core.paths import CONFIG, DATASET, EVALUATION, LEDGER, MANIFEST
 from glan_utils.evaluation.harness import BenchmarkScore, bbh_status
 from glan_utils.llm.ledger import read_ledger
+from glan_utils.runs.stale import stale_stages
 from glan_utils.settings.evaluation import EvalSettings
 from glan_utils.views.eval_plots import benchmark_bars, comparison_table
 from glan_utils.views.plots import coverage
@@ -87,6 +91,42 @@ def headline(run_dir: Path) -> str:
         f"{report['near_duplicates']:,} near duplicates, {report['contaminated']:,} contaminated, {quality:,} by the "
         f"quality filter. Cost: {cost}."
     )
+
+
+_NOT_DONE = ("failed", "stopped", "interrupted")
+EMBEDDED_NOTE = "the embedded smoke-test model: its output is not data worth training on"
+
+
+def stage_problems(run_dir: Path) -> str:
+    """One line: the stages that failed, stopped or were interrupted, each with its reason, and those now stale;
+    or that every stage run so far completed."""
+    stages = (_read_json(run_dir / MANIFEST) or {}).get("stages", {})
+    bad = [
+        f"{name} {info['status']}" + (f" ({str(info['error'])[:200]})" if info.get("error") else "")
+        for name, info in stages.items()
+        if str(info.get("status", "")).startswith(_NOT_DONE)
+    ]
+    stale = [f"{name} ({why})" for name, why in stale_stages(run_dir).items()]
+    parts = [f"**Not completed:** {'; '.join(bad)}."] if bad else ["Every stage run so far completed."]
+    return " ".join(parts + ([f"**Stale** (rerun them): {'; '.join(stale)}."] if stale else []))
+
+
+def made_by(run_dir: Path) -> str:
+    """One line: the models that answered each stage's calls (from the ledger), marking the embedded model."""
+    models: dict[str, set[str]] = {}
+    for line in iter_jsonl(run_dir / LEDGER):
+        models.setdefault(str(line.get("model")), set()).add(str(line.get("stage")))
+    if not models:
+        return "No model calls yet."
+    llm = (_read_json_yaml(run_dir / CONFIG) or {}).get("llm") or {}
+    embedded = not llm.get("base_url") and not llm.get("base_urls")
+    parts = [f"{model} ({', '.join(sorted(stages))})" for model, stages in sorted(models.items())]
+    mark = f" ⚠ **{EMBEDDED_NOTE}.**" if embedded else ""
+    return f"**Data made by:** {'; '.join(parts)}.{mark}"
+
+
+def _read_json_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _figure_html(figure: go.Figure, name: str) -> str:

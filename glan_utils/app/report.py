@@ -23,7 +23,7 @@ from jinja2 import DictLoader
 from nbconvert import HTMLExporter
 from plotly.offline import get_plotlyjs
 
-from glan_utils.app.findings import FINDINGS_CSS, findings_html, headline
+from glan_utils.app.findings import FINDINGS_CSS, findings_html, headline, made_by, stage_problems
 from glan_utils.app.summary import existing, markdown_table, run_table, totals_line
 from glan_utils.core.paths import CONFIG, DATASET, NOTEBOOKS
 from glan_utils.data.run_card import build_run_card
@@ -74,7 +74,9 @@ def _findings_cells(run_dir: Path) -> list[nbformat.NotebookNode]:
     figures.metadata["transient"] = {"remove_source": True}
     html = FINDINGS_CSS + findings_html(run_dir)
     figures.outputs = [nbformat.v4.new_output("display_data", data={"text/html": html})]
-    title = nbformat.v4.new_markdown_cell(f"# GLAN run report: `{run_dir.name}`\n\n{headline(run_dir)}")
+    title = nbformat.v4.new_markdown_cell(
+        f"# GLAN run report: `{run_dir.name}`\n\n{stage_problems(run_dir)}\n\n{made_by(run_dir)}\n\n{headline(run_dir)}"
+    )
     return [title, figures]
 
 
