@@ -170,6 +170,8 @@ async def test_export_writes_multi_turn_chats_deduplicated_and_decontaminated_ov
     rows = [json.loads(line) for split in ("train", "test") for line in store.path(f"dataset/{split}.jsonl").open()]
     assert planted.pair_id not in {row["id"] for row in rows}
     assert sorted(row["turns"] for row in rows) == [2] * (len(rows) - 1) + [3]  # round 2 repeats: kept once
+    card = store.path("dataset/README.md").read_text()
+    assert f"| 2 | {len(rows) - 1} |" in card and "| 3 | 1 |" in card  # the card counts rows per user turns
     pairs = {p.id: p for p in store.iter_records("answers", QAPair)}
     for row in rows:
         messages, done = row["messages"], rounds[row["id"]]

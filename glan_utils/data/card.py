@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
@@ -80,12 +81,20 @@ def dataset_stats(table_path: Path) -> dict[str, Any]:
         for r in _group(table_path, [f"{stage}_params"])
     ]
     return {
+        "turns": _turns(table_path),
         "counts": _group(table_path, ["split", "discipline", "difficulty"]),
         "taxonomy": _group(table_path, ["field", "subfield", "discipline"]),
         "languages": [r["language"] for r in _group(table_path, ["language"])],
         "prompts": prompts,
         "params": params,
     }
+
+
+def _turns(table_path: Path) -> list[dict[str, int]]:
+    """Rows per number of user turns (1 = a single-turn pair; more = follow-up rounds after the answer)."""
+    followups = pq.read_table(table_path, columns=["followups"])["followups"]
+    turns = pc.add(pc.divide(pc.list_value_length(followups).fill_null(0), 2), 1)
+    return sorted(({"turns": r["values"], "records": r["counts"]} for r in pc.value_counts(turns).to_pylist()), key=str)
 
 
 def _header(report: dict[str, Any], stats: dict[str, Any], license_id: str, pretty_name: str) -> str:
@@ -209,6 +218,8 @@ def render_card(
         "## Taxonomy version and plan\n\n" + _plan(report),
         "## Deduplication and decontamination\n\n" + _removals(report),
         "## Quality filter\n\n" + _quality(report),
+        "## Turns\n\nUser turns per row; more than 1 = follow-up rounds after the answer (not in the paper).\n\n"
+        + _table(stats["turns"], ["turns", "records"]),
         "## Cost\n\n" + _cost(run_dir),
         card_section(build_run_card(run_dir, report)),
     ]
