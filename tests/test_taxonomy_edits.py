@@ -3,12 +3,16 @@ GLAN-Test) is the edited taxonomy's. Calls are requests the test server received
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
+from test_cli_process import REPO, glan, settings_file
 from typer.testing import CliRunner
 
 from glan_utils.app.cli import app
@@ -16,6 +20,7 @@ from glan_utils.data.build import DatasetReport, build_dataset
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages import pipeline
+from glan_utils.testing import OpenAIServer
 from glan_utils.views.review_widget import ReviewWidget
 
 SCIENCES = "Sciences:\n  Physical: [Physics, Chemistry]\n  Life: [Botany]\n"
@@ -173,11 +178,38 @@ async def test_review_widget_edits_cost_nothing_but_additions(openai_server, siz
 
 
 async def test_lower_cap_replans_and_raising_it_again_is_free(openai_server, sized):
-    two = sized(SCIENCES)
+    two = sized(SCIENCES, subjects__rounds=2)
     _, _, rows = await rerun(two, openai_server)
-    one = sized(SCIENCES, subjects__max_subjects=1)
+    one = sized(SCIENCES, subjects__rounds=2, subjects__max_subjects=1)
     calls, report, fewer = await rerun(one, openai_server)
     assert calls == 0 and pipeline.count_kept(one, "subjects") == 3 and pipeline.count_kept(one, "syllabi") == 3
     assert report.excluded == {"outside_plan": len(rows) - len(fewer)} and 0 < len(fewer) < len(rows)
     calls, report, again = await rerun(two, openai_server)
     assert calls == 0 and {r["id"] for r in again} == {r["id"] for r in rows} and report.excluded == {}
+
+
+@pytest.mark.slow
+def test_glan_run_after_deleting_a_discipline_from_the_file(tmp_path: Path) -> None:
+    """The real `glan run` (notebooks 01-05): deleting Chemistry from the file costs nothing and takes its pairs
+    out of train and GLAN-Test (the other edits are checked above, through the code the notebooks run)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("GLAN_", "OPENAI_"))}
+    env = clean | {"PYTHONPATH": str(REPO), "GLAN_CACHE_DIR": str(tmp_path / "cache")}
+    source = tmp_path / "tax.yaml"
+    config = settings_file(tmp_path, "", taxonomy={"source": str(source)})
+    with OpenAIServer(models=["fake-model"]) as server:
+        settings = yaml.safe_load(config.read_text(encoding="utf-8"))
+        settings["llm"]["base_url"] = server.base_url
+        config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+        args = [arg for key, value in SIZES.items() for arg in ("-p", key, str(value))]
+        runs = []
+        for text in (SCIENCES, SCIENCES.replace(", Chemistry", "")):
+            source.write_text(text, encoding="utf-8")
+            before = server.count
+            done = glan("run", "R", "-c", str(config), "--to", "5", *args, env=env, cwd=REPO, timeout=600)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            dataset = tmp_path / "elsewhere" / "R" / "dataset"
+            rows = [json.loads(line) for split in ("train", "test") for line in (dataset / f"{split}.jsonl").open()]
+            runs.append((server.count - before, sorted(r["discipline"] for r in rows)))
+    (first_calls, everything), (removed_calls, without) = runs
+    assert first_calls > 0 and removed_calls == 0 and "Chemistry" in everything
+    assert without == [d for d in everything if d != "Chemistry"]
