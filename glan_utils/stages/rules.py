@@ -3,9 +3,10 @@
 They catch what an LLM answer often carries besides the answer (homework headers, greetings, submission
 instructions, leaked chat-template tokens), what is not an answer at all (refusals, cut-off text, repetition loops,
 an echo of the question, another language, escape garbage, mojibake, too few words), and questions that carry a
-homework header or restate the syllabus. The checks are regular expressions, n-gram counts and a stopword share, so
-100k pairs take seconds (benchmarks/bench_quality.py measures it). They read plain dicts (`question`, `answer`,
-`difficulty`, `concepts`, `language`), so the data set applies them while streaming `answers.jsonl`.
+homework header or restate the syllabus. The checks are regular expressions, n-gram counts and a stopword share:
+about 2,000 long answers a second on one core (0.5 ms a pair on the labelled set; benchmarks/bench_quality.py).
+They read plain dicts (`question`, `answer`, `difficulty`, `concepts`, `language`), so the data set applies them
+while streaming `answers.jsonl`.
 
 Each rule is measured on `tests/data/rule_pairs.jsonl` (realistic pairs of every discipline family, labelled by
 hand; `tests/test_rules.py` reports per-rule precision and recall). A rule whose flags hit too many clean pairs is a
@@ -20,6 +21,9 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import groupby
+from operator import eq
 from typing import Any
 
 from glan_utils.settings.data import QualityFilterSettings
@@ -101,8 +105,8 @@ _SYLLABUS = re.compile(
     r"(?:cover|discuss|learn|study))",
     re.IGNORECASE,
 )
-_RUN = re.compile(r"(\S{1,10}?)(?:\s?\1){19,}")
-_RULE_CHARS = "-=_*#~|+ "  # a run of these draws a line or a table border, not a loop
+_LONG_TOKEN = re.compile(r"\S{20,}")
+_RULE_CHARS = "-=_*#~|+"  # a run of these draws a line or a table border, not a loop
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _ALNUM = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -142,6 +146,40 @@ _LANGUAGES_OF: dict[str, tuple[str, ...]] = {
 }
 MIN_FUNCTION_WORDS = 3
 _PUNCTUATION = ".,;:!?()[]\"'«»“”"
+_REFUSAL_HINTS = (  # one of these is in every text _REFUSAL matches: a cheap gate before it
+    "sorry",
+    "apolog",
+    "cannot",
+    "cant",
+    "comfortable",
+    "decline",
+    "regret",
+    "can't",
+    "can’t",
+    "won't",
+    "won’t",
+    "will not",
+    "unable",
+    "not able",
+    "afraid",
+    "as an ai",
+    "language model",
+    "have enough",
+    "have access",
+    "the ability",
+    "have personal",
+    "appropriate",
+    "violates",
+    "goes against",
+    "polic",
+    "guidelines",
+    "lo siento",
+    "désolé",
+    "leid",
+    "dispiace",
+    "desculpe",
+)
+_TEMPLATE_HINTS = ("<", "[inst]", "[/inst]", "###", "human", "user", "assistant", "system", "model")
 _SUBMISSION_HINTS = ("submit", "hand in", "turn in", "upload", "mail", "send", "due", "luck")
 _SYLLABUS_HINTS = ("syllabus", "session", "key concept", "learning objective", "in this")
 LOOP_NGRAM = 6
@@ -150,6 +188,7 @@ LOOP_SHARE = 0.3
 """Share of an answer's words inside n-grams seen three times or more at which it is a loop."""
 
 
+@lru_cache(maxsize=8)  # several rules read the same answer's prose
 def prose(text: str) -> str:
     """`text` without fenced code blocks and inline code (a block left open runs to the end and is dropped too)."""
     if "`" not in text and "~~~" not in text:
@@ -184,7 +223,8 @@ def _submission(pair: Pair, _: QualityFilterSettings) -> bool:
 
 def _refusal(pair: Pair, _: QualityFilterSettings) -> bool:
     """A refusal or an AI disclaimer in the answer's opening."""
-    return bool(_REFUSAL.search(pair["answer"][:400]))
+    head = pair["answer"][:400]
+    return _hinted(head, _REFUSAL_HINTS) and bool(_REFUSAL.search(head))
 
 
 def _truncated(pair: Pair, _: QualityFilterSettings) -> bool:
@@ -267,48 +307,58 @@ def _mojibake(pair: Pair, _: QualityFilterSettings) -> bool:
     """UTF-8 text decoded as cp1252 or latin-1 ("Ã©" for "é", "â€™" for "’"), or replacement characters, anywhere
     (code too) unless the pair is about encodings."""
     text = pair["answer"] + "\n" + pair["question"]
-    if _CHARSET_TOPIC.search(text):
+    if text.isascii():
         return False
     for match in _MOJIBAKE.finditer(text):
-        text = match.group()
-        if text == "\ufffd":
-            return True
+        if _misdecoded(match.group()):
+            return not _CHARSET_TOPIC.search(text)
+    return False
+
+
+def _misdecoded(text: str) -> bool:
+    """Whether `text` is UTF-8 bytes read as cp1252 or latin-1 (or a replacement character)."""
+    if text == "\ufffd":
+        return True
+    for codec in ("cp1252", "latin-1"):
         try:
-            text.encode("cp1252").decode("utf-8")
+            text.encode(codec).decode("utf-8")
         except UnicodeError:
-            try:
-                text.encode("latin-1").decode("utf-8")
-            except UnicodeError:
-                continue
+            continue
         return True
     return False
 
 
 def _repetition(pair: Pair, _: QualityFilterSettings) -> bool:
-    """A degenerate loop, the commonest failure of small models: a line three times in a row, a short unit
-    repeated twenty times ("the the the ...", "......"), or most of the answer inside word n-grams seen three
-    times or more."""
+    """A degenerate loop, the commonest failure of small models: a line three times in a row, a word twenty times
+    in a row ("the the the ..."), a 20-character token of one or two characters ("......"), or most of the answer
+    inside word n-grams seen three times or more."""
     answer = pair["answer"]
     lines = [line.strip() for line in answer.splitlines() if len(line.split()) >= 2]
     if any(a == b == c for a, b, c in zip(lines, lines[1:], lines[2:], strict=False)):
         return True
-    if any(unit.strip(_RULE_CHARS) for unit in _RUN.findall(prose(answer))):
+    if any(len(set(token)) <= 2 and token.strip(_RULE_CHARS) for token in _LONG_TOKEN.findall(prose(answer))):
         return True
     words = answer.casefold().split()
+    if sum(map(eq, words, words[1:])) >= 19 and any(len(list(run)) >= 20 for _, run in groupby(words)):
+        return True
     if len(words) < 4 * LOOP_NGRAM:
         return False
-    grams = [tuple(words[i : i + LOOP_NGRAM]) for i in range(len(words) - LOOP_NGRAM + 1)]
+    grams = list(zip(*(words[k:] for k in range(LOOP_NGRAM)), strict=False))
     counts = Counter(grams)
-    covered = set()
+    if max(counts.values()) < 3:
+        return False
+    covered = end = 0
     for i, gram in enumerate(grams):
         if counts[gram] >= 3:
-            covered.update(range(i, i + LOOP_NGRAM))
-    return len(covered) >= LOOP_SHARE * len(words)
+            covered += i + LOOP_NGRAM - max(i, end)
+            end = i + LOOP_NGRAM
+    return covered >= LOOP_SHARE * len(words)
 
 
 def _template_tokens(pair: Pair, _: QualityFilterSettings) -> bool:
     """Chat-template or role markers leaked into the answer (`<|im_end|>`, `[INST]`, `</s>`, "### Response:")."""
-    return bool(_TEMPLATE.search(prose(pair["answer"])))
+    answer = pair["answer"]
+    return _hinted(answer, _TEMPLATE_HINTS) and bool(_TEMPLATE.search(prose(answer)))
 
 
 def _normalised(text: str) -> str:
@@ -317,6 +367,8 @@ def _normalised(text: str) -> str:
 
 def _echo(pair: Pair, _: QualityFilterSettings) -> bool:
     """The answer is the question again, give or take a few words."""
+    if len(pair["answer"]) > 2 * len(pair["question"]) + 200:
+        return False
     question, answer = _normalised(pair["question"]), _normalised(pair["answer"])
     return bool(question) and question in answer and len(answer.replace(question, " ").split()) < 10
 
