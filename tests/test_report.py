@@ -136,3 +136,28 @@ def test_first_screen_says_what_failed_and_which_model_made_the_data(run_dir: Pa
     store.write_config({"run_name": run_dir.name, "llm": {"model": "fake-model", "base_url": "http://h/v1"}})
     remote = render_report(run_dir).read_text(encoding="utf-8")
     assert "embedded smoke-test model" not in remote[: remote.index('<div class="glan-findings">')]
+
+
+def test_charts_share_colours_label_axes_and_say_no_data() -> None:
+    import pandas as pd
+
+    from glan_utils.views import plots
+    from glan_utils.views.quality_plots import verifier_bars
+    from glan_utils.views.style import colors, styled
+
+    rows = [
+        ("Sciences", "Physical", "Physics", "Optics", "basic", "a b c"),
+        ("Arts", "Visual", "Painting", "Oils", "challenging", "d e"),
+        ("Sciences", "Physical", "Chemistry", "Bonds", "basic", "f"),
+    ]
+    qa = pd.DataFrame(rows, columns=["field", "subfield", "discipline", "subject", "difficulty", "answer"])
+    mix, lengths = styled(plots.difficulty_mix(qa)), styled(plots.answer_lengths(qa))
+    colour = {t.name: t.marker.color for t in mix.data}
+    assert colour == {t.name: t.marker.color for t in lengths.data} == colors(["basic", "challenging"])
+    assert colors(["Physics"])["Physics"] == colors(["Chemistry", "Physics"])["Physics"], "a value's colour is its own"
+    assert plots.coverage(qa).layout.height >= 600
+    assert mix.layout.yaxis.title.text == "Q/A pairs" and lengths.layout.xaxis.title.text == "answer length (words)"
+    truncated = styled(plots.pairs_vs_target(qa, qa.assign(x=1), 2))
+    assert truncated.layout.yaxis.title.text == "Q/A pairs"
+    empty = styled(verifier_bars(pd.DataFrame({"discipline": ["Physics"], "verifier_agreement": [None]})))
+    assert [a.text for a in empty.layout.annotations] == ["no data"]

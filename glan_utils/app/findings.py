@@ -29,6 +29,7 @@ from glan_utils.runs.stale import stale_stages
 from glan_utils.settings.evaluation import EvalSettings
 from glan_utils.views.eval_plots import benchmark_bars, comparison_table
 from glan_utils.views.plots import coverage
+from glan_utils.views.style import SUNBURST_PX, colors, styled
 
 FIGURE_HEIGHT = 290
 
@@ -49,9 +50,9 @@ def _qa(run_dir: Path) -> pd.DataFrame | None:
     return qa if "question_type" in qa else qa.assign(question_type="")
 
 
-def _small(figure: go.Figure, title: str) -> go.Figure:
-    return figure.update_layout(
-        height=FIGURE_HEIGHT, margin={"l": 40, "r": 10, "t": 40, "b": 40}, title={"text": title, "font": {"size": 14}}
+def _small(figure: go.Figure, title: str, height: int = FIGURE_HEIGHT) -> go.Figure:
+    return styled(figure).update_layout(
+        height=height, margin={"l": 40, "r": 10, "t": 40, "b": 40}, title={"text": title, "font": {"size": 14}}
     )
 
 
@@ -67,7 +68,10 @@ def _mix(qa: pd.DataFrame) -> go.Figure:
     """Pairs by the question format drawn for them (`questions.question_types`) and difficulty."""
     kinds = qa.question_type.fillna("").replace("", "untyped")
     frame = qa.assign(type=kinds).groupby(["type", "difficulty"]).size()
-    figure = px.bar(frame.reset_index(name="pairs"), x="type", y="pairs", color="difficulty")
+    pairs = frame.reset_index(name="pairs")
+    figure = px.bar(
+        pairs, x="type", y="pairs", color="difficulty", color_discrete_map=colors(pairs["difficulty"].unique())
+    )
     return _small(figure, "Difficulty and question-type mix")
 
 
@@ -148,7 +152,9 @@ def findings_html(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
     report, qa, scores = _read_json(run_dir / DATASET / "report.json"), _qa(run_dir), _scores(run_dir)
     parts = [
-        _figure_html(_small(coverage(qa), "Coverage: pairs per field / sub-field / discipline"), "coverage")
+        _figure_html(
+            _small(coverage(qa), "Coverage: pairs per field / sub-field / discipline", SUNBURST_PX), "coverage"
+        )
         if qa is not None and len(qa)
         else _missing("coverage", "Coverage: no exported data set yet (notebook 05)."),
         _figure_html(_removed(report), "removed")

@@ -8,7 +8,9 @@ shared plotly.js.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import plotly.express as px
@@ -16,6 +18,7 @@ import plotly.graph_objects as go
 
 from glan_utils.core.paths import PLOTS
 from glan_utils.settings import Settings
+from glan_utils.views.style import SUNBURST_PX, colors, styled
 
 
 def plots_dir(settings: Settings) -> Path:
@@ -40,13 +43,21 @@ def save(fig: go.Figure, settings: Settings, name: str) -> Path:
     return save_figure(fig, plots_dir(settings) / f"{name}.html")
 
 
+def _colored(plot: Callable[..., go.Figure], frame: pd.DataFrame, color: str, **kwargs: Any) -> go.Figure:
+    """`plot(frame, color=color, ...)` with the colour each value of `color` has in every chart (`style.colors`)."""
+    return plot(frame, color=color, color_discrete_map=colors(frame[color].unique()), **kwargs)
+
+
 def coverage(qa: pd.DataFrame) -> go.Figure:
     """Sunburst field -> sub-field -> discipline -> subject, each wedge sized by its Q/A pairs."""
     counts = qa.groupby(["field", "subfield", "discipline", "subject"]).size().reset_index(name="pairs")
-    return px.sunburst(
+    return _colored(
+        px.sunburst,
         counts,
+        "field",
         path=["field", "subfield", "discipline", "subject"],
         values="pairs",
+        height=SUNBURST_PX,
         title="Coverage: Q/A pairs by field, sub-field, discipline and subject",
     )
 
@@ -55,12 +66,26 @@ def taxonomy_sunburst(nodes: pd.DataFrame) -> go.Figure:
     """The kept taxonomy: one wedge per discipline under its sub-field and field."""
     leaves = nodes[nodes["level"] == "discipline"]
     table = pd.DataFrame(leaves["path"].tolist(), columns=["field", "subfield", "discipline"]).assign(n=1)
-    return px.sunburst(table, path=["field", "subfield", "discipline"], values="n", title="Kept taxonomy")
+    return _colored(
+        px.sunburst,
+        table,
+        "field",
+        path=["field", "subfield", "discipline"],
+        values="n",
+        height=SUNBURST_PX,
+        title="Kept taxonomy",
+    )
 
 
 def sessions_per_syllabus(syllabi: pd.DataFrame) -> go.Figure:
     table = syllabi.assign(sessions_count=syllabi["sessions"].map(len))
-    return px.histogram(table, x="sessions_count", color="discipline", title="Class sessions per syllabus")
+    return _colored(
+        px.histogram,
+        table,
+        "discipline",
+        x="sessions_count",
+        title="Class sessions per syllabus",
+    )
 
 
 def pairs_vs_target(qa: pd.DataFrame, syllabi: pd.DataFrame, per_syllabus: int) -> go.Figure:
@@ -73,26 +98,42 @@ def pairs_vs_target(qa: pd.DataFrame, syllabi: pd.DataFrame, per_syllabus: int) 
         x="discipline",
         y=["pairs", "target"],
         barmode="group",
+        labels={"value": "Q/A pairs", "variable": ""},
         title="Q/A pairs per discipline vs target",
     )
 
 
 def difficulty_mix(qa: pd.DataFrame) -> go.Figure:
     counts = qa.groupby(["discipline", "difficulty"]).size().reset_index(name="pairs")
-    return px.bar(counts, x="discipline", y="pairs", color="difficulty", title="Basic vs challenging per discipline")
+    return _colored(
+        px.bar,
+        counts,
+        "difficulty",
+        x="discipline",
+        y="pairs",
+        title="Basic vs challenging per discipline",
+    )
 
 
 def subject_levels(subjects: pd.DataFrame) -> go.Figure:
     counts = subjects.groupby(["level", "discipline"]).size().reset_index(name="subjects")
-    return px.bar(counts, x="level", y="subjects", color="discipline", title="Subjects by level")
+    return _colored(
+        px.bar,
+        counts,
+        "discipline",
+        x="level",
+        y="subjects",
+        title="Subjects by level",
+    )
 
 
 def concepts_per_question(questions: pd.DataFrame) -> go.Figure:
     table = questions.assign(concepts_used=questions["concepts"].map(len))
-    return px.histogram(
+    return _colored(
+        px.histogram,
         table,
+        "difficulty",
         x="concepts_used",
-        color="difficulty",
         barmode="group",
         title="Key concepts per question (basic 1-5, challenging 2-5)",
     )
@@ -102,7 +143,14 @@ def question_types(questions: pd.DataFrame) -> go.Figure:
     """The mix of drawn question types (worked problem, proof, code, ...) by difficulty."""
     kinds = questions.assign(question_type=questions.get("question_type", "").replace("", "untyped"))
     counts = kinds.groupby(["question_type", "difficulty"]).size().reset_index(name="questions")
-    return px.bar(counts, x="question_type", y="questions", color="difficulty", title="Question types")
+    return _colored(
+        px.bar,
+        counts,
+        "difficulty",
+        x="question_type",
+        y="questions",
+        title="Question types",
+    )
 
 
 def truncation(table: pd.DataFrame) -> go.Figure:
@@ -121,7 +169,14 @@ def truncation(table: pd.DataFrame) -> go.Figure:
 
 def answer_lengths(qa: pd.DataFrame) -> go.Figure:
     table = qa.assign(answer_words=qa["answer"].str.split().map(len))
-    return px.histogram(table, x="answer_words", color="difficulty", nbins=40, title="Answer length (words)")
+    return _colored(
+        px.histogram,
+        table,
+        "difficulty",
+        x="answer_words",
+        nbins=40,
+        title="Answer length (words)",
+    )
 
 
 def generation_plots(settings: Settings, frames: dict[str, pd.DataFrame]) -> dict[str, go.Figure]:
@@ -142,5 +197,5 @@ def generation_plots(settings: Settings, frames: dict[str, pd.DataFrame]) -> dic
         if syllabi is not None and len(syllabi):
             figures["pairs_vs_target"] = pairs_vs_target(qa, syllabi, settings.questions.questions_per_syllabus)
     for name, fig in figures.items():
-        save(fig, settings, name)
+        save(styled(fig), settings, name)
     return figures

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from glan_utils.settings import Settings
 from glan_utils.views.plots import save
+from glan_utils.views.style import styled
 
 # Heat map columns, each shown so that higher is better (rates of bad things are shown as 1 - rate).
 HEAT_COLUMNS: dict[str, tuple[str, bool]] = {
@@ -34,7 +35,7 @@ def quality_heatmap(nodes: pd.DataFrame, level: str = "discipline") -> go.Figure
             z=colour.to_numpy(dtype=float),
             x=labels,
             y=names,
-            text=shown.round(2).astype(str).to_numpy(),
+            text=shown.round(2).astype(str).replace({"nan": "", "None": ""}).to_numpy(),
             texttemplate="%{text}",
             zmin=0,
             zmax=1,
@@ -50,16 +51,27 @@ def verifier_bars(nodes: pd.DataFrame, level: str = "discipline") -> go.Figure:
     table = nodes.dropna(subset=["verifier_agreement"]) if "verifier_agreement" in nodes else nodes.iloc[0:0]
     return go.Figure(
         go.Bar(x=table[level] if len(table) else [], y=table["verifier_agreement"] if len(table) else []),
-        layout={"title": "Verifier agreement on closed final answers", "yaxis": {"range": [0, 1]}},
+        layout={
+            "title": "Verifier agreement on closed final answers",
+            "xaxis": {"title": level},
+            "yaxis": {"range": [0, 1], "title": "agreement rate"},
+        },
     )
 
 
 def lowest_table(lowest: pd.DataFrame) -> go.Figure:
-    """The lowest-scoring pairs with their rationale and flags, as a table figure (for the report)."""
+    """The lowest-scoring pairs with their rationale and flags, as a table figure (for the report): the long text
+    columns get most of the width and every cell wraps, so the table is as tall as its text needs."""
     columns = ["discipline", "subject", "score", "flags", "rationale", "question"]
     cells = [lowest[c].map(lambda v: ", ".join(v) if isinstance(v, list) else v).tolist() for c in columns]
+    words = sum(len(str(v).split()) for c in ("question", "rationale") for v in lowest[c])
     return go.Figure(
-        go.Table(header={"values": columns}, cells={"values": cells}), layout={"title": "Lowest-scoring pairs"}
+        go.Table(
+            columnwidth=[2, 2, 1, 2, 5, 6],
+            header={"values": columns, "align": "left", "font": {"size": 13}},
+            cells={"values": cells, "align": "left", "height": 28},
+        ),
+        layout={"title": "Lowest-scoring pairs", "height": 160 + 40 * len(lowest) + 2 * words},
     )
 
 
@@ -71,5 +83,5 @@ def quality_plots(settings: Settings, nodes: pd.DataFrame, lowest: pd.DataFrame)
         "quality_lowest": lowest_table(lowest),
     }
     for name, fig in figures.items():
-        save(fig, settings, name)
+        save(styled(fig), settings, name)
     return figures
