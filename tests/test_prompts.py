@@ -82,6 +82,27 @@ async def test_data_reaches_every_prompt_verbatim(tmp_path, make_settings):
     assert sorted(user_turns) == sorted(asked)  # the answer model gets the bare question, byte for byte
 
 
+@pytest.mark.parametrize(
+    ("name", "fields"),
+    [
+        ("judge", ("question", "reference", "answer")),
+        ("judge_pairwise", ("question", "answer_1", "answer_2")),
+        ("quality", ("question", "answer")),
+    ],
+)
+def test_judges_read_data_verbatim(name: str, fields: tuple[str, ...]) -> None:
+    """The judges grade exactly the code and math they are shown: no `\\u003c` for `<`, no doubled backslashes."""
+    from glan_utils.llm.prompts import render
+
+    names = {"discipline": NAME, "difficulty": "basic", "subject": NAME, "level": "intro", "language": "English"}
+    rendered = render(name, **names, concepts=[CONCEPT], **dict.fromkeys(fields, QUESTION))
+    text = "\n".join(m["content"] for m in rendered.messages)
+    assert not any(escape in text for escape in ESCAPES), text
+    assert NAME in text and text.count(f"<<<\n{QUESTION}\n>>>") == len(fields)
+    if name == "quality":
+        assert "applying the concepts to a concrete case" in text  # what the question prompt asks of a basic one
+
+
 # ----- golden rendered prompts -----
 
 DISCIPLINE = TaxonomyNode(name="Linear Algebra", level="discipline", path=["Mathematics", "Algebra", "Linear Algebra"])
