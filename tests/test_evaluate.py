@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -18,12 +19,13 @@ from glan_utils.evaluation.harness import (
     EvalSettings,
     ModelSpec,
     model_specs,
+    not_run,
     prepare_tasks,
     run_benchmarks,
 )
 from glan_utils.evaluation.stats import wilson_interval
 from glan_utils.evaluation.unscored import NotScored, attempt, unscored_frame
-from glan_utils.settings.evaluation import PROTOCOL_VARIANTS
+from glan_utils.settings.benchmarks import CATALOG
 from glan_utils.testing.openai_server import Behavior, OpenAIServer
 
 
@@ -43,21 +45,57 @@ def test_code_scoring_passes_reference_and_fails_wrong_code() -> None:
     assert pass_at_1(humaneval_program(human, "    return True\n")) == 0.0
 
 
+def _styles(prompt: str, body: str) -> dict[str, str]:
+    """Ways a model may hand back the same code: a base model's continuation, or a chat reply around it."""
+    full = prompt + body
+    return {
+        "continuation": body,
+        "continuation then prose": f"{body}\n\nThis completes the function.",
+        "fenced, prose around": f"Here is the implementation:\n\n```python\n{full}```\n\nIt passes the tests.",
+        "fenced body only": f"```python\n{body}```",
+        "fence without language": f"```\n{full}```",
+        "fence cut by the token budget": f"```py\n{full}",
+        "usage block first": f"Usage:\n```python\nprint(1)\n```\nCode:\n```Python\n{full}```",
+        "no fence, prose around": f"Here is the implementation:\n\n{full}\n\nThis function does it.",
+    }
+
+
+@pytest.mark.parametrize("index", [0, 10, 32])
+def test_code_scoring_reads_every_answer_style(index: int) -> None:
+    """The code a reply means runs, whatever its style: right code passes in each, wrong code fails in each."""
+    human = list(benchmarks.iter_items("humaneval", limit=index + 1))[-1].extra
+    for style, reply in _styles(human["prompt"], human["canonical_solution"]).items():
+        assert pass_at_1(humaneval_program(human, reply)) == 1.0, style
+    for style, reply in _styles(human["prompt"], "    return None\n").items():
+        assert pass_at_1(humaneval_program(human, reply)) == 0.0, style
+    mbpp = list(benchmarks.iter_items("mbpp", limit=index + 1))[-1].extra
+    for style, reply in _styles("", mbpp["code"] + "\n").items():
+        assert pass_at_1(mbpp_program(mbpp, reply)) == 1.0, style
+    assert pass_at_1(mbpp_program(mbpp, f"[BEGIN]\n{mbpp['code']}\n[DONE]")) == 1.0
+    for style, reply in _styles("", "def f(x):\n    return x\n").items():
+        assert pass_at_1(mbpp_program(mbpp, reply)) == 0.0, style
+
+
 def test_prepare_tasks_fills_every_template(tmp_path) -> None:
     names = prepare_tasks(list(benchmarks.BENCHMARKS), tmp_path, limit=2)
     assert names == [f"glan_{name}" for name in benchmarks.BENCHMARKS]
-    paper = prepare_tasks(list(PROTOCOL_VARIANTS), tmp_path, 2, dict.fromkeys(PROTOCOL_VARIANTS, "paper"))
-    assert paper == [f"glan_{name}_paper" for name in PROTOCOL_VARIANTS]
-    for path in tmp_path.glob("*.yaml"):
+    both = [b.name for b in CATALOG if "lm_eval" in b.protocols]
+    paper = prepare_tasks(both, tmp_path, 2, dict.fromkeys(both, "paper"))
+    assert paper == [f"glan_{name}_paper" for name in both]
+    assert prepare_tasks(["humaneval", "mbpp"], tmp_path, 2, chat=True) == ["glan_humaneval_chat", "glan_mbpp"]
+    assert (tmp_path / "_arc_paper_template_yaml").exists(), "an included template is written beside its task"
+    for path in tmp_path.glob("*yaml"):
         text = path.read_text()
         assert "${" not in text
     data = Path(next(line for line in (tmp_path / "mmlu.yaml").read_text().splitlines() if "test:" in line).split()[1])
     assert len(data.read_text().splitlines()) == 2
 
 
-def _score(server: OpenAIServer, benchmark: str, content: str, out: Path, protocol: str = "paper") -> float:
+def _score(
+    server: OpenAIServer, benchmark: str, content: str, out: Path, protocol: str = "paper", chat: bool = True
+) -> float:
     server.script(Behavior("text", content=content))
-    spec = ModelSpec(name="api", base_url=server.base_url, model="fake-model")
+    spec = ModelSpec(name="api", base_url=server.base_url, model="fake-model", chat=chat)
     settings = EvalSettings(benchmarks=[benchmark], limit=1, max_gen_toks=64, protocol=protocol)
     [score] = run_benchmarks(spec, settings, out)
     assert score.n == 1 and score.protocol == settings.protocol_of(benchmark)
@@ -107,10 +145,34 @@ def test_gsm8k_and_mbpp_score_right_and_wrong_answers(tmp_path) -> None:
     with OpenAIServer(latency_s=0) as server:
         assert _score(server, "gsm8k", "She sells 9 eggs for $2 each. The answer is 18.", tmp_path / "a") == 1.0
         assert _score(server, "gsm8k", "She sells 9 eggs. The answer is 17.", tmp_path / "b") == 0.0
-        assert _score(server, "mbpp", f"```python\n{mbpp}\n```", tmp_path / "c") == 1.0
-        assert _score(server, "mbpp", "def remove_Occ(s, ch):\n    return s", tmp_path / "d") == 0.0
+        assert _score(server, "mbpp", f"Here you go:\n```python\n{mbpp}\n```\nDone.", tmp_path / "c") == 1.0
+        assert _score(server, "mbpp", "```python\ndef remove_Occ(s, ch):\n    return s\n```", tmp_path / "d") == 0.0
+        assert _score(server, "mbpp", f"{mbpp}\n[DONE]\nmore text", tmp_path / "e", chat=False) == 1.0
+        assert _score(server, "mbpp", "def remove_Occ(s, ch):\n    return s\n[DONE]", tmp_path / "f", chat=False) == 0.0
+        mbpp_request = server.requests[-1]
     raw = json.loads((tmp_path / "a" / "lm_eval" / "api" / "gsm8k.json").read_text())
     assert raw["results"]["exact_match,flexible-extract"] == 1.0
+    [config] = json.loads((tmp_path / "c" / "lm_eval" / "api" / "mbpp.json").read_text())["configs"].values()
+    assert config["num_fewshot"] == 3, "MBPP runs the paper's 3-shot protocol"
+    assert mbpp_request["prompt"].count("[BEGIN]") == 4 and "similar_elements" in mbpp_request["prompt"]
+
+
+def test_humaneval_scores_a_chat_reply_and_a_base_continuation(tmp_path) -> None:
+    """The issue's case: an instruct model's fenced reply with prose around it scores what the code does (the stop
+    sequences of the base task would cut it after its opening fence), and a base continuation is run as before."""
+    human = next(benchmarks.iter_items("humaneval")).extra
+    fenced = f"Here is the function:\n\n```python\n{human['prompt']}{human['canonical_solution']}```\n\nDone."
+    wrong = f"Here is the function:\n\n```python\n{human['prompt']}    return None\n```\n\nDone."
+    with OpenAIServer(latency_s=0) as server:
+        assert _score(server, "humaneval", fenced, tmp_path / "c1") == 1.0
+        assert _score(server, "humaneval", wrong, tmp_path / "c2") == 0.0
+        chat_request = server.requests[-1]
+        continuation = human["canonical_solution"] + "\n\ndef unrelated():\n    pass\n"
+        assert _score(server, "humaneval", continuation, tmp_path / "b1", chat=False) == 1.0
+        assert _score(server, "humaneval", "    return None\n", tmp_path / "b2", chat=False) == 0.0
+        base_request = server.requests[-1]
+    assert not chat_request.get("stop") or "\ndef" not in chat_request["stop"]
+    assert base_request["prompt"] == human["prompt"] and "\ndef" in base_request["stop"]
 
 
 def test_local_models_run_where_the_settings_say() -> None:
@@ -256,7 +318,7 @@ def test_glan_test_pairwise_cancels_position_bias(tmp_path, bias, quality, diffe
     from glan_utils.evaluation.judge import glan_test_report
     from glan_utils.settings import load_settings
 
-    models = ["fake-model", "good-model", "bad-model"]
+    models = ["fake-model", "good-model", "bad-model", "judge-model"]
     with OpenAIServer(models=models, latency_s=0, responder=_judge_responder(bias, quality)) as server:
         overrides = {
             "output_dir": str(tmp_path / "out"),
@@ -264,6 +326,7 @@ def test_glan_test_pairwise_cancels_position_bias(tmp_path, bias, quality, diffe
             "llm.model": "fake-model",
             "llm.cache_path": str(tmp_path / "cache.db"),
             "evaluation.judge_max_tokens": 48,
+            "evaluation.judge_model": "judge-model",
         }
         settings = load_settings(None, overrides, environ={})
         dataset = settings.run_dir / "dataset"
@@ -281,6 +344,8 @@ def test_glan_test_pairwise_cancels_position_bias(tmp_path, bias, quality, diffe
         assert server.count == 6 + 6 + 6  # answers, reference verdicts, pairwise verdicts in both orders
         answer_calls = [r for r in server.requests if r["messages"][-1]["content"] == "Q0?"]
         assert {r["max_tokens"] for r in answer_calls} == {48}, "answers use evaluation.judge_max_tokens"
+        verdicts = [r for r in server.requests if "response_format" in r]
+        assert len(verdicts) == 12 and {r["model"] for r in verdicts} == {"judge-model"}
     [overall] = summaries["pairwise_overall"].to_dict("records")
     assert overall["pair"] == "tuned vs base" and overall["n"] == 3
     assert overall["difference"] == difference and overall["significant"] == (difference != 0)
@@ -290,18 +355,34 @@ def test_glan_test_pairwise_cancels_position_bias(tmp_path, bias, quality, diffe
     assert reference.loc[("tuned", "math"), "accuracy"] == 1.0 and reference.loc[("base", "math"), "accuracy"] == 0.0
 
 
+def test_glan_test_judge_is_its_own_setting_and_warns_when_it_is_the_generator() -> None:
+    from glan_utils.evaluation.judge import JudgeIsGeneratorWarning, judge_settings
+    from glan_utils.settings import load_settings
+
+    generator = {"llm.base_url": "http://127.0.0.1:9/v1", "llm.model": "gpt-4o-mini"}
+    with pytest.warns(JudgeIsGeneratorWarning, match="gpt-4o-mini"):
+        assert judge_settings(load_settings(None, generator, environ={})).llm.model == "gpt-4o-mini"
+    other = {**generator, "evaluation.judge_model": "gpt-4o", "evaluation.judge_base_url": "http://127.0.0.1:8/v1"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", JudgeIsGeneratorWarning)
+        judge = judge_settings(load_settings(None, other, environ={})).llm
+    assert (judge.model, judge.base_url) == ("gpt-4o", "http://127.0.0.1:8/v1")
+    paper = load_settings(Path(__file__).parents[1] / "configs" / "paper.yaml", {}, environ={})
+    assert paper.evaluation.judge_model not in (None, paper.llm.model)
+
+
 def test_bbh_runs_from_a_local_copy_and_is_skipped_without_one(tmp_path) -> None:
     """BBH needs a local BIG-Bench-Hard folder; two tasks of it are scored 3-shot CoT and pooled by item."""
-    from glan_utils.evaluation.harness import bbh_status
-
-    assert bbh_status(EvalSettings()).startswith("BBH skipped")
+    skipped = dict(not_run(EvalSettings()))
+    assert "bbh_path" in skipped["bbh"] and "Evol-Instruct" in skipped["evol_instruct"]
+    assert skipped["humaneval"] == "not in `evaluation.benchmarks`" and "gsm8k" not in skipped
     bbh = tmp_path / "bbh"
     bbh.mkdir()
     for task, target in (("navigate", "Yes"), ("sports_understanding", "no")):
         examples = [{"input": f"{task} example {i}?", "target": target} for i in range(4)]
         (bbh / f"{task}.json").write_text(json.dumps({"examples": examples}))
     settings = EvalSettings(benchmarks=["bbh"], limit=2, max_gen_toks=32, bbh_path=str(bbh))
-    assert "local copy" in bbh_status(settings)
+    assert "bbh" not in dict(not_run(settings))
     with OpenAIServer(latency_s=0) as server:
         server.script(*[Behavior("text", content="Step by step. So the answer is Yes.")] * 4)
         spec = ModelSpec(name="api", base_url=server.base_url, model="fake-model")

@@ -33,7 +33,7 @@ def test_evaluation_notebook_runs(tmp_path, monkeypatch) -> None:
     run_dir = tmp_path / "outputs" / "demo"
     scores = json.loads((run_dir / "evaluation" / "benchmarks.json").read_text())
     assert {s["benchmark"] for s in scores} == {"arc_easy", "mbpp"} and all(s["n"] == 1 for s in scores)
-    assert {s["benchmark"]: s["protocol"] for s in scores} == {"arc_easy": "paper", "mbpp": "lm_eval"}
+    assert {s["benchmark"]: s["protocol"] for s in scores} == {"arc_easy": "paper", "mbpp": "paper"}
     assert all(s["ci_low"] <= s["value"] <= s["ci_high"] for s in scores)
     assert (run_dir / "plots" / "evaluation_benchmarks.html").exists()
     gaps = json.loads((run_dir / "evaluation" / "loss_gap.json").read_text())
@@ -41,4 +41,6 @@ def test_evaluation_notebook_runs(tmp_path, monkeypatch) -> None:
     assert {g["benchmark"] for g in measured} == {"arc_easy", "arc_challenge", "mmlu"}
     assert all(g["form"] == "validation-vs-test" and g["ci_low"] <= g["delta_pct"] <= g["ci_high"] for g in measured)
     card = json.loads((run_dir / "run_card.json").read_text())
-    assert {s["protocol"] for s in card["evaluation"]["benchmarks"]} == {"paper", "lm_eval"}
+    assert {s["protocol"] for s in card["evaluation"]["benchmarks"]} == {"paper"}
+    shown = json.dumps(json.loads((tmp_path / "out.ipynb").read_text())["cells"])
+    assert "not run because" in shown and "evol_instruct" in shown and "bbh_path" in shown

@@ -95,6 +95,7 @@ def test_judges_read_data_verbatim(name: str, fields: tuple[str, ...]) -> None:
     from glan_utils.llm.prompts import render
 
     names = {"discipline": NAME, "difficulty": "basic", "subject": NAME, "level": "intro", "language": "English"}
+    names |= {"question_type": "code"}
     rendered = render(name, **names, concepts=[CONCEPT], **dict.fromkeys(fields, QUESTION))
     text = "\n".join(m["content"] for m in rendered.messages)
     assert not any(escape in text for escape in ESCAPES), text

@@ -72,7 +72,8 @@ def test_findings_say_what_is_missing_instead_of_empty_boxes(run_dir: Path) -> N
     html = render_report(run_dir).read_text(encoding="utf-8")
     findings = html[: html.index('<details class="glan-fold">')]
     assert findings.count('class="glan-finding glan-missing"') == 4 and "no evaluation yet" in findings
-    assert "BBH skipped" in findings
+    assert "Paper benchmarks not run: " in findings and "bbh: no copy ships on PyPI" in findings
+    assert "evol_instruct: the Evol-Instruct test set" in findings
 
 
 def test_run_card_has_hashes_scores_and_no_secrets(tmp_path: Path) -> None:

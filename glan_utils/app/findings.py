@@ -23,7 +23,7 @@ import yaml
 
 from glan_utils.core.jsonl import iter_jsonl
 from glan_utils.core.paths import CONFIG, DATASET, EVALUATION, LEDGER, MANIFEST
-from glan_utils.evaluation.harness import BenchmarkScore, bbh_status
+from glan_utils.evaluation.harness import BenchmarkScore, not_run
 from glan_utils.llm.ledger import read_ledger
 from glan_utils.runs.stale import stale_stages
 from glan_utils.settings.evaluation import EvalSettings
@@ -169,11 +169,12 @@ def findings_html(run_dir: str | Path) -> str:
     ]
     table = _benchmark_table(scores) if scores else ""
     settings = EvalSettings.model_validate(_read_json(run_dir / EVALUATION / "settings.json") or {})
+    skipped = "; ".join(f"{name}: {reason}" for name, reason in not_run(settings))
     return (
         '<div class="glan-findings">'
         f'<div class="glan-grid">{"".join(parts)}</div>{table}'
-        f'<p class="glan-note">{html.escape(bbh_status(settings))} Quality and diversity per discipline: the '
-        "heat maps in notebook 04's section below.</p></div>"
+        f'<p class="glan-note">Paper benchmarks not run: {html.escape(skipped or "none")}. Quality and diversity '
+        "per discipline: the heat maps in notebook 04's section below.</p></div>"
     )
 
 

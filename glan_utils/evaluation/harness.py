@@ -1,9 +1,10 @@
 """Benchmark evaluation with lm-evaluation-harness, fed offline from `glan_utils.data.benchmarks`.
 
-Each benchmark is a task YAML under `glan_utils/evaluation/tasks/` that `include:`s lm-eval's built-in task and reads a
-JSONL file; `<name>_paper.yaml` is the paper's protocol where it differs from lm-eval's default (`<name>.yaml`);
-the templates name the installed lm-eval and the data files with `${...}` placeholders, filled in here, because
-lm-eval resolves `include:` as a file path. Models are a local HF/GGUF checkpoint (optionally plus a LoRA adapter)
+Each benchmark is a catalog record (`settings/benchmarks.py`) naming a task YAML under `glan_utils/evaluation/tasks/`
+per protocol (and, for code, a chat models' variant); the YAMLs `include:` lm-eval's built-in task or each other and
+read a JSONL file. The templates name the installed lm-eval and the data files with `${...}` placeholders, filled in
+here (into the run's task folder, with every template they include), because lm-eval resolves `include:` as a file
+path. Models are a local HF/GGUF checkpoint (optionally plus a LoRA adapter)
 or an OpenAI-compatible endpoint; one model object is built per model and reused across benchmarks."""
 
 from __future__ import annotations
@@ -23,66 +24,16 @@ from glan_utils.core.paths import FINETUNE
 from glan_utils.data import benchmarks
 from glan_utils.evaluation.stats import wilson_interval
 from glan_utils.evaluation.unscored import NotScored, attempt
-from glan_utils.settings.evaluation import PROTOCOL_VARIANTS, EvalSettings, Protocol
+from glan_utils.settings.benchmarks import BY_NAME, CATALOG, LABELS, Benchmark, Protocol, ProtocolSpec
+from glan_utils.settings.evaluation import EvalSettings
 from glan_utils.train.models import load_causal_lm
 
 TEMPLATES = Path(__file__).resolve().parent / "tasks"
 
-# lm-eval metric key per reported number; IFEval reports its four accuracies.
-METRICS: dict[str, dict[str, str]] = {
-    "gsm8k": {"gsm8k": "exact_match,flexible-extract"},
-    "math": {"math": "exact_match,none"},
-    "humaneval": {"humaneval": "pass@1,none"},
-    "mbpp": {"mbpp": "pass@1,none"},
-    "arc_easy": {"arc_easy": "acc_norm,none"},
-    "arc_challenge": {"arc_challenge": "acc_norm,none"},
-    "mmlu": {"mmlu": "acc,none"},
-    "ifeval": {
-        "ifeval_prompt_strict": "prompt_level_strict_acc,none",
-        "ifeval_inst_strict": "inst_level_strict_acc,none",
-        "ifeval_prompt_loose": "prompt_level_loose_acc,none",
-        "ifeval_inst_loose": "inst_level_loose_acc,none",
-    },
-}
-# The paper-protocol tasks report a generated, extracted answer.
-PAPER_METRICS: dict[str, dict[str, str]] = {
-    "gsm8k": {"gsm8k": "exact_match,flexible-extract"},
-    "math": {"math": "math_verify,none"},
-    "arc_easy": {"arc_easy": "exact_match,none"},
-    "arc_challenge": {"arc_challenge": "exact_match,none"},
-    "mmlu": {"mmlu": "exact_match,none"},
-}
-# Benchmarks whose task sets its own generation budget, which `max_gen_toks` does not cap (IFEval: 1280 tokens).
-OWN_BUDGET = ("ifeval",)
-# What each protocol is, in words, printed beside every number.
-PROTOCOL_NOTES: dict[tuple[str, str], str] = {
-    ("gsm8k", "paper"): "0-shot CoT, last number extracted",
-    ("gsm8k", "lm_eval"): "8-shot CoT (lm-eval gsm8k-cot)",
-    ("math", "paper"): "0-shot, final answer checked by math-verify",
-    ("math", "lm_eval"): "Minerva 4-shot",
-    ("arc_easy", "paper"): "0-shot, generated letter extracted",
-    ("arc_easy", "lm_eval"): "0-shot log-likelihood (acc_norm)",
-    ("arc_challenge", "paper"): "0-shot, generated letter extracted",
-    ("arc_challenge", "lm_eval"): "0-shot log-likelihood (acc_norm)",
-    ("mmlu", "paper"): "0-shot, generated letter extracted",
-    ("mmlu", "lm_eval"): "5-shot log-likelihood",
-    ("humaneval", "paper"): "0-shot, pass@1 greedy",
-    ("mbpp", "lm_eval"): "0-shot pass@1 (paper: 3-shot; no offline exemplars)",
-    ("ifeval", "paper"): "0-shot, 4 accuracies",
-    ("bbh", "paper"): "3-shot CoT (lm-eval bbh_cot_fewshot), micro-average",
-}
 
-
-def template_name(benchmark: str, protocol: Protocol) -> str:
-    """The task template a benchmark runs under a protocol: `<name>_paper` where the paper's differs."""
-    return f"{benchmark}_paper" if protocol == "paper" and benchmark in PROTOCOL_VARIANTS else benchmark
-
-
-def metrics_for(benchmark: str, protocol: Protocol) -> dict[str, str]:
-    """Reported label -> lm-eval metric key for a benchmark under a protocol."""
-    if protocol == "paper" and benchmark in PAPER_METRICS:
-        return PAPER_METRICS[benchmark]
-    return METRICS[benchmark]
+def protocol_spec(benchmark: str, protocol: Protocol) -> ProtocolSpec:
+    """How a benchmark runs under a protocol (its catalog record's)."""
+    return BY_NAME[benchmark].protocols[protocol]
 
 
 @dataclass(frozen=True)
@@ -150,71 +101,83 @@ def lm_eval_tasks_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "tasks"
 
 
-def prepare_tasks(
-    names: list[str], task_dir: Path, limit: int | None, protocols: dict[str, Protocol] | None = None
-) -> list[str]:
-    """Materialise each benchmark's data, write its filled-in task YAML to `task_dir`; return task names.
+def _write_template(
+    file: str, task_dir: Path, limit: int | None, values: dict[str, str] | None = None, out: str | None = None
+) -> None:
+    """Fill one task template's placeholders into `task_dir` (as `out`), and each local template it includes.
 
-    `protocols` picks each benchmark's template (default: lm-eval's, `<name>.yaml`)."""
+    `${LM_EVAL_TASKS}` is lm-eval's task folder; any other `${<benchmark>_<split>}` is that split's JSONL, written
+    by `materialize` (`limit` items of a test split)."""
+    source = (TEMPLATES / file).read_text(encoding="utf-8")
+    values = {"LM_EVAL_TASKS": str(lm_eval_tasks_dir()), **(values or {})}
+    for key in set(re.findall(r"\$\{(\w+)\}", source)) - set(values):
+        bench, split = key.rsplit("_", 1)
+        values[key] = str(benchmarks.materialize(bench, split, limit if split == "test" else None))
+    for included in re.findall(r"^include:\s*(\S+)\s*$", source, re.MULTILINE):
+        if not included.startswith("$"):
+            _write_template(included, task_dir, limit, values)
+    (task_dir / (out or file)).write_text(string.Template(source).substitute(values), encoding="utf-8")
+
+
+def prepare_tasks(
+    names: list[str],
+    task_dir: Path,
+    limit: int | None,
+    protocols: dict[str, Protocol] | None = None,
+    chat: bool = False,
+) -> list[str]:
+    """Materialise each offline benchmark's data, write its filled-in task YAML to `task_dir`; return task names.
+
+    `protocols` picks each benchmark's protocol (default: `lm_eval` where it has one), `chat` the chat models'
+    template where the catalog has one."""
     task_dir.mkdir(parents=True, exist_ok=True)
     tasks = []
     for name in names:
         if name not in benchmarks.BENCHMARKS:
             raise ConfigError(f"unknown benchmark {name!r}; choose from {', '.join(benchmarks.BENCHMARKS)}")
-        template = template_name(name, (protocols or {}).get(name, "lm_eval"))
-        source = (TEMPLATES / f"{template}.yaml").read_text(encoding="utf-8")
-        values = {"LM_EVAL_TASKS": str(lm_eval_tasks_dir())}
-        for key in set(re.findall(r"\$\{(\w+)\}", source)) - set(values):
-            bench, split = key.rsplit("_", 1)
-            values[key] = str(benchmarks.materialize(bench, split, limit if split == "test" else None))
-        (task_dir / f"{template}.yaml").write_text(string.Template(source).substitute(values), encoding="utf-8")
+        template = protocol_spec(name, BY_NAME[name].protocol((protocols or {}).get(name, "lm_eval"))).template_for(
+            chat
+        )
+        _write_template(f"{template}.yaml", task_dir, limit)
         tasks.append(f"glan_{template}")
     return tasks
 
 
-BBH_TEMPLATE = """# BBH {sub}, the paper's protocol: 3-shot chain of thought (lm-eval's bbh_cot_fewshot), local copy.
-include: {tasks}/bbh/cot_fewshot/{sub}.yaml
-task: glan_bbh_{sub}
-tag: []
-dataset_path: json
-dataset_name: null
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-"""
+def not_run(settings: EvalSettings) -> list[tuple[str, str]]:
+    """The paper's benchmarks this configuration does not score, each with the reason: no offline source (the
+    Evol-Instruct test set), no local copy configured (BBH), or not asked for in `evaluation.benchmarks`."""
+    rows = []
+    for entry in CATALOG:
+        if not entry.protocols or (entry.local_copy and not getattr(settings, entry.local_copy)):
+            rows.append((entry.name, entry.missing))
+        elif entry.name not in settings.benchmarks:
+            rows.append((entry.name, "not in `evaluation.benchmarks`"))
+    return rows
 
 
-def bbh_status(settings: EvalSettings) -> str:
-    """One line for the page: where BBH comes from, or that it was skipped and why."""
-    if not settings.bbh_path:
-        return (
-            "BBH skipped: no copy ships on PyPI and none is configured; set `evaluation.bbh_path` to a local "
-            "BIG-Bench-Hard `bbh/` folder (<task>.json files) and add 'bbh' to the benchmarks."
-        )
-    if "bbh" not in settings.benchmarks:
-        return f"BBH not run: `evaluation.bbh_path` is {settings.bbh_path}, but 'bbh' is not in the benchmarks."
-    return f"BBH from the local copy {settings.bbh_path} (3-shot CoT, micro-average over its tasks)."
-
-
-def prepare_bbh(bbh_path: str, task_dir: Path, limit: int | None) -> list[str]:
-    """Task YAMLs for each BBH task of the local copy that lm-eval knows; `limit` items per task, evenly spread."""
-    source = Path(bbh_path).expanduser()
+def prepare_local_copy(entry: Benchmark, source: str, task_dir: Path, limit: int | None, chat: bool) -> list[str]:
+    """Task YAMLs for a benchmark read from a local copy in BIG-Bench-Hard's layout (a folder of `<task>.json`
+    files holding `examples`): one task per file lm-eval knows, `limit` items per task, evenly spread."""
+    folder = Path(source).expanduser()
+    template = protocol_spec(entry.name, "paper").template_for(chat)
     known = {p.stem for p in (lm_eval_tasks_dir() / "bbh" / "cot_fewshot").glob("[!_]*.yaml")}
-    files = sorted(p for p in source.glob("*.json") if p.stem in known) if source.is_dir() else []
+    files = sorted(p for p in folder.glob("*.json") if p.stem in known) if folder.is_dir() else []
     if not files:
-        raise InputError(f"evaluation.bbh_path {source}: no BBH task files (<task>.json, e.g. navigate.json) found")
+        raise InputError(
+            f"evaluation.{entry.local_copy} {folder}: no {entry.name.upper()} task files (<task>.json, "
+            "e.g. navigate.json)"
+        )
     task_dir.mkdir(parents=True, exist_ok=True)
     tasks = []
     for path in files:
         examples = json.loads(path.read_text(encoding="utf-8"))["examples"]
         step = max(len(examples) / limit, 1.0) if limit else 1.0
         chosen = [examples[int(i * step)] for i in range(min(limit or len(examples), len(examples)))]
-        data = task_dir / f"bbh-{path.stem}.jsonl"
+        data = task_dir / f"{entry.name}-{path.stem}.jsonl"
         data.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in chosen), encoding="utf-8")
-        text = BBH_TEMPLATE.format(sub=path.stem, tasks=lm_eval_tasks_dir(), data=data)
-        (task_dir / f"bbh_{path.stem}.yaml").write_text(text, encoding="utf-8")
-        tasks.append(f"glan_bbh_{path.stem}")
+        out = f"{template}_{path.stem}.yaml"
+        _write_template(f"{template}.yaml", task_dir, limit, {"SUBTASK": path.stem, "DATA": str(data)}, out)
+        tasks.append(f"glan_{template}_{path.stem}")
     return tasks
 
 
@@ -248,9 +211,10 @@ class BenchmarkScore:
 
     @property
     def protocol_note(self) -> str:
-        """The protocol in words (`PROTOCOL_NOTES`)."""
-        base = self.benchmark.split("_")[0] if self.benchmark.startswith("ifeval") else self.benchmark
-        return PROTOCOL_NOTES.get((base, self.protocol), self.protocol)
+        """The protocol in words, from the catalog record of the benchmark this label belongs to."""
+        entry = BY_NAME.get(LABELS.get(self.benchmark, self.benchmark))
+        spec = entry.protocols.get(self.protocol) if entry else None  # type: ignore[call-overload]
+        return spec.note if spec else self.protocol
 
 
 def _items(samples: dict[str, list[dict[str, Any]]], key: str) -> dict[str, float] | None:
@@ -321,17 +285,17 @@ def _run_benchmarks(
 
     _use_offline_nltk_data()
     task_dir = out_dir / "tasks"
-    names = [name for name in settings.benchmarks if name != "bbh"]
-    protocols = {name: settings.protocol_of(name) for name in names}
-    tasks = prepare_tasks(names, task_dir, settings.limit, protocols)
-    groups = [(name, [task]) for name, task in zip(names, tasks, strict=True)]
-    if "bbh" in settings.benchmarks and settings.bbh_path:
-        protocols["bbh"] = "paper"
-        groups.append(("bbh", prepare_bbh(settings.bbh_path, task_dir, settings.limit)))
-    manager = TaskManager(include_path=str(task_dir))
     model_type, model_args = spec.lm_eval_args(settings)
     lm = get_model(model_type)(**model_args, batch_size=settings.batch_size)
-    chat = _applies_chat_template(spec, lm)
+    chat = _applies_chat_template(spec, lm)  # also picks each benchmark's chat or base task
+    protocols = {name: settings.protocol_of(name) for name in settings.benchmarks}
+    groups = []  # (benchmark, its lm-eval tasks); one whose tasks cannot be written is unscored, with the reason
+    for name in settings.benchmarks:
+        prepare = partial(_tasks_of, name, settings, task_dir, protocols[name], chat)
+        tasks = prepare() if unscored is None else attempt(spec.name, name, unscored, prepare)
+        if tasks:
+            groups.append((name, tasks))
+    manager = TaskManager(include_path=str(task_dir))
     scores = []
     for name, group in groups:
         start = time.perf_counter()
@@ -354,12 +318,22 @@ def _run_benchmarks(
         raw.parent.mkdir(parents=True, exist_ok=True)
         record = {"results": results, "per_task": output["results"], "configs": output["configs"]}
         raw.write_text(json.dumps(record, indent=1, default=str))
-        metrics = {"bbh": "exact_match,get-answer"} if name == "bbh" else metrics_for(name, protocols[name])
+        metrics = protocol_spec(name, protocols[name]).metrics
         samples = output.get("samples") or {}
         scores += [
             _score(spec, label, key, results, n, seconds, protocols[name], samples) for label, key in metrics.items()
         ]
     return scores
+
+
+def _tasks_of(name: str, settings: EvalSettings, task_dir: Path, protocol: Protocol, chat: bool) -> list[str]:
+    """A benchmark's lm-eval tasks, written to `task_dir`: from its offline data, or from its local copy when one is
+    configured (none: no tasks, and `not_run` says why)."""
+    entry = BY_NAME[name]
+    if entry.loader:
+        return prepare_tasks([name], task_dir, settings.limit, {name: protocol}, chat)
+    copy = getattr(settings, entry.local_copy) if entry.local_copy else None
+    return prepare_local_copy(entry, copy, task_dir, settings.limit, chat) if copy else []
 
 
 def _applies_chat_template(spec: ModelSpec, lm: Any) -> bool:
@@ -371,7 +345,7 @@ def _applies_chat_template(spec: ModelSpec, lm: Any) -> bool:
 
 def _gen_kwargs(benchmark: str, settings: EvalSettings) -> dict[str, int] | None:
     """The generation cap for a benchmark: `max_gen_toks`, except for those that keep their own (IFEval: 1280)."""
-    if not settings.max_gen_toks or benchmark in OWN_BUDGET:
+    if not settings.max_gen_toks or BY_NAME[benchmark].own_budget:
         return None
     return {"max_gen_toks": settings.max_gen_toks}
 

@@ -6,14 +6,16 @@ discipline. That is the `pairwise` view here (`judge_pairwise.jinja`). The `refe
 its own against the generator's answer (`judge.jinja`); that answer is unverified, so this view measures agreement
 with the data generator, and is shown second. Questions come from the exported data set's `test` split; answers
 from each model (a local checkpoint through transformers, or an endpoint through the project's LLM client), with
-their own budget `evaluation.judge_max_tokens` (the references are full solutions); the judge is the client's
-configured model, asked for a pydantic verdict. A failed judge call keeps the row with its error. Texts too long
-for the judge's context window (`llm/context.py`) are trimmed to fit, head and end kept, and the row's `trimmed`
-names them."""
+their own budget `evaluation.judge_max_tokens` (the references are full solutions); the judge is
+`evaluation.judge_model` (and `judge_base_url`), asked for a pydantic verdict, and a warning says when it is the
+data generator, which may favour the tuned model's style. A failed judge call keeps the row with its error. Texts
+too long for the judge's context window (`llm/context.py`) are trimmed to fit, head and end kept, and the row's
+`trimmed` names them."""
 
 from __future__ import annotations
 
 import asyncio
+import warnings
 from itertools import chain, zip_longest
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,28 @@ class JudgeVerdict(BaseModel):
     score: int = Field(ge=1, le=10, description="1 = wrong or empty, 10 = as good as the reference.")
     correct: bool = Field(description="Whether the final answer agrees with the reference.")
     reason: str = Field(max_length=300, description="One sentence.")
+
+
+class JudgeIsGeneratorWarning(UserWarning):
+    """GLAN-Test is judged by the model that generated the training data."""
+
+
+def judge_settings(settings: Settings) -> Settings:
+    """The settings the GLAN-Test judge calls with: `evaluation.judge_model` and `judge_base_url` in place of the
+    generator's; warns when the judge is the generator (the paper's setup had the same bias)."""
+    evaluation, llm = settings.evaluation, settings.llm
+    update: dict[str, Any] = {"model": evaluation.judge_model} if evaluation.judge_model else {}
+    if evaluation.judge_base_url:
+        update |= {"base_url": evaluation.judge_base_url, "base_urls": []}
+    judge_llm = llm.model_copy(update=update)
+    if judge_llm.model == llm.model:
+        warnings.warn(
+            f"GLAN-Test's judge is the data generator ({llm.model or 'the embedded model'}): it may favour answers "
+            "in its own style, i.e. the tuned model's; set evaluation.judge_model to another model",
+            JudgeIsGeneratorWarning,
+            stacklevel=2,
+        )
+    return settings.model_copy(update={"llm": judge_llm})
 
 
 def load_questions(dataset_dir: Path, limit: int | None = None) -> list[dict[str, Any]]:
@@ -245,17 +269,18 @@ async def _glan_test(
     views reuse the answers; the follow-up items (conversations of the test split) are judged pairwise."""
     max_tokens = settings.evaluation.judge_max_tokens
     answers = {spec.name: await answers_of(spec, rows, settings, max_tokens) for spec in specs}
+    judging = judge_settings(settings)
     graded = pd.DataFrame()
     if mode in ("reference", "both"):
         graded = pd.concat(
-            [pd.DataFrame(await judge(rows, answers[s.name], settings)).assign(model=s.name) for s in specs]
+            [pd.DataFrame(await judge(rows, answers[s.name], judging)).assign(model=s.name) for s in specs]
         )
     pairs, followups = pd.DataFrame(), pd.DataFrame()
     if mode in ("pairwise", "both") and len(specs) > 1:
-        pairs = await _pairwise(specs, rows, answers, settings)
+        pairs = await _pairwise(specs, rows, answers, judging)
         if items := followup_items(rows):
             seconds = {spec.name: await answers_of(spec, items, settings, max_tokens) for spec in specs}
-            followups = await _pairwise(specs, items, seconds, settings)
+            followups = await _pairwise(specs, items, seconds, judging)
     return graded, pairs, followups
 
 

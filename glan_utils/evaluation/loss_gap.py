@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from glan_utils.core.errors import InputError
 from glan_utils.data.benchmarks import iter_items, splits
 from glan_utils.evaluation.stats import bootstrap_interval
+from glan_utils.settings.benchmarks import CATALOG
 from glan_utils.settings.evaluation import EvalSettings
 
-# Benchmarks the paper's Table 3 checks, plus MMLU; each with its offline validation split, if any.
-LOSS_GAP_BENCHMARKS = ("arc_easy", "arc_challenge", "mmlu", "gsm8k", "math")
+# Benchmarks the paper's Table 3 checks, plus MMLU (the catalog's `loss_gap`); each with its offline validation split.
+LOSS_GAP_BENCHMARKS = tuple(b.name for b in CATALOG if b.loss_gap)
 _PAIRS = (("question", "answer"), ("problem", "solution"))  # field pairs a local train file may use
 COLUMNS = ["benchmark", "form", "reference", "n_reference", "n_test", "delta_pct", "ci_low", "ci_high", "note"]
 

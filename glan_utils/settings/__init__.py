@@ -1,5 +1,6 @@
 """Every knob of a run, one module per wing; imports only `glan_utils.core`, and nothing imports it back."""
 
+from glan_utils.settings.benchmarks import BENCHMARKS
 from glan_utils.settings.config import ENV_PREFIX, Settings, load_settings
 from glan_utils.settings.data import (
     DatasetSettings,
@@ -8,7 +9,7 @@ from glan_utils.settings.data import (
     ExportSettings,
     QualityFilterSettings,
 )
-from glan_utils.settings.evaluation import BENCHMARKS, EvalSettings
+from glan_utils.settings.evaluation import EvalSettings
 from glan_utils.settings.llm import EmbeddedSettings, LLMSettings, Price, api_key
 from glan_utils.settings.scale import BatchSettings, RaySettings, ScaleSettings
 from glan_utils.settings.stages import (

@@ -1,9 +1,9 @@
 """Settings of the evaluation notebook: which benchmarks, under which protocol, how many items, how long the answers.
 
-Two protocols per benchmark: `paper` (the GLAN paper's: 0-shot, a generated answer, rule-based extraction for
-ARC, MMLU, GSM8K and MATH) and `lm_eval` (lm-eval's default task: log-likelihood for ARC/MMLU, 8-shot GSM8K, 4-shot
-MATH). Published numbers are compared only with `paper`-protocol scores. The defaults are the demo's (minutes on a CPU
-with the embedded model); `configs/paper.yaml` runs every benchmark in full."""
+The benchmarks and their protocols are the catalog's (`settings/benchmarks.py`): `paper` (the GLAN paper's) and,
+where lm-eval's default task differs, `lm_eval`. Published numbers are compared only with `paper`-protocol scores.
+The defaults are the demo's (minutes on a CPU with the embedded model); `configs/paper.yaml` runs every benchmark
+in full."""
 
 from __future__ import annotations
 
@@ -12,15 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from glan_utils.core.section import Section
-
-# The benchmarks with an offline source (`glan_utils.data.benchmarks` has one loader per name).
-BENCHMARKS = ("gsm8k", "math", "humaneval", "mbpp", "arc_easy", "arc_challenge", "mmlu", "ifeval")
-# Benchmarks whose lm-eval default differs from the paper's protocol: one task YAML each (see tasks/).
-PROTOCOL_VARIANTS = ("gsm8k", "math", "arc_easy", "arc_challenge", "mmlu")
-# One task only, and it is not the paper's: MBPP runs 0-shot (the paper: 3-shot from MBPP's prompt split, which no
-# wheel ships), so its published number is never set beside ours.
-NOT_PAPER = ("mbpp",)
-Protocol = Literal["paper", "lm_eval"]
+from glan_utils.settings.benchmarks import BY_NAME, RUNNABLE, Protocol
 
 
 class EvalSettings(Section):
@@ -28,7 +20,7 @@ class EvalSettings(Section):
 
     benchmarks: list[str] = Field(
         default_factory=lambda: ["gsm8k", "arc_easy", "mbpp"],
-        description=f"Subset of {', '.join(BENCHMARKS)} (paper: all, BBH has no offline source).",
+        description=f"Subset of {', '.join(RUNNABLE)} (paper: all; BBH needs `bbh_path`).",
     )
     protocol: Protocol = Field(
         "paper",
@@ -66,6 +58,12 @@ class EvalSettings(Section):
     judge_max_tokens: int = Field(
         512, ge=16, le=100_000, description="Answer budget of GLAN-Test answers (the references are full solutions)."
     )
+    judge_model: str | None = Field(
+        None,
+        description="GLAN-Test's judge model; null = the data generator (llm.model), which may favour answers in "
+        "its own style, so a warning says so (paper.yaml: gpt-4o, the generator being gpt-4o-mini).",
+    )
+    judge_base_url: str | None = Field(None, description="GLAN-Test judge's endpoint; null = the run's (llm).")
     judge_mode: Literal["pairwise", "reference", "both"] = Field(
         "both",
         description="GLAN-Test: 'pairwise' (the paper: two models' answers, both orders), 'reference' "
@@ -87,15 +85,15 @@ class EvalSettings(Section):
 
     @model_validator(mode="after")
     def _known_benchmarks(self) -> EvalSettings:
-        unknown = sorted({*self.benchmarks, *self.protocols} - {*BENCHMARKS, "bbh"})
+        unknown = sorted({*self.benchmarks, *self.protocols} - set(RUNNABLE))
         if unknown:
-            raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}, bbh")
+            raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(RUNNABLE)}")
+        absent = sorted(f"{name}: {p}" for name, p in self.protocols.items() if p not in BY_NAME[name].protocols)
+        if absent:
+            raise ValueError(f"protocol(s) a benchmark does not have: {', '.join(absent)}")
         return self
 
     def protocol_of(self, benchmark: str) -> Protocol:
-        """The protocol a benchmark runs under; a benchmark with one task has that task's protocol."""
-        if benchmark in NOT_PAPER:
-            return "lm_eval"
-        if benchmark not in PROTOCOL_VARIANTS:
-            return "paper"
-        return self.protocols.get(benchmark, self.protocol)
+        """The protocol a benchmark runs under: its own setting, else `protocol` where it has that one, else
+        its only protocol (HumanEval, MBPP, IFEval and BBH have the paper's only)."""
+        return BY_NAME[benchmark].protocol(self.protocols.get(benchmark, self.protocol))

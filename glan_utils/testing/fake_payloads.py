@@ -76,6 +76,15 @@ def chat_content(body: dict[str, Any], kind: str, choice: int, content: str | No
     return text
 
 
+def until_stop(text: str, body: dict[str, Any]) -> str:
+    """The text up to the first of the request's `stop` sequences, as a real server cuts its generation."""
+    stops = body.get("stop") or []
+    for stop in [stops] if isinstance(stops, str) else stops:
+        if stop:
+            text = text.split(stop)[0]
+    return text
+
+
 def chat_completion(body: dict[str, Any], contents: list[str], finish_reason: str = "stop") -> dict[str, Any]:
     """A `chat.completion` object with one choice per content string."""
     prompt_tokens = sum(word_count(message_text(m)) for m in body.get("messages", []))
@@ -99,14 +108,20 @@ def chat_completion(body: dict[str, Any], contents: list[str], finish_reason: st
     }
 
 
-def completion(body: dict[str, Any], decode: Callable[[list[int]], str] | None = None) -> dict[str, Any]:
-    """A `text_completion` object; honours echo, max_tokens (words) and logprobs (top-N per token).
+def completion(
+    body: dict[str, Any], decode: Callable[[list[int]], str] | None = None, content: str | None = None
+) -> dict[str, Any]:
+    """A `text_completion` object; honours echo, max_tokens (words), logprobs (top-N per token) and, for a scripted
+    `content`, the stop sequences.
 
     Token-id prompts are turned back into text with `decode` (the server's word tokenizer).
     """
     prompts = _prompts(body.get("prompt", ""), decode or (lambda ids: " ".join(map(str, ids))))
     max_tokens = body.get("max_tokens", 16)
     choices = [_completion_choice(i, p, body, max_tokens) for i, p in enumerate(prompts)]
+    if content is not None:
+        for choice in choices:
+            choice["text"], choice["finish_reason"] = until_stop(content, body), "stop"
     generated = sum(c.pop("_generated") for c in choices)
     return {
         "id": f"cmpl-{uuid.uuid4().hex[:24]}",

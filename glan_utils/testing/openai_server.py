@@ -31,6 +31,7 @@ from glan_utils.testing.fake_payloads import (
     completion,
     error_body,
     message_text,
+    until_stop,
     word_count,
 )
 from glan_utils.testing.fake_tokenizer import WordTokenizer
@@ -142,7 +143,8 @@ class OpenAIServer:
 
     # ----- scripting and introspection -----
     def script(self, *behaviors: str | Behavior) -> Self:
-        """Queue behaviours, consumed one per chat request before chaos mode or `ok` apply."""
+        """Queue behaviours, consumed one per chat request (or generating completion request) before chaos mode or
+        `ok` apply."""
         self._script.extend(b if isinstance(b, Behavior) else Behavior(b) for b in behaviors)
         return self
 
@@ -340,7 +342,10 @@ class OpenAIServer:
             )
         if kind == "timeout":
             await asyncio.sleep(behavior.hang_s if behavior.hang_s is not None else self.hang_s)
-        contents = [chat_content(body, kind, i, behavior.content, self.responder) for i in range(body.get("n") or 1)]
+        contents = [
+            until_stop(chat_content(body, kind, i, behavior.content, self.responder), body)
+            for i in range(body.get("n") or 1)
+        ]
         return web.json_response(chat_completion(body, contents, "length" if kind == "truncated" else "stop"))
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
@@ -348,8 +353,10 @@ class OpenAIServer:
         if isinstance(body, web.Response):
             return body
         async with self._slot():
-            self._record("ok", body)
-            return web.json_response(completion(body, self.tokenizer.decode))
+            # a scripted text reply answers a generation (not an echo for log-likelihoods), cut at its stops
+            scripted = self._script.popleft() if self._script and not body.get("echo") else None
+            self._record(scripted.kind if scripted else "ok", body)
+            return web.json_response(completion(body, self.tokenizer.decode, scripted.content if scripted else None))
 
     async def _models(self, _: web.Request) -> web.Response:
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
