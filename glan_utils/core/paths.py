@@ -20,6 +20,9 @@ FINETUNE = "finetune"
 BATCHES = "batches"  # Batch API files and state
 PLOTS = "plots"
 REVIEWS = "reviews"  # taxonomy review versions
+PLAN = "plan.json"  # what the data set is built from: kept disciplines, planned subjects, taxonomy/review versions
+TAXONOMY_CURRENT = "taxonomy_current.json"  # the taxonomy file's nodes, resolved to stored identities
+TAXONOMY_SIZES = "taxonomy_sizes.json"  # the most children asked for per level, so a larger taxonomy.n_* grows
 
 
 def cache_dir() -> Path:

@@ -333,7 +333,7 @@ def diff_reviews(before: Review, after: Review, nodes: Iterable[TaxonomyNode] = 
     names = {n.id: " / ".join(n.path) for n in nodes}
     lines = []
     for node_id in sorted(set(before.decisions) | set(after.decisions), key=lambda i: names.get(i, i)):
-        old, new = (r.decisions.get(node_id, Decision()).label() for r in (before, after))
+        old, new = (_named(r.decisions.get(node_id, Decision()), names) for r in (before, after))
         if old != new:
             lines.append(f"{names.get(node_id, node_id)}: {old} -> {new}")
     added = {a.key: a for a in after.additions}
@@ -343,6 +343,12 @@ def diff_reviews(before: Review, after: Review, nodes: Iterable[TaxonomyNode] = 
     for key in sorted(dropped.keys() - added.keys()):
         lines.append(f"{dropped[key].name}: no longer added under {names.get(key[0], key[0])}")
     return lines
+
+
+def _named(decision: Decision, names: dict[str, str]) -> str:
+    """A decision's label with a move's target shown by its name."""
+    target = decision.new_parent_id
+    return decision.label().replace(target, names.get(target, target)) if target else decision.label()
 
 
 def record_in_manifest(run_dir: str | Path, source: Path | None) -> dict[str, Any]:

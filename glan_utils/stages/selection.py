@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from glan_utils.core.ids import content_hash
+from glan_utils.core.paths import PLAN, TAXONOMY_CURRENT
 from glan_utils.core.records import Record, Subject, TaxonomyNode
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
@@ -39,10 +40,6 @@ def current_review(settings: Settings) -> Review | None:
     return merge(load_reviews(path)) if path else None
 
 
-CURRENT = "taxonomy_current.json"
-PLAN = "plan.json"
-
-
 def write_json(path: Path, value: Any) -> None:
     """Replace a small JSON file whole (atomically: a reader sees the old or the new one)."""
     tmp = path.with_suffix(".tmp")
@@ -56,7 +53,7 @@ def read_json(path: Path) -> Any:
 
 def current_nodes(settings: Settings) -> list[TaxonomyNode]:
     """The taxonomy before review: the `taxonomy.source` file's nodes as last resolved, else every stored node."""
-    current = read_json(settings.run_dir / CURRENT) if settings.taxonomy.source else None
+    current = read_json(settings.run_dir / TAXONOMY_CURRENT) if settings.taxonomy.source else None
     if current is not None:
         return [TaxonomyNode.model_validate(row) for row in current]
     return list(RunStore(settings.run_dir).iter_records(TaxonomyNode.stage_name))

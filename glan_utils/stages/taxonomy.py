@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from glan_utils.core.errors import InputError
+from glan_utils.core.paths import TAXONOMY_CURRENT, TAXONOMY_SIZES
 from glan_utils.core.records import LEVELS, Failure, NodeLevel, TaxonomyNode
 from glan_utils.llm.prompts import RenderedPrompt, render
 from glan_utils.runs.stage import StageSummary
@@ -29,7 +30,7 @@ from glan_utils.stages.base import NAME_MAX, TEXT_MAX, Caller, Reply, bounded_li
 from glan_utils.stages.bounds import budget
 from glan_utils.stages.registry import Plan, Stage, StageReport, finish, open_store, run_pending
 from glan_utils.stages.review import disciplines, repeated_disciplines
-from glan_utils.stages.selection import CURRENT, kept_disciplines, read_json, write_json
+from glan_utils.stages.selection import kept_disciplines, read_json, write_json
 
 NAME = "taxonomy"
 NULL = "tag:yaml.org,2002:null"
@@ -42,7 +43,6 @@ class NodeProposal(BaseModel):
     description: str = Field("", max_length=TEXT_MAX)
 
 
-SIZES = "taxonomy_sizes.json"  # the most children asked for per level so far, so a larger `taxonomy.n_*` grows
 SIZE_KEYS: dict[NodeLevel, str] = {"field": "n_fields", "subfield": "n_subfields", "discipline": "n_disciplines"}
 
 
@@ -138,14 +138,14 @@ async def run(settings: Settings) -> StageReport:
     tax = settings.taxonomy
     if tax.source:
         nodes = file_nodes(settings)
-        write_json(settings.run_dir / CURRENT, [n.model_dump(mode="json") for n in nodes])
+        write_json(settings.run_dir / TAXONOMY_CURRENT, [n.model_dump(mode="json") for n in nodes])
         added = store.append(NAME, nodes)
         summary = StageSummary(NAME, planned=len(nodes), skipped=len(nodes) - added, records=added)
         return finish(settings, StageReport(NAME, summary, extra={"source": tax.source}))
     report = StageReport(NAME, StageSummary(NAME))
     parents: list[TaxonomyNode | None] = [None]
     short: list[str] = []
-    asked = read_json(settings.run_dir / SIZES) or {level: previous.get(key) for level, key in SIZE_KEYS.items()}
+    asked = read_json(settings.run_dir / TAXONOMY_SIZES) or {lvl: previous.get(key) for lvl, key in SIZE_KEYS.items()}
     done = store.done_task_ids(NAME)
     for level in LEVELS:
         count, have = level_size(settings, level), _child_names(store.iter_records(NAME), level)
@@ -153,7 +153,7 @@ async def run(settings: Settings) -> StageReport:
         part = await run_pending(settings, NAME, NAME, lambda t=tasks: t, expand, total=len(tasks))
         report.absorb(part)
         asked[level] = max(count, asked[level] or 0)
-        write_json(settings.run_dir / SIZES, asked)
+        write_json(settings.run_dir / TAXONOMY_SIZES, asked)
         parent_ids = {p.id if p else None for p in parents}
         children = [n for n in store.iter_records(NAME) if n.level == level and n.parent_id in parent_ids]
         short += fewer_children(tasks, children)
