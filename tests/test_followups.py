@@ -199,6 +199,8 @@ async def test_notebook_views_show_kind_mix_samples_and_what_turns_add(answered)
     added = conversations_view.turns_added(settings)
     assert added.loc["followups", "calls"] == 2 * 2 * added.loc["answers", "calls"]
     assert added.loc["followups / answers", "calls"] == 4
+    budget = settings.followups.student_max_tokens + settings.followups.max_tokens  # each round's two calls
+    assert added.loc["followups", "completion_tokens"] == 2 * added.loc["answers", "calls"] * budget
     await pipeline.run(settings, "followups")
     mix = conversations_view.kind_mix(settings)
     assert list(mix.columns) == [*FOLLOWUP_KINDS, "total"] and mix["total"].sum() == 2 * added.loc["answers", "calls"]

@@ -284,6 +284,13 @@ def preview(settings: Settings) -> RenderedPrompt:
     return student_prompt(task, [], kind, concept)
 
 
+def call_tokens(settings: Settings) -> int:
+    """The mean output budget of a round's calls: the student turn, the tutor's reply and (judged) the rubric."""
+    cfg = settings.followups
+    budgets = [cfg.student_max_tokens, cfg.max_tokens, *([settings.quality.max_tokens] if cfg.judge else [])]
+    return -(-sum(budgets) // len(budgets))
+
+
 STAGE = Stage(
     record=FollowUp,
     run=run,
@@ -293,4 +300,5 @@ STAGE = Stage(
     default_model=lambda settings: settings.answers.model,
     needs="answers",
     enabled=lambda settings: settings.followups.turns > 0,
+    call_tokens=call_tokens,
 )

@@ -91,6 +91,7 @@ class Stage:
     needs: str | None = None  # the stage whose records it reads: without them it refuses to start
     enabled: Callable[[Settings], bool] | None = None  # None: always; else whether the settings switch it on
     typical_tokens: int | None = None  # a typical reply's length on a remote model (docs/scale.md's assumptions)
+    call_tokens: Callable[[Settings], int] | None = None  # mean output budget of a call, where budgets differ
 
     @property
     def name(self) -> str:
@@ -101,8 +102,9 @@ class Stage:
         return self.count(settings) if self.count else count_kept(settings, self.name)
 
     def max_tokens(self, settings: Settings) -> int:
-        """The output budget of one call on this run's endpoint (its profile's default unless set)."""
-        return self.section(settings).max_tokens
+        """The output budget of one call on this run's endpoint (its profile's default unless set; the mean over
+        its calls where they have different budgets)."""
+        return self.call_tokens(settings) if self.call_tokens else self.section(settings).max_tokens
 
     def model(self, settings: Settings) -> str:
         """The model the stage's calls go to: its own `model` setting, else its default, else the run's."""
