@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -78,11 +80,27 @@ def test_no_import_cycle_between_modules() -> None:
             visit(name, [name])
 
 
+def test_wheel_packages_are_the_package_folders_and_the_top_level_prompts() -> None:
+    """pyproject lists the packages (so `prompts/` can map in); the list is every folder of `glan_utils`, no more."""
+    setuptools = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    folders = {
+        ".".join(("glan_utils", *path.relative_to(PACKAGE).parts))
+        for path in [PACKAGE, *PACKAGE.rglob("*")]
+        if path.is_dir() and path.name != "__pycache__" and not path.name.startswith(".")
+    }
+    assert setuptools["package-dir"] == {"glan_utils.prompts": "prompts"}
+    assert sorted(setuptools["packages"]) == sorted(folders | {"glan_utils.prompts"})
+    assert sorted(p.name for p in (PACKAGE.parent / "prompts").glob("*.jinja")), "no templates in prompts/"
+    assert not (PACKAGE / "prompts").exists(), "the templates live in the top-level prompts/, not in the package"
+
+
 @pytest.mark.slow
 def test_built_wheel_renders_every_prompt(tmp_path: Path) -> None:
     """A non-editable install into a fresh venv carries the prompts and lm-eval task YAMLs."""
     root = PACKAGE.parent
     wheel_dir = tmp_path / "wheel"
+    # the wheel alone: a checkout on PYTHONPATH (and the egg-info the build leaves in it) would shadow it
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run(
         [
             sys.executable,
@@ -98,17 +116,24 @@ def test_built_wheel_renders_every_prompt(tmp_path: Path) -> None:
         ],
         check=True,
         cwd=tmp_path,
+        env=env,
     )
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
     python = venv / "bin" / "python"
     # the dependencies come from this environment, after the new venv's own site-packages (and no editable finder)
     own = subprocess.run(
-        [str(python), "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True, text=True, check=True
+        [str(python), "-c", "import site; print(site.getsitepackages()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     ).stdout.strip()
     Path(own, "deps.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
     wheel = next(wheel_dir.glob("*.whl"))
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True, env=env
+    )
     probe = (
         "import glan_utils, pathlib, sys\n"
         "from glan_utils.llm.prompts import PROMPTS_DIR\n"
@@ -125,6 +150,6 @@ def test_built_wheel_renders_every_prompt(tmp_path: Path) -> None:
         "print(len(names))\n"
     )
     out = subprocess.run(
-        [str(python), "-c", probe, str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path, check=False
+        [str(python), "-c", probe, str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path, env=env
     )
     assert out.returncode == 0, out.stderr[-2000:]

@@ -1,4 +1,7 @@
-"""Versioned prompt templates: Jinja files under `prompts/`, each rendered to chat messages plus its hash.
+"""Versioned prompt templates: Jinja files in the top-level `prompts/`, each rendered to chat messages plus its hash.
+
+The folder sits beside `notebooks/` where researchers look for it; a built wheel carries it as the package
+`glan_utils.prompts` (pyproject's `package-dir`), so a non-editable install renders the same templates.
 
 A template holds a `system` and a `user` block. The hash of the template source goes into every record's provenance
 and into the cache key, so editing a prompt invalidates exactly the work it shaped.
@@ -21,7 +24,9 @@ import jinja2
 
 from glan_utils.core.errors import SetupError
 
-PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+_PACKAGE = Path(__file__).resolve().parents[1]
+# a wheel install holds glan_utils/prompts; a source checkout holds the top-level prompts/ beside glan_utils/
+PROMPTS_DIR = _PACKAGE / "prompts" if (_PACKAGE / "prompts").is_dir() else _PACKAGE.parent / "prompts"
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ in the humanities, few essays in formal sciences. A name not listed weighs every
 
 FOLLOWUP_KINDS = ("step", "why", "variant", "check_attempt", "connect")
 """Follow-up kinds: ask about a step, ask why, a variant with changed givens, "check my attempt" (with a planted
-mistake), connect to a later session's concept. `llm/prompts/followups.jinja` phrases each."""
+mistake), connect to a later session's concept. `prompts/followups.jinja` phrases each."""
 
 EMBEDDED_QUESTION_TYPES = ("short problem", "explain and apply")
 PROFILE_HELP = "Unset: the endpoint profile's default (ENDPOINT_DEFAULTS; shown in the printed settings)."
