@@ -110,6 +110,8 @@ def test_move_regenerate_and_nested_additions(nodes):
     assert chemistry.id != named(nodes, "Chemistry").id and organic.id != named(nodes, "Organic Chemistry").id
     biology = named(kept, "Biology")
     assert biology.level == "discipline" and biology.path == ["Natural Sciences", "Life Sciences", "Biology"]
+    review.decide(named(nodes, "Organic Chemistry").id, "move", new_parent_id=life)  # under an added node
+    assert named(apply_review(nodes, review), "Organic Chemistry").path[1] == "Life Sciences"
     moved_line = "Natural Sciences / Physics / Quantum Mechanics: keep -> move: under Humanities / History"
     assert moved_line in diff_reviews(Review(), review, nodes)
     review.decide(named(nodes, "Natural Sciences").id, "rename", "Sciences")  # additions keep their ids

@@ -33,7 +33,7 @@ from glan_utils.core.errors import InputError
 from glan_utils.core.ids import content_hash
 from glan_utils.core.jsonl import JsonlWriter, iter_jsonl
 from glan_utils.core.paths import REVIEWS
-from glan_utils.core.records import TaxonomyNode, child_level, utc_now
+from glan_utils.core.records import NodeLevel, TaxonomyNode, child_level, utc_now
 from glan_utils.runs.store import RunStore
 
 Action = Literal["keep", "remove", "rename", "move", "regenerate"]
@@ -370,15 +370,15 @@ def record_in_manifest(run_dir: str | Path, source: Path | None) -> dict[str, An
 def apply_review(nodes: Iterable[TaxonomyNode], review: Review | None) -> list[TaxonomyNode]:
     """The kept taxonomy: removed subtrees gone; renamed, moved and added nodes in place; ids kept (see above).
 
-    A move goes under a stored node one level up (any other target leaves the node where it was); additions may
-    sit under added nodes. Decisions and additions made against the ids older versions gave renamed nodes (a hash
-    of the new path) still find their node."""
+    A move goes under a node (stored or added) one level up (any other target leaves the node where it was);
+    additions may sit under added nodes. Decisions and additions made against the ids older versions gave renamed
+    nodes (a hash of the new path) still find their node."""
     review = review or Review()
     nodes = list(nodes)
-    by_id = {n.id: n for n in nodes}
+    levels = _levels(nodes, review.additions)
     children: dict[str | None, list[TaxonomyNode]] = {}
     for node in nodes:
-        children.setdefault(_new_parent(node, review.decisions.get(node.id), by_id), []).append(node)
+        children.setdefault(_new_parent(node, review.decisions.get(node.id), levels), []).append(node)
     added: dict[str, list[Addition]] = {}
     for addition in review.additions:
         added.setdefault(addition.parent_id, []).append(addition)
@@ -419,10 +419,23 @@ def apply_review(nodes: Iterable[TaxonomyNode], review: Review | None) -> list[T
     return list({n.id: n for n in kept}.values())
 
 
-def _new_parent(node: TaxonomyNode, decision: Decision | None, by_id: dict[str, TaxonomyNode]) -> str | None:
-    """Where a node sits after review: its move target if that is a stored node one level up, else its parent."""
-    target = by_id.get(decision.new_parent_id or "") if decision and decision.action == "move" else None
-    return target.id if target is not None and child_level(target.level) == node.level else node.parent_id
+def _levels(nodes: list[TaxonomyNode], additions: list[Addition]) -> dict[str, NodeLevel]:
+    """The level of every stored node and of every added one (an addition is one level below its parent)."""
+    levels: dict[str, NodeLevel] = {n.id: n.level for n in nodes}
+    pending = [a for a in additions if a.node_id]
+    while placed := [a for a in pending if a.parent_id in levels]:
+        for addition in placed:
+            if level := child_level(levels[addition.parent_id]):
+                levels[addition.node_id] = level
+        pending = [a for a in pending if a not in placed]
+    return levels
+
+
+def _new_parent(node: TaxonomyNode, decision: Decision | None, levels: dict[str, NodeLevel]) -> str | None:
+    """Where a node sits after review: its move target if that is a node (stored or added) one level up, else its
+    parent."""
+    target = decision.new_parent_id if decision and decision.action == "move" else None
+    return target if target in levels and child_level(levels[target]) == node.level else node.parent_id
 
 
 def disciplines(nodes: Iterable[TaxonomyNode]) -> list[TaxonomyNode]:
