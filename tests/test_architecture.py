@@ -1,9 +1,11 @@
-"""The package's shape: layers import only downward, no cycles, and package data travels with a built wheel."""
+"""The package's shape: layers import only downward, no cycles, wing faces and docs/architecture.md match the code,
+and package data travels with a built wheel."""
 
 from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -153,3 +155,44 @@ def test_built_wheel_renders_every_prompt(tmp_path: Path) -> None:
         [str(python), "-c", probe, str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path, env=env
     )
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def _architecture_tree() -> dict[str, set[str]]:
+    """docs/architecture.md's package tree: each wing's listed modules, their parenthesised notes dropped."""
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    tree = text.split("```\nglan_utils/", 1)[1].split("```", 1)[0]
+    wings: dict[str, str] = {}
+    wing = ""
+    for line in tree.splitlines()[1:]:
+        head = re.match(r"  (\w+)/\s+", line)
+        if head:
+            wing = head.group(1)
+            line = line[head.end() :]
+        wings[wing] = wings.get(wing, "") + " " + line.strip()
+    listed = {}
+    for name, text in wings.items():
+        while re.search(r"\([^()]*\)", text):
+            text = re.sub(r"\([^()]*\)", "", text)
+        listed[name] = {item.strip() for item in re.split(r"[,;]", text) if item.strip()}
+    return listed
+
+
+def test_architecture_doc_lists_every_module_of_every_wing() -> None:
+    expected = {
+        wing.name: {p.stem for p in wing.glob("*.py") if p.name != "__init__.py"}
+        | {f"{p.name}/" for p in wing.iterdir() if p.is_dir() and p.name != "__pycache__"}
+        for wing in PACKAGE.iterdir()
+        if (wing / "__init__.py").exists()
+    }
+    assert _architecture_tree() == expected
+
+
+@pytest.mark.parametrize("wing", LAYERS)
+def test_wing_face_says_what_it_may_import(wing: str) -> None:
+    """Each wing's `__init__` docstring ends its account with `May import:` and exactly the layers below it."""
+    doc = ast.get_docstring(ast.parse((PACKAGE / wing / "__init__.py").read_text(encoding="utf-8"))) or ""
+    line = next((line for line in doc.splitlines() if line.startswith("May import:")), "")
+    allowed = {w for w in LAYERS if RANK[w] < RANK[wing] or frozenset({w, wing}) in PEERS}
+    assert line, f"{wing}/__init__.py does not say what it may import"
+    assert set(re.findall(r"`(\w+)`", line)) == allowed, line
+    assert len(doc.split("\n\n", 1)[0]) > 40, f"{wing}/__init__.py does not say what the wing holds"

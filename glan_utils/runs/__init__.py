@@ -1,1 +1,5 @@
-"""runs."""
+"""The run directory and running a stage in it: the store (append-only records, snapshot, manifest), bounded and
+resumable stage execution, staleness, the run's client and the Ray backend.
+
+May import: `core`, `settings`, `llm`.
+"""

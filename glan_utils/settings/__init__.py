@@ -1,4 +1,7 @@
-"""Every knob of a run, one module per wing; imports only `glan_utils.core`, and nothing imports it back."""
+"""Every knob of a run, one module per wing; light to load: no section imports a feature module.
+
+May import: `core`.
+"""
 
 from glan_utils.settings.benchmarks import BENCHMARKS
 from glan_utils.settings.config import ENV_PREFIX, Settings, load_settings

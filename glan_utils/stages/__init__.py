@@ -1,5 +1,8 @@
 """The GLAN flow, one module per stage. `STAGES` holds each module's `Stage` in pipeline order; every other list
-of stages (runners, record types, snapshot sections, estimates) is derived from it."""
+of stages (runners, record types, snapshot sections, estimates) is derived from it.
+
+May import: `core`, `settings`, `llm`, `runs`.
+"""
 
 from glan_utils.stages import answers, followups, quality, questions, subjects, syllabi, taxonomy
 from glan_utils.stages.registry import Stage

@@ -2,6 +2,8 @@
 
 The server's names are imported lazily so that `python -m glan_utils.testing.openai_server` runs without
 runpy's "found in sys.modules" warning.
+
+May import: `core`, `settings`, `llm`, `runs`, `stages`, `data`, `train`, `evaluation`, `views`, `app`.
 """
 
 from __future__ import annotations
