@@ -47,7 +47,8 @@ def test_review_widget_removes_subtree_in_jupyterlab(tmp_path: Path) -> None:
     root.mkdir()
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
     with OpenAIServer(models=["fake-model"]) as server:
-        env = {"GLAN_LLM__BASE_URL": server.base_url, "GLAN_LLM__MODEL": "fake-model"}
+        # the run is named, so the notebook (which otherwise writes to `scratch`) and this test share it
+        env = {"GLAN_LLM__BASE_URL": server.base_url, "GLAN_LLM__MODEL": "fake-model", "GLAN_RUN_NAME": "lab"}
         # The taxonomy exists before the browser opens (the notebook's own run then resumes with no calls).
         out = root / "outputs"
         where = {"output_dir": str(out), "llm.cache_path": str(out / "cache.sqlite")}
@@ -65,6 +66,9 @@ def test_review_widget_removes_subtree_in_jupyterlab(tmp_path: Path) -> None:
             row.wait_for(timeout=90_000)
             removed_id = re.search(r"glan-id-(\S+)", row.get_attribute("class") or "").group(1)
             row.locator(".glan-remove").click()
+            page.locator(".glan-save").click()
+            page.locator(".glan-status", has_text="type your name").wait_for(timeout=30_000)  # one person, one vote
+            page.locator(".glan-reviewer input").fill("ann")
             page.locator(".glan-save").click()
             page.locator(".glan-status", has_text="saved to").wait_for(timeout=30_000)
             page.screenshot(path=str(tmp_path / "review.png"))
@@ -116,6 +120,7 @@ def test_review_widget_on_the_paper_tree(tmp_path: Path) -> None:
         env = {
             "GLAN_LLM__BASE_URL": server.base_url,
             "GLAN_LLM__MODEL": "fake-model",
+            "GLAN_RUN_NAME": "lab",
             "GLAN_LLM__CACHE_PATH": str(tmp_path / "cache.sqlite"),
             "GLAN_TAXONOMY__SOURCE": str(write_yaml(tree, tmp_path / "paper.yaml")),
         }

@@ -10,9 +10,9 @@ import pytest
 from glan_utils.app.summary import run_table
 from glan_utils.core.jsonl import iter_jsonl
 from glan_utils.core.records import pipeline_stages
-from glan_utils.runs.stale import stale_stages
+from glan_utils.core.stale import stale_stages
 from glan_utils.runs.store import RunStore
-from glan_utils.settings.notebooks import INTERACTIVE_RUN, notebook_settings
+from glan_utils.settings.notebooks import INTERACTIVE_RUN, describe_settings, notebook_settings
 from glan_utils.stages import pipeline
 from glan_utils.stages.registry import RunChanged
 from glan_utils.testing import OpenAIServer
@@ -153,6 +153,7 @@ async def test_stages_after_a_saved_review_or_a_rerun_upstream_are_stale_until_r
     stale = stale_stages(settings.run_dir)
     assert set(stale) == {"subjects", "syllabi"} and "review" in stale["subjects"]
     assert run_table(settings.run_dir).set_index("stage").loc["syllabi", "status"].startswith("stale (review")
+    assert "stale (rerun them)" in describe_settings(settings, "syllabi"), "the notebooks say so too"
     await pipeline.run(settings, "subjects")  # rerun: it reads the review; syllabi still predates it
     assert set(stale_stages(settings.run_dir)) == {"syllabi"}
     await pipeline.run(settings, "syllabi")

@@ -23,9 +23,9 @@ import yaml
 
 from glan_utils.core.jsonl import iter_jsonl
 from glan_utils.core.paths import CONFIG, DATASET, EVALUATION, LEDGER, MANIFEST
+from glan_utils.core.stale import stale_stages
 from glan_utils.evaluation.harness import BenchmarkScore, not_run
 from glan_utils.llm.ledger import read_ledger
-from glan_utils.runs.stale import stale_stages
 from glan_utils.settings.evaluation import EvalSettings
 from glan_utils.views.eval_plots import benchmark_bars, comparison_table
 from glan_utils.views.plots import coverage

@@ -14,8 +14,8 @@ import pandas as pd
 
 from glan_utils.core.errors import InputError
 from glan_utils.core.paths import LEDGER
+from glan_utils.core.stale import stale_stages
 from glan_utils.llm.ledger import read_ledger
-from glan_utils.runs.stale import stale_stages
 from glan_utils.runs.store import RunStore, is_alive
 
 

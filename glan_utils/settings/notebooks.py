@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from glan_utils.core.errors import ConfigError, one_line_in_notebooks
+from glan_utils.core.stale import stale_stages
 from glan_utils.settings.config import Settings, load_settings
 from glan_utils.settings.stages import ENDPOINT_DEFAULTS
 
@@ -159,4 +160,6 @@ def describe_settings(settings: Settings, *sections: str) -> str:
         **{name: snapshot[name] for name in sections},
         f"{settings.endpoint} defaults": defaults,
     }
+    if stale := stale_stages(settings.run_dir):  # built on inputs that changed since: say so before anything runs
+        shown["stale (rerun them)"] = [f"{name}: {why}" for name, why in stale.items()]
     return yaml.safe_dump(shown, sort_keys=False, allow_unicode=True).rstrip()

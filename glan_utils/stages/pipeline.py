@@ -83,7 +83,7 @@ async def run(settings: Settings, stage: str) -> StageReport:
     if (needs := STAGES[stage].needs) and not _has(settings, needs):
         raise InputError(_missing(settings, needs))
     wiring = {"notebook": STAGES[stage].notebook, "needs": needs, "parts": list(STAGES[stage].parts)}
-    RunStore(settings.run_dir).update_manifest(stage, **wiring)  # what `runs.stale` reads, without the stages
+    RunStore(settings.run_dir).update_manifest(stage, **wiring)  # what `core.stale` reads, without the stages
     return await STAGES[stage].run(settings)
 
 

@@ -1,9 +1,10 @@
 """Which finished stages are stale: their inputs changed after they ran (a review saved, an earlier stage rerun or
 replanned). They stay stale until they run again.
 
-Only the manifest and file times are read, and no stage module is imported, so `glan status` stays quick at any
-run size: each generation stage's manifest entry names its notebook, the stage whose records it reads (`needs`)
-and its sub-stages (`parts`), as `stages.pipeline.run` records them; notebooks are ordered by their number.
+Only the manifest and file times are read, and nothing above `core` is imported, so `glan status` stays quick at
+any run size and every notebook's settings cell can say which stages are stale: each generation stage's manifest
+entry names its notebook, the stage whose records it reads (`needs`) and its sub-stages (`parts`), as
+`stages.pipeline.run` records them; notebooks are ordered by their number.
 """
 
 from __future__ import annotations
