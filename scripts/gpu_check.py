@@ -38,7 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("outputs/gpu-check"), help="Run folder (overwritten).")
     parser.add_argument("--steps", type=int, default=250, help="Optimizer steps.")
     parser.add_argument("--batch", type=int, default=64, help="Global batch (sequences per step, all GPUs).")
-    parser.add_argument("--per-device", type=int, default=16, help="Sequences per GPU per forward pass.")
+    parser.add_argument(
+        "--per-device", type=int, default=None, help="Sequences per GPU per pass (default: batch / GPUs, at most 16)."
+    )
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--lr", type=float, default=None, help="Default: the paper preset's 3e-6.")
     parser.add_argument("--examples", type=int, default=None, help="Training examples (default: all ~5k).")
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         preset="paper",
         model="smollm2-gguf",
         batch_size=args.batch,
-        per_device_batch_size=args.per_device,
+        per_device_batch_size=args.per_device or max(1, min(16, args.batch // state.num_processes)),
         max_steps=args.steps,
         max_length=args.max_length,
         eval_steps=None,
