@@ -11,6 +11,8 @@ from browser.notebooks import write_notebooks
 
 from glan_utils.app import runner
 from glan_utils.core.errors import ConfigError
+from glan_utils.core.records import utc_now
+from glan_utils.runs.store import RunStore
 
 
 @pytest.fixture
@@ -75,3 +77,19 @@ def test_settings_file_seed_beats_a_notebook_default(tmp_path: Path) -> None:
     assert (params["seed"], params["language"]) == (11, "French")
     given = runner.RunPlan("r", notebooks, config, {"seed": 41}).parameters_for(notebooks[0])
     assert given["seed"] == 41, "an explicit -p seed still wins"
+
+
+def test_resume_reruns_a_complete_notebook_whose_inputs_changed(
+    notebooks: list[runner.Notebook], tmp_path: Path
+) -> None:
+    plan = runner.RunPlan("r2", notebooks, params={"output_dir": str(tmp_path / "outputs"), "n": 5, "fail": False})
+    runner.execute(plan, echo=lambda _: None)
+    store = RunStore(tmp_path / "outputs" / "r2")
+    wiring = {"notebook": "01_alpha", "needs": None, "parts": []}  # as pipeline.run records a stage of 01
+    store.update_manifest("taxonomy", status="complete", started_at=utc_now().isoformat(), **wiring)
+    store.records_path("taxonomy").write_text('{"id": "t"}\n')  # 01's records changed after 02_beta ran
+    said: list[str] = []
+    runner.execute(plan, resume=True, echo=said.append)
+    assert "01_alpha: complete, skipped" in said
+    assert "02_beta: stale (taxonomy changed since it ran), running again" in said
+    assert "02_beta: complete, skipped" not in said

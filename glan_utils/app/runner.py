@@ -40,6 +40,7 @@ from glan_utils.app.ticker import Ticker
 from glan_utils.core.errors import ConfigError
 from glan_utils.core.paths import MANIFEST, NOTEBOOKS
 from glan_utils.core.records import utc_now
+from glan_utils.core.stale import stale_stages
 from glan_utils.core.yaml_files import read_yaml
 from glan_utils.runs.store import RunStore, is_alive
 from glan_utils.settings import Settings
@@ -398,10 +399,10 @@ def execute(
 ) -> list[Path]:
     """Execute the plan's notebooks in order; returns the executed notebooks' paths.
 
-    With `resume`, notebooks marked complete are skipped; a partial stage reruns and its run store skips the
-    work already done. Every `tick` seconds (0: never) a running notebook echoes one progress line (`Ticker`).
-    Raises StageFailed at the first notebook that raises (later ones are not started), and Interrupted on
-    Ctrl-C/SIGTERM, with `resume_command` in its message.
+    With `resume`, notebooks marked complete are skipped, unless stale (their inputs changed since); a partial
+    stage reruns and its run store skips the work already done. Every `tick` seconds (0: never) a running
+    notebook echoes one progress line (`Ticker`). Raises StageFailed at the first notebook that raises (later
+    ones are not started), and Interrupted on Ctrl-C/SIGTERM, with `resume_command` in its message.
     """
     store = RunStore(plan.run_dir)
     out_dir = plan.run_dir / NOTEBOOKS
@@ -411,9 +412,11 @@ def execute(
         for nb in plan.notebooks:
             output = out_dir / nb.path.name
             if resume and _is_complete(store.read_manifest(), nb, output):
-                echo(f"{nb.stem}: complete, skipped")
-                executed.append(output)
-                continue
+                if not (why := stale_stages(plan.run_dir).get(nb.stem)):
+                    echo(f"{nb.stem}: complete, skipped")
+                    executed.append(output)
+                    continue
+                echo(f"{nb.stem}: stale ({why}), running again")
             if resume and (stages := _touched(store, nb)):
                 echo(f"{nb.stem}: resuming; already on disk: {on_disk(store, stages)}")
             try:
