@@ -95,6 +95,7 @@ class PlanFilter:
         self.subjects = set(plan["subjects"]) if plan.get("subjects") is not None else None
         self.outside = read_outside_plan(run_dir)
         self.version = {"taxonomy_version": plan.get("taxonomy_version"), "review": plan.get("review")}
+        self.left_out: Counter[str] = Counter()
 
     def reason(self, row: dict[str, Any]) -> str | None:
         """Why a pair is left out (None: it is in the plan)."""
@@ -103,6 +104,14 @@ class PlanFilter:
         if self.subjects is not None and row.get("subject_id") not in self.subjects:
             return OUTSIDE_PLAN
         return OUTSIDE_PLAN if row.get("question_id") in self.outside else None
+
+    def rows(self, stored: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The stored pairs in the plan, under current names; the others are counted in `left_out` by reason."""
+        for row in stored:
+            if reason := self.reason(row):
+                self.left_out[reason] += 1
+            else:
+                yield self.named(row)
 
     def named(self, row: dict[str, Any]) -> dict[str, Any]:
         """The pair under its discipline's current path (a rename or a move shows in the data set)."""
@@ -122,16 +131,10 @@ def conversations(store: RunStore, settings: DatasetSettings) -> Iterator[dict[s
     return attach_followups(iter_answers(store), followup_messages(store, settings.quality))
 
 
-def iter_answers(store: RunStore) -> Iterator[dict[str, Any]]:
-    """The plan's QA pairs as plain dicts, in file order (no per-record validation: millions must stream fast)."""
-    plan = PlanFilter(store.root)
-    return (plan.named(row) for row in _stored_answers(store) if plan.reason(row) is None)
-
-
-def excluded(store: RunStore) -> dict[str, int]:
-    """How many stored pairs the plan leaves out, by reason."""
-    plan = PlanFilter(store.root)
-    return dict(Counter(reason for row in _stored_answers(store) if (reason := plan.reason(row))))
+def iter_answers(store: RunStore, plan: PlanFilter | None = None) -> Iterator[dict[str, Any]]:
+    """The plan's QA pairs as plain dicts, in file order (no per-record validation: millions must stream fast);
+    `plan` counts what it leaves out."""
+    return (plan or PlanFilter(store.root)).rows(_stored_answers(store))
 
 
 def _work(store: RunStore) -> Path:
@@ -152,7 +155,8 @@ def _texts_at(store: RunStore, wanted: set[int]) -> dict[int, dict[str, Any]]:
 
 
 def _dedup_step(store: RunStore, settings: DatasetSettings, work: Path, _: TextSource | None) -> dict[str, Any]:
-    result = find_duplicates((r["question"] for r in iter_answers(store)), settings.dedup, work / "minhash")
+    plan = PlanFilter(store.root)
+    result = find_duplicates((r["question"] for r in iter_answers(store, plan)), settings.dedup, work / "minhash")
     result.save(work / "dedup.npz")
     shown = [int(i) for code in (EXACT, NEAR) for i in np.flatnonzero(result.reason == code)[: settings.examples]]
     rows = _texts_at(store, set(shown) | {int(result.dup_of[i]) for i in shown})
@@ -168,8 +172,8 @@ def _dedup_step(store: RunStore, settings: DatasetSettings, work: Path, _: TextS
     ]
     return {
         "records": len(result.reason),
-        "excluded": excluded(store),
-        "built_from": PlanFilter(store.root).version,
+        "excluded": dict(plan.left_out),
+        "built_from": plan.version,
         "exact_duplicates": result.count(EXACT),
         "near_duplicates": result.count(NEAR),
         "lsh": f"{result.bands} bands x {result.rows} rows, "
