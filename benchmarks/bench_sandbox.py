@@ -5,7 +5,7 @@ what matters. Each mode runs a trivial program and a typical MBPP-style test pro
 `--runs` times after two warm-up rounds, the modes interleaved; every run is a fresh process tree, timed from the
 caller (wall clock, what the evaluation waits for).
 
-- `bwrap`: `glan_utils.evaluation.sandbox.run_python` as the evaluation calls it (isolation "bwrap").
+- `bwrap`: `glan_utils.core.sandbox.run_python` as the evaluation calls it (isolation "bwrap").
 - `weak`: the opt-in fallback (`unshare -n -p` + audit hook), called directly so bwrap need not be broken.
 - `plain`: the base interpreter with `-I` on a program file, no sandbox at all: the floor.
 
@@ -28,8 +28,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common
-from glan_utils.evaluation import sandbox
-from glan_utils.evaluation.sandbox import SandboxLimits
+from glan_utils.core import sandbox
+from glan_utils.core.sandbox import SandboxLimits
 
 COLUMNS = ["mode", "program", "runs", "mean_ms", "median_ms", "p95_ms", "x_plain", "s_per_660"]
 EXECUTIONS_PER_MODEL = 660  # HumanEval (164) + MBPP (500)

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from glan_utils.core import sandbox
 from glan_utils.core.errors import SandboxUnavailableError, SetupError
-from glan_utils.evaluation import sandbox
+from glan_utils.core.sandbox import SandboxLimits, WeakIsolationWarning, isolation, run_python
 from glan_utils.evaluation.code_eval import humaneval_program, mbpp_program, pass_at_1
-from glan_utils.evaluation.sandbox import SandboxLimits, WeakIsolationWarning, isolation, run_python
 
 SECRET = "sk-planted-0badc0ffee0badc0ffee0badc0ffee00"
 
@@ -293,7 +293,7 @@ def test_memory_bomb_hits_the_limit_without_growing_past_it() -> None:
     """Measured from a fresh driver process, whose RUSAGE_CHILDREN peak is the sandbox's alone."""
     bomb = "chunks = []\nwhile True:\n    chunks.append(bytearray(32 * 1024 * 1024))\n"
     driver = (
-        "import resource, sys; from glan_utils.evaluation.sandbox import SandboxLimits, run_python; "
+        "import resource, sys; from glan_utils.core.sandbox import SandboxLimits, run_python; "
         "r = run_python(sys.argv[1], SandboxLimits(memory_mb=256)); "
         "print(r.passed, 'MemoryError' in r.stderr, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     )
@@ -341,7 +341,7 @@ def test_large_output_does_not_grow_the_parent() -> None:
     program = "import sys\nblock = 'y' * 65536\nfor _ in range(4800):\n    sys.stdout.write(block)\nprint('END')\n"
     # VmHWM is this process's own peak RSS; ru_maxrss would carry over the (large) pytest process it was forked from
     driver = (
-        "import re, sys; from glan_utils.evaluation.sandbox import SandboxLimits, run_python; "
+        "import re, sys; from glan_utils.core.sandbox import SandboxLimits, run_python; "
         "r = run_python(sys.argv[1], SandboxLimits(max_output_mb=1024, timeout_s=60)); "
         "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
         "print(r.passed, r.stdout.endswith('END\\n'), hwm)"

@@ -19,7 +19,7 @@ from support.reliability import pipeline_overrides, run_pipeline, settings_for
 
 from glan_utils.core.aio import run
 from glan_utils.core.errors import SetupError
-from glan_utils.evaluation.sandbox import SandboxLimits, run_python
+from glan_utils.core.sandbox import SandboxLimits, run_python
 from glan_utils.stages import pipeline
 from glan_utils.testing import OpenAIServer
 
@@ -121,7 +121,7 @@ _SNOOP = textwrap.dedent("""
 def test_sandbox_child_sees_no_key() -> None:
     """Run the sandbox from a process born with the key, so even `/proc/<parent>/environ` would show it."""
     driver = (
-        "import sys; from glan_utils.evaluation.sandbox import run_python; r = run_python(sys.argv[1]); "
+        "import sys; from glan_utils.core.sandbox import run_python; r = run_python(sys.argv[1]); "
         "print(r.stdout, r.stderr)"
     )
     done = subprocess.run(

@@ -17,7 +17,7 @@ from typing import Any
 from glan_utils.core.ids import content_hash
 from glan_utils.core.jsonl import JsonlWriter, iter_jsonl
 from glan_utils.core.records import QAPair, Verification
-from glan_utils.evaluation.sandbox import ExecResult, SandboxLimits, run_python
+from glan_utils.core.sandbox import ExecResult, SandboxLimits, run_python
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.superseded import superseded_ids

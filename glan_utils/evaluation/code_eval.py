@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from glan_utils.evaluation.sandbox import SandboxLimits, run_python
+from glan_utils.core.sandbox import SandboxLimits, run_python
 
 _FENCE = re.compile(r"^[ \t]*(`{3,})[ \t]*([\w+.#-]*)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)", re.DOTALL | re.MULTILINE)
 _PYTHON = {"", "python", "python3", "py"}
