@@ -30,6 +30,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GLAN_CACHE_DIR") or Path.home() / ".cache" / "glan-workbench")
 
 
+def replace_file(path: Path, text: str) -> None:
+    """Replace a small file whole, atomically (a reader sees the old or the new one); a failed write (disk full,
+    read-only file system) leaves no temporary file behind and is one StoreError."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def ensure_writable_dir(path: Path) -> Path:
     """Create `path` if needed; one clear StoreError when it cannot be created or written."""
     try:

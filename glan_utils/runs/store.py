@@ -25,9 +25,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from glan_utils.core.errors import StoreError
 from glan_utils.core.jsonl import JsonlWriter, iter_jsonl, iter_jsonl_offsets
-from glan_utils.core.paths import CONFIG, CONFIG_HISTORY, MANIFEST, ensure_writable_dir
+from glan_utils.core.paths import CONFIG, CONFIG_HISTORY, MANIFEST, ensure_writable_dir, replace_file
 from glan_utils.core.records import Failure, Record, record_type, utc_now
 
 R = TypeVar("R", bound=Record)
@@ -265,14 +264,7 @@ class RunStore:
         return stages
 
     def _atomic_write(self, name: str, text: str) -> None:
-        target = self.path(name)
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        try:
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, target)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise StoreError(f"cannot write {target}: {exc.strerror}") from None
+        replace_file(self.path(name), text)
 
 
 def is_alive(info: dict[str, Any]) -> bool:

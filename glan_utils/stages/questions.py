@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from glan_utils.settings import Settings
 from glan_utils.stages.base import Caller, Reply
 from glan_utils.stages.bounds import budget
 from glan_utils.stages.registry import Plan, Stage, StageReport, finish, run_pending
-from glan_utils.stages.selection import count_kept, kept_disciplines, kept_records
+from glan_utils.stages.selection import count_kept, kept_disciplines, kept_records, write_json
 from glan_utils.stages.syllabi import example_subject
 
 NAME = "questions"
@@ -301,10 +300,7 @@ def write_outside_plan(settings: Settings) -> int:
     """Write the ids of kept questions the current plan no longer has to `outside_plan.json` (replaced whole, as
     the plan can grow back), so the data set leaves them and their answers out; returns how many there are."""
     ids = [question.id for question, planned in _against_plan(settings) if not planned]
-    path = settings.run_dir / OUTSIDE_PLAN
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(ids), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(settings.run_dir / OUTSIDE_PLAN, ids)
     return len(ids)
 
 

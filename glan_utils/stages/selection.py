@@ -12,13 +12,12 @@ the subjects of the current merge and cap (written by the subjects stage), and t
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from glan_utils.core.ids import content_hash
-from glan_utils.core.paths import PLAN, TAXONOMY_CURRENT
+from glan_utils.core.paths import PLAN, TAXONOMY_CURRENT, replace_file
 from glan_utils.core.records import Record, Subject, TaxonomyNode
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
@@ -41,10 +40,8 @@ def current_review(settings: Settings) -> Review | None:
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Replace a small JSON file whole (atomically: a reader sees the old or the new one)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    """Replace a small JSON file whole (atomically; a full disk is a StoreError)."""
+    replace_file(path, json.dumps(value, ensure_ascii=False))
 
 
 def read_json(path: Path) -> Any:
