@@ -23,6 +23,7 @@ def test_evaluation_notebook_runs(tmp_path, monkeypatch) -> None:
         kernel_name="python3",
         cwd=str(tmp_path),
         parameters={
+            "run_name": "evaluated",
             "output_dir": str(tmp_path / "outputs"),
             "benchmarks": ["arc_easy", "mbpp"],
             "limit": 1,
@@ -30,7 +31,7 @@ def test_evaluation_notebook_runs(tmp_path, monkeypatch) -> None:
             "loss_gap_limit": 2,
         },
     )
-    run_dir = tmp_path / "outputs" / "demo"
+    run_dir = tmp_path / "outputs" / "evaluated"
     scores = json.loads((run_dir / "evaluation" / "benchmarks.json").read_text())
     assert {s["benchmark"] for s in scores} == {"arc_easy", "mbpp"} and all(s["n"] == 1 for s in scores)
     assert {s["benchmark"]: s["protocol"] for s in scores} == {"arc_easy": "paper", "mbpp": "paper"}
