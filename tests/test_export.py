@@ -12,7 +12,7 @@ import yaml
 from datasets import Dataset, load_from_disk
 
 from glan_utils.core.errors import ConfigError, InputError, SetupError
-from glan_utils.core.records import Provenance, QAPair
+from glan_utils.core.records import Provenance, QAPair, TaxonomyNode
 from glan_utils.data.build import build_dataset, load_report
 from glan_utils.data.decontaminate import planted_texts
 from glan_utils.data.export import PARQUET_SCHEMA, HfSplitWriter, choose_test, push_to_hub
@@ -55,14 +55,30 @@ def qa_pair(i: int, question: str | None = None, answer: str | None = None) -> Q
     )
 
 
+def taxonomy() -> list[TaxonomyNode]:
+    """The taxonomy `qa_pair`'s pairs come from, so the run's plan (notebook 05 records it) holds them."""
+    field = TaxonomyNode(id="sciences", name="Sciences", level="field", path=["Sciences"])
+    path = [field.name, "Natural sciences"]
+    subfield = TaxonomyNode(id="natural", name=path[-1], level="subfield", parent_id=field.id, path=path)
+    return [
+        field,
+        subfield,
+        *(
+            TaxonomyNode(id=d.lower(), name=d, level="discipline", parent_id=subfield.id, path=[*subfield.path, d])
+            for d in DISCIPLINES
+        ),
+    ]
+
+
 def write_run(run_dir, n: int = 60) -> tuple[RunStore, dict[str, str]]:
-    """A run with n clean pairs plus a planted near duplicate and a planted GSM8K test question."""
+    """A run with its taxonomy, n clean pairs plus a planted near duplicate and a planted GSM8K test question."""
     pairs = [qa_pair(i) for i in range(n)]
     twin = pairs[5].question.split()
     twin[-1] = "changed?"
     pairs.append(qa_pair(n, question=" ".join(twin)))
     pairs.append(qa_pair(n + 1, question="Solve: " + GSM8K_TEST))
     store = RunStore(run_dir)
+    store.append("taxonomy", taxonomy())
     assert store.append("answers", pairs) == n + 2
     return store, {"clean": pairs[0].id, "near": pairs[n].id, "gsm8k": pairs[n + 1].id}
 
