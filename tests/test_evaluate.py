@@ -13,7 +13,7 @@ import pytest
 from glan_utils.core.errors import InputError, SetupError
 from glan_utils.data import benchmarks
 from glan_utils.evaluation.code_eval import humaneval_program, mbpp_program, pass_at_1
-from glan_utils.evaluation.extract import INVALID, extract_choice
+from glan_utils.evaluation.extract import INVALID, choices_of, extract_choice
 from glan_utils.evaluation.harness import (
     BenchmarkScore,
     EvalSettings,
@@ -21,11 +21,12 @@ from glan_utils.evaluation.harness import (
     model_specs,
     not_run,
     prepare_tasks,
+    protocol_spec,
     run_benchmarks,
 )
 from glan_utils.evaluation.stats import wilson_interval
 from glan_utils.evaluation.unscored import NotScored, attempt, unscored_frame
-from glan_utils.settings.benchmarks import CATALOG
+from glan_utils.settings.benchmarks import BY_NAME, CATALOG
 from glan_utils.testing.openai_server import Behavior, OpenAIServer
 
 
@@ -113,45 +114,66 @@ def test_choice_extraction_rules() -> None:
     assert extract_choice("", labels, texts) == INVALID
 
 
-def test_paper_protocol_scores_generated_answers(tmp_path) -> None:
-    """ARC, MMLU, GSM8K and MATH under the paper protocol: 0-shot, the generated answer extracted and checked."""
-    arc = next(benchmarks.iter_items("arc_easy")).extra
-    wrong_arc = next(label for label in arc["choices"]["label"] if label != arc["answerKey"])
-    mmlu = benchmarks.materialize("mmlu", "test", 1).read_text().splitlines()[0]
-    gold_mmlu = "ABCD"[json.loads(mmlu)["answer"]]
-    gold_math = next(benchmarks.iter_items("math")).answer
-    with OpenAIServer(latency_s=0) as server:
-        assert _score(server, "arc_easy", f"The answer is {arc['answerKey']}.", tmp_path / "a1") == 1.0
-        assert _score(server, "arc_easy", f"The answer is {wrong_arc}.", tmp_path / "a2") == 0.0
-        assert _score(server, "mmlu", f"{gold_mmlu}. That one.", tmp_path / "u1") == 1.0
-        assert _score(server, "mmlu", "I cannot tell.", tmp_path / "u2") == 0.0
-        assert _score(server, "math", f"So we get $\\boxed{{{gold_math}}}$.", tmp_path / "m1") == 1.0
-        assert _score(server, "math", "So we get $\\boxed{-17.5}$.", tmp_path / "m2") == 0.0
-        assert _score(server, "gsm8k", "9 eggs at $2 each make 18", tmp_path / "g1") == 1.0
-    configs = json.loads((tmp_path / "g1" / "lm_eval" / "api" / "gsm8k.json").read_text())["configs"]
-    [config] = configs.values()
-    assert config["num_fewshot"] == 0 and config["output_type"] == "generate_until"
+# Shots per benchmark and protocol, as the catalog's notes say.
+SHOTS = {"paper": {"mbpp": 3}, "lm_eval": {"gsm8k": 8, "math": 4, "mmlu": 5}}
+IFEVAL_RIGHT = " ".join(
+    f"*Part {n}* " + "Raymond ruled the county of Tripoli with care and skill. " * 10 for n in "123"
+)
 
 
-def test_lm_eval_protocol_keeps_the_harness_defaults(tmp_path) -> None:
-    with OpenAIServer(latency_s=0) as server:
-        assert _score(server, "gsm8k", "The answer is 18.", tmp_path / "g", protocol="lm_eval") == 1.0
-    [config] = json.loads((tmp_path / "g" / "lm_eval" / "api" / "gsm8k.json").read_text())["configs"].values()
-    assert config["num_fewshot"] == 8
+def _oracles(benchmark: str, protocol: str) -> tuple[str, str]:
+    """A right and a wrong reply to a benchmark's first item; under a log-likelihood protocol, the choice text the
+    fake model is sure of."""
+    row = json.loads(benchmarks.materialize(benchmark, "test", 1).read_text().splitlines()[0])
+    if benchmark == "gsm8k":
+        return "She sells 9 eggs for $2 each. The answer is 18.", "She sells 9 eggs. The answer is 17."
+    if benchmark == "math":
+        minerva = "Final Answer: The final answer is $%s$. I hope it is correct."
+        form = "So we get $\\boxed{%s}$." if protocol == "paper" else minerva
+        return form % row["answer"], form % "-17.5"
+    if benchmark == "ifeval":  # its first item: 300+ words, no commas, 3 highlighted sections
+        return IFEVAL_RIGHT, "Raymond, Count of Tripoli, ruled."
+    labels, texts, gold = choices_of(row)
+    wrong = next(label for label in labels if label != gold)
+    if protocol == "paper":
+        return f"The answer is {gold}.", f"I think it is ({wrong})."
+    ranked = labels if benchmark == "mmlu" else texts  # lm-eval ranks MMLU's letters, ARC's choice texts
+    return ranked[labels.index(gold)], ranked[labels.index(wrong)]
 
 
-def test_gsm8k_and_mbpp_score_right_and_wrong_answers(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("benchmark", "protocol"),
+    [(b.name, p) for b in CATALOG if b.loader and b.name not in ("humaneval", "mbpp") for p in b.protocols],
+)
+def test_every_benchmark_scores_a_right_oracle_1_and_a_wrong_one_0(tmp_path, benchmark: str, protocol: str) -> None:
+    """Each scored benchmark under each of its protocols: a generated answer through a chat endpoint, or, for the
+    log-likelihood protocols, a base endpoint whose fake model is sure of one choice; the shots are the protocol's."""
+    loglikelihood = next(iter(protocol_spec(benchmark, protocol).metrics.values())).startswith("acc")
+    for reply, expected in zip(_oracles(benchmark, protocol), (1.0, 0.0), strict=True):
+        with OpenAIServer(latency_s=0) as server:
+            if loglikelihood:
+                server.sure_of = reply
+            else:
+                server.script(Behavior("text", content=reply))
+            spec = ModelSpec(
+                name="api", base_url=server.base_url, model="fake-model", chat=not loglikelihood, tokenizer="remote"
+            )
+            settings = EvalSettings(benchmarks=[benchmark], limit=1, protocol=protocol)
+            scores = run_benchmarks(spec, settings, tmp_path / str(expected))
+        assert {s.protocol for s in scores} == {protocol} and all(s.n == 1 for s in scores)
+        assert {s.benchmark: s.value for s in scores} == dict.fromkeys(BY_NAME[benchmark].labels(), expected), reply
+    [config] = json.loads((tmp_path / "1.0" / "lm_eval" / "api" / f"{benchmark}.json").read_text())["configs"].values()
+    assert config["num_fewshot"] == SHOTS[protocol].get(benchmark, 0)
+
+
+def test_mbpp_scores_a_chat_reply_and_a_base_continuation_3_shot(tmp_path) -> None:
     mbpp = next(benchmarks.iter_items("mbpp")).answer
     with OpenAIServer(latency_s=0) as server:
-        assert _score(server, "gsm8k", "She sells 9 eggs for $2 each. The answer is 18.", tmp_path / "a") == 1.0
-        assert _score(server, "gsm8k", "She sells 9 eggs. The answer is 17.", tmp_path / "b") == 0.0
         assert _score(server, "mbpp", f"Here you go:\n```python\n{mbpp}\n```\nDone.", tmp_path / "c") == 1.0
         assert _score(server, "mbpp", "```python\ndef remove_Occ(s, ch):\n    return s\n```", tmp_path / "d") == 0.0
         assert _score(server, "mbpp", f"{mbpp}\n[DONE]\nmore text", tmp_path / "e", chat=False) == 1.0
         assert _score(server, "mbpp", "def remove_Occ(s, ch):\n    return s\n[DONE]", tmp_path / "f", chat=False) == 0.0
         mbpp_request = server.requests[-1]
-    raw = json.loads((tmp_path / "a" / "lm_eval" / "api" / "gsm8k.json").read_text())
-    assert raw["results"]["exact_match,flexible-extract"] == 1.0
     [config] = json.loads((tmp_path / "c" / "lm_eval" / "api" / "mbpp.json").read_text())["configs"].values()
     assert config["num_fewshot"] == 3, "MBPP runs the paper's 3-shot protocol"
     assert mbpp_request["prompt"].count("[BEGIN]") == 4 and "similar_elements" in mbpp_request["prompt"]
@@ -265,22 +287,6 @@ def test_glan_test_judges_each_question_per_discipline(tmp_path) -> None:
     assert graded["score"].between(1, 10).all() and graded["error"].isna().all()
     summary = grade_table(graded, "discipline")
     assert summary.set_index("discipline")["n"].to_dict() == {"math": 2, "physics": 1}
-
-
-def test_math_and_humaneval_run_offline_and_score(tmp_path) -> None:
-    """The remaining generation benchmarks run through lm-eval from the wheels' data, scored right and wrong."""
-    gold = next(benchmarks.iter_items("math")).answer
-    human = next(benchmarks.iter_items("humaneval")).extra
-    solution = f"```python\n{human['prompt']}{human['canonical_solution']}```"
-    with OpenAIServer(latency_s=0) as server:
-        right = f"Final Answer: The final answer is ${gold}$. I hope it is correct."
-        assert _score(server, "math", right, tmp_path / "m1") == 1.0
-        assert (
-            _score(server, "math", "Final Answer: The final answer is $-17.5$. I hope it is correct.", tmp_path / "m2")
-            == 0.0
-        )
-        assert _score(server, "humaneval", solution, tmp_path / "h1") == 1.0
-        assert _score(server, "humaneval", "    return None\n", tmp_path / "h2") == 0.0
 
 
 def test_ifeval_runs_offline_at_its_own_token_budget(tmp_path) -> None:

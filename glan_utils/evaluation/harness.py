@@ -49,7 +49,7 @@ class ModelSpec:
     peft: str | None = None
     base_url: str | None = None
     model: str | None = None
-    tokenizer: str | None = None
+    tokenizer: str | None = None  # a base model's endpoint: a Hugging Face tokenizer, or "remote" (vLLM's /tokenize)
     chat: bool | None = None
 
     def lm_eval_args(self, settings: EvalSettings | None = None) -> tuple[str, dict[str, Any]]:
@@ -59,7 +59,9 @@ class ModelSpec:
             args = {"model": self.model or "default", "tokenizer_backend": None, "tokenized_requests": False}
             if self.chat is not False:
                 return "local-chat-completions", args | {"base_url": f"{self.base_url}/chat/completions"}
-            if self.tokenizer:  # multiple-choice tasks need prompt logprobs, scored with a local tokenizer
+            if self.tokenizer == "remote":  # multiple-choice tasks need prompt logprobs: the server's /tokenize
+                args |= {"tokenizer_backend": "remote", "tokenized_requests": True}
+            elif self.tokenizer:  # ... or a local Hugging Face tokenizer
                 args |= {"tokenizer_backend": "huggingface", "tokenizer": self.tokenizer}
             return "local-completions", args | {"base_url": f"{self.base_url}/completions"}
         if not self.path:
@@ -135,9 +137,8 @@ def prepare_tasks(
     for name in names:
         if name not in benchmarks.BENCHMARKS:
             raise ConfigError(f"unknown benchmark {name!r}; choose from {', '.join(benchmarks.BENCHMARKS)}")
-        template = protocol_spec(name, BY_NAME[name].protocol((protocols or {}).get(name, "lm_eval"))).template_for(
-            chat
-        )
+        protocol = BY_NAME[name].protocol((protocols or {}).get(name, "lm_eval"))
+        template = protocol_spec(name, protocol).template_for(chat)
         _write_template(f"{template}.yaml", task_dir, limit)
         tasks.append(f"glan_{template}")
     return tasks

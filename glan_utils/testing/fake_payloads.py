@@ -109,16 +109,20 @@ def chat_completion(body: dict[str, Any], contents: list[str], finish_reason: st
 
 
 def completion(
-    body: dict[str, Any], decode: Callable[[list[int]], str] | None = None, content: str | None = None
+    body: dict[str, Any],
+    decode: Callable[[list[int]], str] | None = None,
+    content: str | None = None,
+    sure_of: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """A `text_completion` object; honours echo, max_tokens (words), logprobs (top-N per token) and, for a scripted
-    `content`, the stop sequences.
+    `content`, the stop sequences. Words in `sure_of` get log-probability -0.01 (an oracle for log-likelihood
+    scoring: the fake model is sure of them).
 
     Token-id prompts are turned back into text with `decode` (the server's word tokenizer).
     """
     prompts = _prompts(body.get("prompt", ""), decode or (lambda ids: " ".join(map(str, ids))))
     max_tokens = body.get("max_tokens", 16)
-    choices = [_completion_choice(i, p, body, max_tokens) for i, p in enumerate(prompts)]
+    choices = [_completion_choice(i, p, body, max_tokens, sure_of) for i, p in enumerate(prompts)]
     if content is not None:
         for choice in choices:
             choice["text"], choice["finish_reason"] = until_stop(content, body), "stop"
@@ -156,14 +160,16 @@ def _prompts(prompt: Any, decode: Callable[[list[int]], str]) -> list[str]:
     return [p if isinstance(p, str) else decode(p) for p in prompt]
 
 
-def _completion_choice(index: int, prompt: str, body: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+def _completion_choice(
+    index: int, prompt: str, body: dict[str, Any], max_tokens: int, sure_of: frozenset[str]
+) -> dict[str, Any]:
     rng = seeded_rng(content_hash(prompt, body.get("model")))
     words = [rng.choice(WORDS) for _ in range(min(max_tokens, 8))]
     generated = "".join(f" {w}" for w in words)
     text = (prompt if body.get("echo") else "") + generated
     logprobs = None
     if body.get("logprobs") is not None:
-        logprobs = _logprobs(text, int(body["logprobs"]), skip_first=bool(body.get("echo")))
+        logprobs = _logprobs(text, int(body["logprobs"]), bool(body.get("echo")), sure_of)
     return {
         "index": index,
         "text": text,
@@ -173,7 +179,7 @@ def _completion_choice(index: int, prompt: str, body: dict[str, Any], max_tokens
     }
 
 
-def _logprobs(text: str, top_n: int, skip_first: bool) -> dict[str, list[Any]]:
+def _logprobs(text: str, top_n: int, skip_first: bool, sure_of: frozenset[str]) -> dict[str, list[Any]]:
     """Per-word logprobs in OpenAI's legacy shape; like OpenAI, an echoed first token has no logprob."""
     matches = list(re.finditer(r"\S+", text))
     tokens = [m.group() for m in matches]
@@ -186,7 +192,7 @@ def _logprobs(text: str, top_n: int, skip_first: bool) -> dict[str, list[Any]]:
             continue
         previous = tokens[i - 1] if i else ""
         alternatives = {w: token_logprob(previous, w) for w in WORDS[: max(0, top_n - 1)] if w != token}
-        token_logprobs.append(token_logprob(previous, token))
+        token_logprobs.append(-0.01 if token in sure_of else token_logprob(previous, token))
         top_logprobs.append({token: token_logprobs[-1], **alternatives} if top_n > 0 else {})
     return {
         "tokens": tokens,

@@ -118,6 +118,7 @@ class OpenAIServer:
         throttle_above: int | None = None,
         refuse: Mapping[str, str] | None = None,
         responder: Responder | None = None,
+        sure_of: str = "",
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -125,6 +126,7 @@ class OpenAIServer:
         self.api_key, self.latency_s, self.max_concurrency = api_key, latency_s, max_concurrency
         self.fault_rate, self.fault_kinds = fault_rate, [Behavior(k).kind for k in fault_kinds]
         self.retry_after, self.hang_s, self.responder = retry_after, hang_s, responder
+        self.sure_of = sure_of  # words the fake model is sure of in log-likelihood requests (settable per test)
         # like a provider's concurrency limit: a chat request arriving with this many in flight gets a 429
         self.throttle_above = throttle_above
         # {text: refusal kind}: a chat request whose messages contain the text is refused that way, every time
@@ -356,7 +358,9 @@ class OpenAIServer:
             # a scripted text reply answers a generation (not an echo for log-likelihoods), cut at its stops
             scripted = self._script.popleft() if self._script and not body.get("echo") else None
             self._record(scripted.kind if scripted else "ok", body)
-            return web.json_response(completion(body, self.tokenizer.decode, scripted.content if scripted else None))
+            sure_of = frozenset(self.sure_of.split())
+            content = scripted.content if scripted else None
+            return web.json_response(completion(body, self.tokenizer.decode, content, sure_of))
 
     async def _models(self, _: web.Request) -> web.Response:
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
