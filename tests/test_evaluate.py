@@ -373,6 +373,11 @@ def test_glan_test_judge_is_its_own_setting_and_warns_when_it_is_the_generator()
         warnings.simplefilter("error", JudgeIsGeneratorWarning)
         judge = judge_settings(load_settings(None, other, environ={})).llm
     assert (judge.model, judge.base_url) == ("gpt-4o", "http://127.0.0.1:8/v1")
+    quality_judge = {**generator, "quality.model": "judge-7b", "quality.base_url": "http://127.0.0.1:7/v1"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", JudgeIsGeneratorWarning)
+        judge = judge_settings(load_settings(None, quality_judge, environ={})).llm
+    assert (judge.model, judge.base_url) == ("judge-7b", "http://127.0.0.1:7/v1"), "a configured judge is the default"
     paper = load_settings(Path(__file__).parents[1] / "configs" / "paper.yaml", {}, environ={})
     assert paper.evaluation.judge_model not in (None, paper.llm.model)
 

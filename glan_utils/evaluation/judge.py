@@ -7,7 +7,7 @@ its own against the generator's answer (`judge.jinja`); that answer is unverifie
 with the data generator, and is shown second. Questions come from the exported data set's `test` split; answers
 from each model (a local checkpoint through transformers, or an endpoint through the project's LLM client), with
 their own budget `evaluation.judge_max_tokens` (the references are full solutions); the judge is
-`evaluation.judge_model` (and `judge_base_url`), asked for a pydantic verdict, and a warning says when it is the
+`evaluation.judge_model` (else the quality judge), asked for a pydantic verdict, and a warning says when it is the
 data generator, which may favour the tuned model's style. A failed judge call keeps the row with its error. Texts
 too long for the judge's context window (`llm/context.py`) are trimmed to fit, head and end kept, and the row's
 `trimmed` names them."""
@@ -59,12 +59,15 @@ class JudgeIsGeneratorWarning(UserWarning):
 
 
 def judge_settings(settings: Settings) -> Settings:
-    """The settings the GLAN-Test judge calls with: `evaluation.judge_model` and `judge_base_url` in place of the
+    """The settings the GLAN-Test judge calls with: `evaluation.judge_model` (else the quality stage's judge,
+    `quality.model`, when one is configured) and `judge_base_url` (else `quality.base_url`) in place of the
     generator's; warns when the judge is the generator (the paper's setup had the same bias)."""
-    evaluation, llm = settings.evaluation, settings.llm
-    update: dict[str, Any] = {"model": evaluation.judge_model} if evaluation.judge_model else {}
-    if evaluation.judge_base_url:
-        update |= {"base_url": evaluation.judge_base_url, "base_urls": []}
+    evaluation, quality, llm = settings.evaluation, settings.quality, settings.llm
+    model = evaluation.judge_model or quality.model
+    base_url = evaluation.judge_base_url or (quality.base_url if not evaluation.judge_model else None)
+    update: dict[str, Any] = {"model": model} if model else {}
+    if base_url:
+        update |= {"base_url": base_url, "base_urls": []}
     judge_llm = llm.model_copy(update=update)
     if judge_llm.model == llm.model:
         warnings.warn(

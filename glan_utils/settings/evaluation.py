@@ -60,10 +60,13 @@ class EvalSettings(Section):
     )
     judge_model: str | None = Field(
         None,
-        description="GLAN-Test's judge model; null = the data generator (llm.model), which may favour answers in "
-        "its own style, so a warning says so (paper.yaml: gpt-4o, the generator being gpt-4o-mini).",
+        description="GLAN-Test's judge model; null = the quality judge (quality.model) when one is configured, "
+        "else the data generator (llm.model), which may favour answers in its own style, so a warning says so "
+        "(paper.yaml: gpt-4o, the generator being gpt-4o-mini).",
     )
-    judge_base_url: str | None = Field(None, description="GLAN-Test judge's endpoint; null = the run's (llm).")
+    judge_base_url: str | None = Field(
+        None, description="GLAN-Test judge's endpoint; null = the quality judge's with its model, else the run's."
+    )
     judge_mode: Literal["pairwise", "reference", "both"] = Field(
         "both",
         description="GLAN-Test: 'pairwise' (the paper: two models' answers, both orders), 'reference' "
