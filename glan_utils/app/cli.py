@@ -361,28 +361,24 @@ def _sweep_line(base: str, table: Any, failed: int, seconds: float) -> str:
 @app.command()
 def status(run: RunArg, config: ConfigOpt = None, notebooks: NotebooksOpt = None) -> None:
     """The run directory, then per stage: complete/stale/pending/not in range/failed/interrupted, records, cost."""
-    import pandas as pd
-
     from glan_utils.app import runner
-    from glan_utils.app.summary import markdown_table, run_table, totals_line
+    from glan_utils.app.summary import COLUMNS, markdown_table, rows_markdown, run_rows, totals_line
 
     with _user_errors():
         run_dir = _run_dir(run, config)
         typer.echo(f"run {run_dir.resolve()}")
-        table = run_table(run_dir)
+        rows = run_rows(run_dir)
         saved = runner.saved_invocation(run_dir)
         folder = notebooks or (saved.notebooks if saved else None) or DEFAULT_NOTEBOOKS
         catalog = runner.discover(folder) if folder.is_dir() else []
         chosen = {nb.stem for nb in runner.select(catalog, saved.start, saved.stop)} if saved and catalog else None
-        known = set(table["stage"])
-        rows = [{"stage": nb.stem, "status": _not_run(nb.stem in (chosen or {nb.stem}))} for nb in catalog]
-        done = chosen is not None and all(
-            table.loc[table["stage"] == nb, "status"].eq("complete").any() for nb in chosen
-        )
-        rows += [{"stage": s, "status": _not_run(not done)} for s in _generation_stages(known)]
-        missing = pd.DataFrame([r for r in rows if r["stage"] not in known], columns=["stage", "status"])
-        table = pd.concat([table, missing], ignore_index=True) if len(missing) else table
-        typer.echo(markdown_table(table))
+        known = {row["stage"] for row in rows}
+        status_of = {row["stage"]: row["status"] for row in rows}
+        extra = [{"stage": nb.stem, "status": _not_run(nb.stem in (chosen or {nb.stem}))} for nb in catalog]
+        done = chosen is not None and all(status_of.get(nb) == "complete" for nb in chosen)
+        extra += [{"stage": s, "status": _not_run(not done)} for s in _generation_stages(known)]
+        rows += [row for row in extra if row["stage"] not in known]
+        typer.echo(rows_markdown(rows, COLUMNS))
         typer.echo(f"total: {totals_line(run_dir)}")
         if (jobs := _batch_table(run_dir)) is not None:
             typer.echo(f"Batch API jobs (cancel: glan batches {run} --cancel):")

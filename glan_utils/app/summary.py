@@ -1,22 +1,29 @@
 """A run at a glance, cheaply: per-stage status, records, failures, calls and cost, and the run's totals.
 
 `glan status` and the closing line of `glan run` need only this module: it reads the manifest, the ledger and
-file sizes, and imports neither the stages (model clients) nor the report's exporters, so it answers in well
-under a second. The HTML report (`app/report.py`) shows the same table.
+file sizes, and imports neither the stages (model clients), the report's exporters nor pandas (`run_rows` are
+plain dicts; `run_table` makes the DataFrame the report and sweeps use), so status costs ~0.4 s of CPU.
+The HTML report (`app/report.py`) shows the same table.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from glan_utils.core.errors import InputError
 from glan_utils.core.paths import LEDGER
 from glan_utils.core.stale import stale_stages
 from glan_utils.llm.ledger import read_ledger
 from glan_utils.runs.store import RunStore, is_alive
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+COLUMNS = [
+    "stage", "status", "records", "failed", "failures_by_reason", "outside_plan", "calls", "cache_hits",
+    "call_failures", "tokens", "cost_usd",
+]  # fmt: skip
 
 
 def existing(run_dir: str | Path) -> Path:
@@ -48,13 +55,14 @@ def _reasons(counts: dict[str, int]) -> str | None:
     return "; ".join(f"{reason} x{n}" for reason, n in ranked) or None
 
 
-def run_table(run_dir: str | Path) -> pd.DataFrame:
+def run_rows(run_dir: str | Path) -> list[dict[str, Any]]:
     """One row per stage (notebooks and generation stages): status, records, failures (by reason), calls, tokens, cost.
 
     Records are lines of `<stage>.jsonl` (cheap at any size); call figures come from the cost ledger. A stage
     the manifest calls `running` whose recorded process no longer exists shows as interrupted; a complete one
     whose inputs changed since it ran (a saved review, an earlier stage rerun) shows as stale. `outside_plan`
     counts records on disk that the current plan no longer has (e.g. after lowering `questions_per_syllabus`).
+    Plain dicts, so `glan status` needs no pandas.
     """
     store = RunStore(existing(run_dir))
     stages = store.read_manifest().get("stages", {})
@@ -78,15 +86,26 @@ def run_table(run_dir: str | Path) -> pd.DataFrame:
                 "cost_usd": round(spent.cost_usd, 4) if spent else None,
             }
         )
-    table = pd.DataFrame(
-        rows,
-        columns=[
-            "stage", "status", "records", "failed", "failures_by_reason", "outside_plan", "calls", "cache_hits",
-            "call_failures", "tokens", "cost_usd",
-        ],
-    )  # fmt: skip
+    return rows
+
+
+def run_table(run_dir: str | Path) -> pd.DataFrame:
+    """`run_rows` as a DataFrame (counts as nullable integers), for the report, sweeps and notebooks."""
+    import pandas as pd
+
+    table = pd.DataFrame(run_rows(run_dir), columns=COLUMNS)
     counts = ["records", "failed", "outside_plan", "calls", "cache_hits", "call_failures", "tokens"]
     return table.astype(dict.fromkeys(counts, "Int64"))
+
+
+def rows_markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Rows as a markdown table (None as empty), with tabulate alone: no pandas."""
+    from tabulate import tabulate
+
+    if not rows:
+        return "_nothing recorded yet_"
+    body = [["" if row.get(c) is None else row.get(c) for c in columns] for row in rows]
+    return tabulate(body, headers=columns, tablefmt="pipe")
 
 
 def run_totals(run_dir: str | Path) -> dict[str, Any]:
