@@ -13,6 +13,7 @@ CONFIG_HISTORY = "config.history.jsonl"  # the snapshots config.yaml replaced, o
 REPLACED = "replaced"  # records moved aside by a replan, one folder per replan
 MANIFEST = "manifest.json"  # stage status and counts
 LEDGER = "ledger.jsonl"  # one line per model call
+CODE_CHECKS = "code_checks.jsonl"  # the code verifier's verdicts, by pair id and program hash
 DATASET = "dataset"  # the exported data set and its card
 NOTEBOOKS = "notebooks"  # executed notebooks of `glan run`
 EVALUATION = "evaluation"

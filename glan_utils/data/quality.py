@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from glan_utils.core.jsonl import iter_jsonl
+from glan_utils.core.paths import CODE_CHECKS
 from glan_utils.settings import QualityFilterSettings
 from glan_utils.stages.rules import DROPPING, RULES, rule_flags
 from glan_utils.stages.superseded import superseded_ids
@@ -40,9 +41,9 @@ def latest_verdicts(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def latest_verifications(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Per pair id: the code verifier's latest check (`code_checks.jsonl`, written by `evaluation.code_checks`)."""
+    """Per pair id: the code verifier's latest check (`code_checks.jsonl`, written by `stages.code_checks`)."""
     found: dict[str, list[dict[str, Any]]] = {}
-    for row in iter_jsonl(Path(run_dir) / "code_checks.jsonl"):
+    for row in iter_jsonl(Path(run_dir) / CODE_CHECKS):
         found[row["pair_id"]] = [row["verification"]]
     return found
 

@@ -6,6 +6,8 @@ scores five rubric criteria (1..5) with a short rationale (a bounded JSON reply)
 closed final answer (a number or short formula) also gets an independent second answer from the answer prompt at
 another seed (`quality.verifier_seed`, optionally `quality.verifier_model`), compared with sympy. The rule flags
 (`stages.rules`, no calls) are recorded alongside for display; the data set recomputes them with its own limits.
+Last, the code verifier (`stages.code_checks`, no calls) runs each pair whose question ships tests and whose answer
+ships Python in the sandbox.
 
 The judge is the answer model unless `quality.model` names another, on the run's endpoint unless
 `quality.base_url` names another (which then serves the second answers too). Each pair is its own task: resume is
@@ -14,6 +16,7 @@ by pair id; a failed judge or verifier call is a Failure with its raw output, re
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 from pydantic import BaseModel, Field
@@ -25,6 +28,7 @@ from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.answers import answer_prompt, example_question
 from glan_utils.stages.base import TEXT_MAX, Caller, Reply
+from glan_utils.stages.code_checks import check_code_pairs
 from glan_utils.stages.registry import Plan, Stage, StageReport, finish, run_pending
 from glan_utils.stages.rules import rule_flags
 from glan_utils.stages.selection import count_kept, first_record, kept_records
@@ -144,12 +148,15 @@ def quality_tasks(settings: Settings) -> Iterator[QAPair]:
 
 
 async def run(settings: Settings) -> StageReport:
-    """One verdict per kept QA pair (plus a second answer for closed ones)."""
+    """One verdict per kept QA pair (plus a second answer for closed ones), then the code verifier's sandbox runs
+    (no calls)."""
 
     def total() -> int:
         return count_kept(settings, "answers") if settings.quality.enabled else 0
 
     report = await run_pending(judge_settings(settings), NAME, NAME, lambda: quality_tasks(settings), judge_pair, total)
+    if settings.quality.enabled:
+        report.extra["code_checks"] = await asyncio.to_thread(check_code_pairs, settings)
     return finish(settings, report)
 
 

@@ -1,9 +1,9 @@
 """The code verifier: a QA pair whose question ships tests and whose answer ships Python is run in the sandbox.
 
-It lives here, not in the quality stage, because only `evaluation` may import the sandbox (`stages` and `data`
-sit below it). Notebook 04 (or any caller) runs `check_code_pairs` after the quality stage; each verdict is one
-line of `<run>/code_checks.jsonl` keyed by pair id and program hash (append-only: a rerun checks only new or
-changed programs), and the data set's quality filter reads that file as a verifier like the closed-answer one.
+Part of the quality stage: `stages/quality.py` runs `check_code_pairs` after the judge, so notebook 04, `glan run`
+and `run_until` all check code the same way. Each verdict is one line of `<run>/code_checks.jsonl` keyed by pair
+id and program hash (append-only: a rerun checks only new or changed programs), and the data set's quality filter
+reads that file as a verifier like the closed-answer one.
 Tests are the `assert` lines of the question's Python code blocks; the program is the answer's code blocks
 followed by those tests, run under `SandboxLimits` (no network, no new processes, time and memory caps).
 """
@@ -16,13 +16,13 @@ from typing import Any
 
 from glan_utils.core.ids import content_hash
 from glan_utils.core.jsonl import JsonlWriter, iter_jsonl
+from glan_utils.core.paths import CODE_CHECKS
 from glan_utils.core.records import QAPair, Verification
 from glan_utils.core.sandbox import ExecResult, SandboxLimits, run_python
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.superseded import superseded_ids
 
-CODE_CHECKS = "code_checks.jsonl"
 _BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 Runner = Callable[[str, SandboxLimits], ExecResult]
 
