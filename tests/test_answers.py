@@ -7,7 +7,7 @@ from support.sizes import TINY_RUN
 from glan_utils.runs.store import RunStore
 from glan_utils.stages import pipeline
 from glan_utils.testing import Behavior, OpenAIServer
-from glan_utils.views import quality
+from glan_utils.views import tables
 
 
 async def test_pairs_keep_parents_and_metadata_and_use_the_answer_model(make_settings):
@@ -67,7 +67,7 @@ async def test_cut_off_answer_gets_one_retry_with_a_larger_budget(openai_server,
     assert sorted(budgets.values()) == [[300]] * 9 + [[300, 600]]  # one retry, with twice the budget
     retried = [p for p in RunStore(settings.run_dir).iter_records("answers") if p.provenance.params["max_tokens"] > 300]
     assert len(retried) == 1  # the record says which budget made it
-    table = quality.truncation_by_difficulty(settings).set_index(["stage", "difficulty"])
+    table = tables.truncation_by_difficulty(settings).set_index(["stage", "difficulty"])
     answers = table.loc["answers"]
     assert answers["tasks"].sum() == 10 and answers["rescued"].sum() == 1 and answers["failed"].sum() == 0
     rescued_at = answers[answers["rescued"] == 1].index[0]
@@ -87,7 +87,7 @@ async def test_answer_cut_twice_is_a_failure_kept_with_its_text(openai_server, m
     assert sorted(r["max_tokens"] for r in openai_server.requests) == [300] * 10 + [450] * 10  # retry capped
     failure = next(RunStore(settings.run_dir).iter_failures("answers"))
     assert report.summary.failed == 10 and "max_tokens" in failure.reason and failure.raw
-    answers = quality.truncation_by_difficulty(settings).set_index(["stage", "difficulty"]).loc["answers"]
+    answers = tables.truncation_by_difficulty(settings).set_index(["stage", "difficulty"]).loc["answers"]
     assert answers["failed"].sum() == 10 and set(answers["failure_rate"]) == {1.0}
     assert report.summary.failures_by_reason
 

@@ -8,7 +8,7 @@ import numpy as np
 from glan_utils.core.jsonl import iter_jsonl
 from glan_utils.core.paths import CODE_CHECKS
 from glan_utils.core.records import QAPair, TaxonomyNode
-from glan_utils.data.quality import filter_pairs
+from glan_utils.data.quality_filter import filter_pairs
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import QualityFilterSettings
 from glan_utils.stages import pipeline

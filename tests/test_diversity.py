@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glan_utils.data.quality import filter_pairs, semantic_duplicates
+from glan_utils.data.quality_filter import filter_pairs, semantic_duplicates
 from glan_utils.llm.embeddings import embed
 from glan_utils.settings import QualityFilterSettings
 from glan_utils.views import diversity, quality_plots

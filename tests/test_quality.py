@@ -6,7 +6,7 @@ import pandas as pd
 
 from glan_utils.core.records import Question
 from glan_utils.views import plots
-from glan_utils.views.quality import distinctness, near_duplicate_ids
+from glan_utils.views.tables import distinctness, near_duplicate_ids
 
 
 def question(subject: str, text: str, index: int) -> Question:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glan_utils.data.quality import filter_pairs, pair_reasons
+from glan_utils.data.quality_filter import filter_pairs, pair_reasons
 from glan_utils.settings import QualityFilterSettings
 from glan_utils.settings.stages import QUESTION_TYPES
 from glan_utils.stages.rules import DROPPING, RULES, prose, rule_flags

@@ -8,7 +8,7 @@ data set was built from.
 
 Each step streams the records once and leaves its result in `<run>/dataset.work/` (a few bytes per record), so
 the steps can run in separate processes (the scale benchmark does) and memory stays flat as the record count
-grows. The quality step (`data.quality`, not in the paper) drops pairs by rule flags, judge score, verifier
+grows. The quality step (`data.quality_filter`, not in the paper) drops pairs by rule flags, judge score, verifier
 disagreement, regeneration and optionally semantic near-duplication. `build_dataset` runs all four and returns
 the `DatasetReport` also saved as `dataset/report.json`.
 """
@@ -39,7 +39,7 @@ from glan_utils.data.decontaminate import (
 from glan_utils.data.dedup import EXACT, KEPT, NEAR, DedupResult, find_duplicates
 from glan_utils.data.export import flat_row, write_splits, write_table
 from glan_utils.data.followups import assistant_turns, attach_followups, followup_messages, user_turns
-from glan_utils.data.quality import filter_pairs
+from glan_utils.data.quality_filter import filter_pairs
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import DatasetSettings
 from glan_utils.stages.questions import read_outside_plan

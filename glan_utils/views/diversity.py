@@ -4,7 +4,7 @@ Per node: the judge's mean score and the share of pairs with a rule flag; the ve
 *semantic* near-duplicate rate (share of questions the data set's semantic dedup would drop: cosine of
 all-MiniLM-L6-v2 embeddings >= threshold with an earlier question of the node) and the mean pairwise cosine
 distance of the node's questions; the *lexical* near-duplicate rate (the data set's MinHash definition,
-`views.quality.near_duplicate_pairs`); key-concept coverage (share of a syllabus' key concepts used by at least one
+`views.tables.near_duplicate_pairs`); key-concept coverage (share of a syllabus' key concepts used by at least one
 question, averaged over the node's syllabi); the question-type mix when questions carry a `question_type`; and
 planned vs labelled vs judged difficulty (the planned challenging share, the labelled one, and the share of
 pairs labelled challenging that the judge found as hard as labelled, `difficulty_fit` >= 3).
@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from glan_utils.data.quality import latest_verifications, semantic_duplicates
+from glan_utils.data.quality_filter import latest_verifications, semantic_duplicates
 from glan_utils.runs.store import RunStore
 from glan_utils.settings import Settings
 from glan_utils.stages.rules import RULES, rule_flags
 from glan_utils.stages.superseded import superseded_ids
-from glan_utils.views.quality import near_duplicate_pairs
+from glan_utils.views.tables import near_duplicate_pairs
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
 LEVELS = {"discipline": ["discipline"], "subject": ["discipline", "subject"]}
