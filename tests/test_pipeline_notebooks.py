@@ -16,7 +16,7 @@ TINY = {
     "01_taxonomy": {"n_fields": 1, "n_subfields": 2, "n_disciplines": 1, "interactive": False},
     "02_subjects": {"rounds": 2, "per_round": 2, "max_subjects": 2},
     "03_syllabi": {"min_sessions": 2, "max_sessions": 3},
-    "04_questions": {"questions_per_syllabus": 2, "language": "Deutsch"},
+    "04_questions": {"questions_per_syllabus": 2},
 }
 
 
@@ -54,11 +54,12 @@ def test_notebooks_run_in_order_and_rerun_makes_no_calls(openai_server, tmp_path
         "config_path": str(config),
         "base_url": openai_server.base_url,
         "model": "fake-model",
+        "language": "Français",  # shapes every stage's records, so every notebook of the run takes it (run identity)
     }
     executed = {name: execute(name, tmp_path, common) for name in TINY}
     store = RunStore(tmp_path / "outputs" / "nb")
     pairs = list(store.iter_records("answers"))
-    assert pairs and all(p.language == "Deutsch" for p in pairs)
+    assert pairs and all(p.language == "Français" for p in pairs)
     assert len({p.discipline for p in pairs}) == 2
     first = text_outputs(executed["01_taxonomy"])
     assert "calls to fake-model" in first and "--- user ---" in first  # estimate and prompt shown
