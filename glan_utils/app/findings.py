@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from glan_utils.core.jsonl import iter_jsonl
-from glan_utils.core.paths import CONFIG, DATASET, EVALUATION, LEDGER, MANIFEST
+from glan_utils.core.paths import CONFIG, DATASET, DATASET_REPORT, EVALUATION, LEDGER, MANIFEST, QA_TABLE
 from glan_utils.core.stale import stale_stages
 from glan_utils.evaluation.harness import BenchmarkScore, not_run
 from glan_utils.llm.ledger import read_ledger
@@ -41,7 +41,7 @@ def _read_json(path: Path) -> Any:
 def _qa(run_dir: Path) -> pd.DataFrame | None:
     """The exported pairs' place, difficulty and format; a data set exported before formats were recorded reads
     as untyped."""
-    path = run_dir / DATASET / "qa.parquet"
+    path = run_dir / DATASET / QA_TABLE
     if not path.is_file():
         return None
     wanted = ["field", "subfield", "discipline", "subject", "difficulty", "question_type"]
@@ -82,7 +82,7 @@ def _scores(run_dir: Path) -> list[BenchmarkScore]:
 
 def headline(run_dir: Path) -> str:
     """One sentence: pairs generated, kept (train/test), removed by reason, failed answers and the cost."""
-    report = _read_json(run_dir / DATASET / "report.json")
+    report = _read_json(run_dir / DATASET / DATASET_REPORT)
     total = read_ledger(run_dir / LEDGER)["all"]
     cost = f"${total.cost_usd:,.4f} for {total.calls:,} model calls ({total.cached:,} cached, {total.failed:,} failed)"
     if report is None:
@@ -150,7 +150,7 @@ def _benchmark_table(scores: list[BenchmarkScore]) -> str:
 def findings_html(run_dir: str | Path) -> str:
     """The first screen as HTML: the headline, four small figures in a grid and the benchmark table."""
     run_dir = Path(run_dir)
-    report, qa, scores = _read_json(run_dir / DATASET / "report.json"), _qa(run_dir), _scores(run_dir)
+    report, qa, scores = _read_json(run_dir / DATASET / DATASET_REPORT), _qa(run_dir), _scores(run_dir)
     parts = [
         _figure_html(
             _small(coverage(qa), "Coverage: pairs per field / sub-field / discipline", SUNBURST_PX), "coverage"

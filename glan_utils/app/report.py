@@ -25,7 +25,7 @@ from plotly.offline import get_plotlyjs
 
 from glan_utils.app.findings import FINDINGS_CSS, findings_html, headline, made_by, stage_problems
 from glan_utils.app.summary import existing, markdown_table, run_table, totals_line
-from glan_utils.core.paths import CONFIG, DATASET, NOTEBOOKS
+from glan_utils.core.paths import CONFIG, DATASET, NOTEBOOKS, REPORT
 from glan_utils.data.run_card import build_run_card
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -144,7 +144,7 @@ def render_report(run_dir: str | Path, out: str | Path | None = None, *, show_co
     )
     resources = {"plotly_js": get_plotlyjs(), "metadata": {"name": f"GLAN report: {run_dir.name}"}}
     html, _ = exporter.from_notebook_node(build_notebook(run_dir), resources=resources)
-    target = Path(out) if out else run_dir / "report.html"
+    target = Path(out) if out else run_dir / REPORT
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(html, encoding="utf-8")
     return target

@@ -38,7 +38,7 @@ from pydantic import BaseModel
 from glan_utils.app.interrupts import Interrupted, catch_signals
 from glan_utils.app.ticker import Ticker
 from glan_utils.core.errors import ConfigError
-from glan_utils.core.paths import MANIFEST, NOTEBOOKS
+from glan_utils.core.paths import MANIFEST, NOTEBOOK_SETTINGS, NOTEBOOKS
 from glan_utils.core.records import utc_now
 from glan_utils.core.stale import stale_stages
 from glan_utils.core.yaml_files import read_yaml
@@ -272,7 +272,7 @@ class RunPlan:
 
     def merged_config(self) -> Path:
         """`--config` plus the settings keys, validated, as one file for notebooks without `overrides`."""
-        path = self.run_dir / NOTEBOOKS / "settings.yaml"
+        path = self.run_dir / NOTEBOOKS / NOTEBOOK_SETTINGS
         path.parent.mkdir(parents=True, exist_ok=True)
         snapshot = self.settings.snapshot()
         for dotted in FILE_RELATIVE:  # relative paths in a settings file are read relative to that file

@@ -67,7 +67,7 @@ def run_rows(run_dir: str | Path) -> list[dict[str, Any]]:
     store = RunStore(existing(run_dir))
     stages = store.read_manifest().get("stages", {})
     stale = stale_stages(store.root)
-    ledger = read_ledger(store.path("ledger.jsonl"))
+    ledger = read_ledger(store.path(LEDGER))
     rows = []
     for name in [*stages, *(s for s in ledger if s not in stages and s != "all")]:
         info, spent = stages.get(name, {}), ledger.get(name)

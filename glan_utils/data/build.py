@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from glan_utils.core.errors import ConfigError, InputError
 from glan_utils.core.jsonl import iter_jsonl
+from glan_utils.core.paths import DATASET, DATASET_REPORT
 from glan_utils.data.card import write_card
 from glan_utils.data.decontaminate import (
     BenchmarkIndex,
@@ -292,11 +293,11 @@ def write_report(store: RunStore, settings: DatasetSettings) -> DatasetReport:
         settings=settings.model_dump(mode="json"),
         dataset_dir=str(store.path("dataset")),
     )
-    stats = write_card(store.path("dataset"), report.model_dump(), store.root, settings.license, settings.pretty_name)
+    stats = write_card(store.path(DATASET), report.model_dump(), store.root, settings.license, settings.pretty_name)
     report.counts = [
         {k: v for k, v in row.items() if k != "id_count"} | {"records": row["id_count"]} for row in stats["counts"]
     ]
-    store.path("dataset/report.json").write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    (store.path(DATASET) / DATASET_REPORT).write_text(report.model_dump_json(indent=2), encoding="utf-8")
     store.update_manifest(
         "dataset",
         status="complete",
@@ -332,7 +333,7 @@ def build_dataset(
 
 def load_report(store: RunStore) -> DatasetReport:
     """The report of the last `build_dataset` of this run."""
-    path = store.path("dataset/report.json")
+    path = store.path(DATASET) / DATASET_REPORT
     if not path.exists():
         raise InputError(f"no data set report at {path}: run build_dataset first")
     return DatasetReport.model_validate_json(path.read_text(encoding="utf-8"))

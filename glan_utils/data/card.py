@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from glan_utils.core.jsonl import iter_jsonl
-from glan_utils.core.paths import CONFIG, LEDGER
+from glan_utils.core.paths import CONFIG, LEDGER, QA_TABLE
 from glan_utils.data.run_card import build_run_card, card_section, write_run_card
 from glan_utils.llm.ledger import summarize
 
@@ -235,7 +235,7 @@ def write_card(
 ) -> dict[str, Any]:
     """Write `out_dir/README.md` from `out_dir/qa.parquet` and the run's `run_card.json`; returns the statistics."""
     write_run_card(run_dir, report)
-    stats = dataset_stats(out_dir / "qa.parquet")
+    stats = dataset_stats(out_dir / QA_TABLE)
     card = render_card(report, stats, run_dir, license_id, pretty_name)
     (out_dir / "README.md").write_text(card, encoding="utf-8")
     return stats

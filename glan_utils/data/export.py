@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from glan_utils.core.errors import SetupError
 from glan_utils.core.parallel import chunks
+from glan_utils.core.paths import QA_TABLE
 from glan_utils.data.hashing import mix64, string_hashes
 from glan_utils.settings import ExportSettings
 
@@ -252,7 +253,7 @@ def write_splits(table_path: Path, out_dir: Path, settings: ExportSettings) -> d
     offset = 0
     with ExitStack() as stack:
         jsonl = {name: stack.enter_context((out_dir / f"{name}.jsonl").open("w", encoding="utf-8")) for name in SPLITS}
-        table = stack.enter_context(pq.ParquetWriter(out_dir / "qa.parquet", PARQUET_SCHEMA))
+        table = stack.enter_context(pq.ParquetWriter(out_dir / QA_TABLE, PARQUET_SCHEMA))
         for batch in read_batches(table_path, settings.chunk_size):
             test = is_test[offset : offset + batch.num_rows]
             offset += batch.num_rows

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from glan_utils.core.jsonl import iter_jsonl
-from glan_utils.core.paths import CONFIG, DATASET, EVALUATION, FINETUNE, LEDGER, REVIEWS
+from glan_utils.core.paths import CONFIG, DATASET, DATASET_REPORT, EVALUATION, FINETUNE, LEDGER, QA_TABLE, REVIEWS
 from glan_utils.core.records import TaxonomyNode
 from glan_utils.llm.ledger import summarize
 from glan_utils.llm.prompts import PROMPTS_DIR, template_hash
@@ -96,7 +96,7 @@ def _costs(run_dir: Path) -> dict[str, Any]:
 
 
 def _data(run_dir: Path, report: dict[str, Any] | None) -> dict[str, Any] | None:
-    report = report or _read_json(run_dir / DATASET / "report.json")
+    report = report or _read_json(run_dir / DATASET / DATASET_REPORT)
     if report is None:
         return None
     keys = ("records", "exact_duplicates", "near_duplicates", "contaminated", "kept", "train", "test", "lsh", "ngram")
@@ -104,7 +104,7 @@ def _data(run_dir: Path, report: dict[str, Any] | None) -> dict[str, Any] | None
         "built_from": report.get("built_from", {}),
         "left_out_of_plan": report.get("excluded", {}),
         "removed_per_benchmark": report.get("benchmarks", {}),
-        "files": {name: file_hash(run_dir / DATASET / name) for name in ("train.jsonl", "test.jsonl", "qa.parquet")},
+        "files": {name: file_hash(run_dir / DATASET / name) for name in ("train.jsonl", "test.jsonl", QA_TABLE)},
     }
 
 

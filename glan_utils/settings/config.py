@@ -23,6 +23,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from glan_utils.core.errors import ConfigError
+from glan_utils.core.paths import CACHE
 from glan_utils.core.section import Section
 from glan_utils.core.yaml_files import read_yaml
 from glan_utils.settings.data import DatasetSettings
@@ -94,7 +95,7 @@ class Settings(Section):
     @property
     def cache_file(self) -> Path:
         """The response cache: shared by every run under the same output_dir unless `llm.cache_path` is set."""
-        return Path(self.llm.cache_path) if self.llm.cache_path else Path(self.output_dir) / "cache.sqlite"
+        return Path(self.llm.cache_path) if self.llm.cache_path else Path(self.output_dir) / CACHE
 
     def snapshot(self) -> dict[str, Any]:
         """A plain dict for `config.yaml`: contains no secret, since keys are never settings."""

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from glan_utils.core.paths import QA_TABLE
 from glan_utils.data.build import DatasetReport
 
 
@@ -63,5 +64,5 @@ def dataset_figures(report: DatasetReport) -> dict[str, go.Figure]:
     return {
         "dataset_removed": removed_by_reason(report),
         "dataset_disciplines": per_discipline(report),
-        "dataset_lengths": length_histograms(Path(report.dataset_dir) / "qa.parquet"),
+        "dataset_lengths": length_histograms(Path(report.dataset_dir) / QA_TABLE),
     }
