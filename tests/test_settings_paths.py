@@ -118,7 +118,11 @@ def test_preflight_and_estimate_see_the_same_values(
     args = [arg for key, value in {**NAMED, **DOTTED}.items() for arg in ("-p", key, str(value))]
     result = CliRunner().invoke(app, ["estimate", "--config", str(config), *args])
     assert result.exit_code == 0, result.output
-    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in result.output.splitlines() if line.startswith("| ")]
+    rows = [  # figures print with thousands separators
+        [c.strip().replace(",", "") for c in line.split("|")[1:-1]]
+        for line in result.output.splitlines()
+        if line.startswith("| ")
+    ]
     table = {row[0]: dict(zip(rows[0], row, strict=True)) for row in rows[2:]}
     subjects = table["subjects"]
     calls = 2 * EXPECTED["subjects.rounds"]  # 2 disciplines in the file's taxonomy
