@@ -31,7 +31,7 @@ from glan_utils.views.eval_plots import benchmark_bars, comparison_table
 from glan_utils.views.plots import coverage
 from glan_utils.views.style import SUNBURST_PX, colors, styled
 
-FIGURE_HEIGHT = 290
+FIGURE_HEIGHT = SUNBURST_PX // 3 - 4  # three beside the coverage sunburst, which spans their rows
 
 
 def _read_json(path: Path) -> Any:
@@ -180,6 +180,7 @@ def findings_html(run_dir: str | Path) -> str:
 
 FINDINGS_CSS = """<style>
 .glan-grid { display: grid; grid-template-columns: 1fr 1fr; gap: 4px 12px; }
+.glan-grid > :first-child { grid-row: span 3; }  /* the coverage sunburst beside the other three */
 .glan-missing { display: flex; align-items: center; justify-content: center; min-height: 120px;
   border: 1px dashed #bbb; color: #666; }
 .glan-benchmarks { font-size: 12px; border-collapse: collapse; margin-top: 6px; }

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 DIFFICULTY_COLORS = {"basic": "#4C78A8", "challenging": "#E45756"}
 PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Bold
-SUNBURST_PX = 640  # a sunburst's height: its labels are readable from ~600 px
+SUNBURST_PX = 600  # a sunburst's height: its labels are readable from ~600 px
 # Column names as an axis or legend shows them.
 AXIS_LABELS = {
     "pairs": "Q/A pairs",
