@@ -22,12 +22,13 @@ from support.reliability import (
     settings_for,
 )
 
-# 4 disciplines x 2 rounds -> ~20 subjects -> 20 syllabi -> 1,000 questions -> 1,000 answers (~2,030 calls).
+# 4 disciplines x 2 rounds -> 14 subjects (each round asks for its share of the cap of 5) -> 14 syllabi
+# -> 980 questions -> 980 answers (~1,980 calls).
 CHAOS_SIZES = {
     "subjects.rounds": 2,
     "subjects.per_round": 5,
     "subjects.max_subjects": 5,
-    "questions.questions_per_syllabus": 50,
+    "questions.questions_per_syllabus": 70,
     "llm.concurrency": 32,
     "llm.timeout_s": 1.0,
     "llm.retry_max_wait_s": 0.05,
